@@ -1,0 +1,1 @@
+"""Front doors of contextmri: stream processor, replay, Gadgetron gadget, MRD server, CLI."""

@@ -1,0 +1,5 @@
+import sys
+
+from gadget.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""The `contextmri` command.
+
+Subcommands are discovered from `recon_core.commands`, `training.commands` and `gadget.commands`:
+each module defines NAME, HELP, add_arguments(parser) and run(args) -> int (see DESIGN.md).
+Bad input (`ValueError`, including `recon_core.errors.InputError`, and missing files) prints one
+line to stderr and exits 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+COMMAND_PACKAGES = ("recon_core.commands", "training.commands", "gadget.commands")
+
+
+def _discover():
+    commands = {}
+    for pkg_name in COMMAND_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+            if info.name.startswith("_"):
+                continue
+            mod = importlib.import_module(f"{pkg_name}.{info.name}")
+            name = getattr(mod, "NAME", None)
+            if name:
+                commands[name] = mod
+    return commands
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="contextmri",
+        description="MRI reconstruction with a metadata-conditioned diffusion prior (DDS).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = _discover()
+    for name in sorted(commands):
+        mod = commands[name]
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks on errors")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        rc = args._run(args)
+    except KeyboardInterrupt:
+        print("contextmri: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"contextmri {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""contextmri reconstruction core: physics, masks, coils, metadata, prior, DDS, simulator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""Device and precision selection shared by every command (`--device auto|cpu|cuda`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import InputError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' → cuda if available else cpu; 'cpu'; 'cuda' / 'cuda:N' (error if unavailable)."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name} requested but CUDA is not available (use auto or cpu)")
+        return torch.device(name)
+    raise InputError(f"unknown device {name!r}: expected auto, cpu or cuda")
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """Context manager: autocast the network to bf16/fp16 on `device`; a no-op for fp32."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

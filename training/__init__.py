@@ -1,0 +1,1 @@
+"""Training and fine-tuning of the contextmri diffusion prior (uses recon_core)."""
