@@ -1,0 +1,63 @@
+"""`contextmri serve`: the MRD streaming server (OpenRecon/FIRE-style clients)."""
+
+NAME = "serve"
+HELP = "run the MRD streaming server: raw ISMRMRD acquisitions in, reconstructed images out"
+
+
+def add_arguments(parser):
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1, loopback only; 0.0.0.0 for all interfaces)")
+    parser.add_argument("--port", type=int, default=9002, help="TCP port (default 9002)")
+    parser.add_argument("--model", default=None, help="prior: 'default' or a saved model directory")
+    parser.add_argument("--method", default=None, help="dds|sense|l1wavelet|tv|zerofilled (default dds)")
+    parser.add_argument("--device", default=None, help="auto|cpu|cuda (default auto)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="default for any reconstruction parameter (repeatable); a client's TEXT JSON overrides")
+    parser.add_argument("--workers", type=int, default=1, help="connections reconstructed at once (default 1)")
+    parser.add_argument("--save-raw", default=None, metavar="DIR",
+                        help="write every connection's header and acquisitions to DIR/*.h5 before reconstruction")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds of client silence before a connection is dropped (default 600)")
+
+
+def defaults_from_args(args) -> dict:
+    """Parameter defaults (strings) from --model/--method/--device/--set; validated via ReconParams."""
+    from gadget.params import ReconParams
+    from recon_core.errors import InputError
+
+    out = {}
+    for key in ("model", "method", "device"):
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
+    for item in args.settings or []:
+        if "=" not in item:
+            raise InputError(f"--set expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    ReconParams.from_mapping(out, strict=True)  # fail at start-up, not per connection
+    return out
+
+
+def run(args):
+    import logging
+
+    from gadget.mrd_server import MRDServer, ServerConfig
+    from recon_core.errors import InputError
+
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port must be 0..65535, got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
+                          defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout)
+    server = MRDServer(config).start()
+    host, port = server.address
+    print(f"contextmri serve: listening on {host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    return 0

@@ -1,0 +1,489 @@
+"""MRD streaming server (OpenRecon/FIRE-style clients): `contextmri serve`.
+
+Per connection: CONFIG_FILE (1) or CONFIG_TEXT (2), HEADER (3), optional TEXT (5) JSON parameters
+(names of `gadget.params.ReconParams`), acquisitions (1008; waveforms 1026 accepted and ignored),
+CLOSE (4). Images (1022) stream back as slices complete, then CLOSE. A malformed stream gets one TEXT
+message "contextmri error: ..." and CLOSE where the socket still allows it; the server logs one line
+per connection and keeps serving.
+
+Threads: one accept thread feeds a queue; `workers` worker threads each handle one connection at a
+time and keep their own loaded priors (a prior is loaded once per worker, never shared between
+threads because the diffusion scheduler is stateful).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import ismrmrd
+
+from gadget.mrd_protocol import MID, ClientGone, Limits, MessageReader, MessageWriter, ProtocolError
+from recon_core.errors import InputError
+
+log = logging.getLogger("contextmri.serve")
+
+DEFAULT_PORT = 9002
+
+
+@dataclass
+class SessionResult:
+    """Outcome of one connection: counts, seconds, outcome ("ok" or "error: ..."), raw file if saved."""
+
+    peer: str = "?"
+    acquisitions: int = 0
+    waveforms: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    outcome: str = "ok"
+    config: str | None = None
+    raw_file: str | None = None
+    params: dict = field(default_factory=dict)
+
+    def log_line(self) -> str:
+        extra = f" raw={self.raw_file}" if self.raw_file else ""
+        return (f"peer={self.peer} config={self.config!r} acquisitions={self.acquisitions} "
+                f"images={self.images} seconds={self.seconds:.2f} outcome={self.outcome}{extra}")
+
+
+class Worker:
+    """Per-worker state: priors loaded once (keyed by model and device) and reused across connections."""
+
+    def __init__(self, index: int = 0, prior_loader: Callable | None = None):
+        self.index = index
+        self._priors: dict = {}
+        self._loader = prior_loader
+
+    def prior_for(self, params):
+        """The prior `params` needs (None unless method == 'dds'); loaded on first use by this worker."""
+        if params.method != "dds":
+            return None
+        key = (params.model, params.device)
+        if key not in self._priors:
+            if self._loader is not None:
+                self._priors[key] = self._loader(params.model, params.device)
+            else:
+                from recon_core.device import resolve_device
+                from recon_core.prior import load_prior
+
+                t0 = time.time()
+                self._priors[key] = load_prior(params.model, device=str(resolve_device(params.device)))
+                log.info("worker %d loaded prior %r in %.1f s", self.index, params.model, time.time() - t0)
+        return self._priors[key]
+
+
+def params_from_text(text: str, what: str = "TEXT message") -> dict:
+    """Parameters from a JSON object (or an XML with <property name= value=/>) -> dict of values.
+
+    JSON may nest them under "parameters"; empty values mean "default". Raises ProtocolError otherwise.
+    """
+    s = text.strip()
+    if not s:
+        return {}
+    if s.startswith("<"):
+        try:
+            root = ET.fromstring(s)
+        except ET.ParseError as exc:
+            raise ProtocolError(f"{what} looks like XML but does not parse: {exc}") from None
+        return properties_from_xml(root)
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{what} must be a JSON object of reconstruction parameters, "
+                            f"got {s[:40]!r} ({exc.msg})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("parameters"), dict):
+        obj = obj["parameters"]
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object of reconstruction parameters, got {type(obj).__name__}")
+    return {str(k): v for k, v in obj.items() if not (v is None or (isinstance(v, str) and v.strip() == ""))}
+
+
+def properties_from_xml(root) -> dict:
+    """{name: value} of every <property name=".." value=".."/> (or <name>/<value> children) under `root`.
+
+    Empty values are dropped (an empty property means "use the default").
+    """
+    out = {}
+    if root is None:
+        return out
+    for prop in root.iter("property"):
+        name = prop.get("name")
+        value = prop.get("value")
+        if name is None and prop.find("name") is not None:
+            name = prop.findtext("name")
+            value = prop.findtext("value")
+        if name is None:
+            continue
+        if value is None or value.strip() == "":
+            continue
+        out[name.strip()] = value.strip()
+    return out
+
+
+class RawWriter:
+    """Writes header + acquisitions (+ waveforms) to an ISMRMRD HDF5 file; `.tmp` until `finish()`."""
+
+    def __init__(self, directory: str | os.PathLike, stem: str):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.final = self.dir / f"{stem}.h5"
+        self.tmp = self.dir / f".{stem}.h5.tmp"
+        self.ds = ismrmrd.Dataset(str(self.tmp), "dataset", create_if_needed=True)
+        self.n = 0
+
+    def header(self, header) -> None:
+        self.ds.write_xml_header(header.toXML())
+
+    def acquisition(self, acq) -> None:
+        self.ds.append_acquisition(acq)
+        self.n += 1
+
+    def waveform(self, wav) -> None:
+        try:
+            self.ds.append_waveform(wav)
+        except Exception:  # waveforms are optional extras; never lose acquisitions over them
+            pass
+
+    def finish(self, complete: bool) -> str:
+        """Close the file and move it to its final name (suffix _incomplete if the stream broke)."""
+        self.ds.close()
+        final = self.final if complete else self.final.with_name(self.final.stem + "_incomplete.h5")
+        os.replace(self.tmp, final)
+        return str(final)
+
+
+def _stem(peer: str, counter: int) -> str:
+    safe = "".join(c if c.isalnum() else "-" for c in peer)
+    return f"{time.strftime('%Y%m%d-%H%M%S')}_{counter:05d}_{safe}"
+
+
+def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | None = None,
+                   worker: Worker | None = None, save_raw: str | os.PathLike | None = None,
+                   peer: str = "?", counter: int = 0, limits: Limits | None = None,
+                   processor_factory: Callable | None = None) -> SessionResult:
+    """Run one MRD session over binary streams (socket files or BytesIO). Never raises for bad input.
+
+    defaults: parameter strings from the command line (TEXT/CONFIG parameters override them).
+    processor_factory(header, params, prior) -> object with `.process(iterable of Acquisition)`
+    yielding ismrmrd.Image (default: `gadget.processor.StreamProcessor`). Returns a SessionResult.
+    """
+    t0 = time.time()
+    res = SessionResult(peer=peer)
+    worker = worker or Worker()
+    reader = MessageReader(rfile, limits)
+    writer = MessageWriter(wfile) if wfile is not None else None
+    raw: RawWriter | None = None
+    raw_complete = False
+    state = {"closed": False}
+
+    def send(obj):
+        if writer is not None:
+            writer.send(obj)
+
+    try:
+        # ---- preamble: configs, text parameters, header --------------------------------------
+        text_params: dict = {}
+        header = None
+        while header is None:
+            msg = reader.read()
+            if msg.mid in (MID.CONFIG_FILE, MID.CONFIG_TEXT):
+                if msg.mid == MID.CONFIG_FILE:
+                    res.config = str(msg.value)
+                else:
+                    res.config = "<config text>"
+                    s = str(msg.value).strip()
+                    if s.startswith("<") or s.startswith("{"):
+                        text_params.update(params_from_text(s, "CONFIG_TEXT message"))
+            elif msg.mid == MID.TEXT:
+                text_params.update(params_from_text(str(msg.value)))
+            elif msg.mid == MID.HEADER:
+                header = msg.value
+            elif msg.mid == MID.CLOSE:
+                raise ProtocolError("CLOSE received before the ISMRMRD HEADER: nothing to reconstruct")
+            else:
+                raise ProtocolError(f"{msg.name} received before the ISMRMRD HEADER: expected "
+                                    "CONFIG_FILE/CONFIG_TEXT, HEADER, optional TEXT parameters, then acquisitions")
+
+        # ---- parameters (TEXT may also follow the header, before the first acquisition) -------
+        pending = reader.read()
+        while pending.mid == MID.TEXT:
+            text_params.update(params_from_text(str(pending.value)))
+            pending = reader.read()
+
+        from gadget.params import ReconParams
+
+        merged = {**(defaults or {}), **text_params}
+        params = ReconParams.from_mapping(merged)
+        res.params = {k: v for k, v in merged.items()}
+        if params.extra:
+            log.warning("peer=%s ignoring unknown parameters %s", peer, sorted(params.extra))
+
+        if save_raw is not None:
+            raw = RawWriter(save_raw, _stem(peer, counter))
+            raw.header(header)
+
+        def acquisitions():
+            """Yield acquisitions until CLOSE; waveforms are ignored (saved with --save-raw)."""
+            msg = pending
+            while True:
+                if msg.mid == MID.ACQUISITION:
+                    res.acquisitions += 1
+                    if raw is not None:
+                        raw.acquisition(msg.value)
+                    yield msg.value
+                elif msg.mid == MID.WAVEFORM:
+                    res.waveforms += 1
+                    if raw is not None:
+                        raw.waveform(msg.value)
+                elif msg.mid == MID.CLOSE:
+                    state["closed"] = True
+                    return
+                elif msg.mid == MID.TEXT:
+                    log.warning("peer=%s TEXT after the first acquisition ignored: %.80r", peer, msg.value)
+                else:
+                    raise ProtocolError(f"unexpected {msg.name} message among the acquisitions")
+                msg = reader.read()
+
+        if raw is not None:
+            # Save everything before reconstruction: nothing is lost if the recon fails.
+            stream = list(acquisitions())
+            res.raw_file = raw.finish(complete=True)
+            raw_complete = True
+            raw = None
+        else:
+            stream = acquisitions()
+
+        prior = worker.prior_for(params)
+        if processor_factory is None:
+            from gadget.processor import StreamProcessor as processor_factory  # noqa: N813
+        processor = processor_factory(header, params, prior)
+        try:
+            for image in processor.process(stream):
+                send(image)
+                res.images += 1
+        except (ProtocolError, ClientGone, OSError):
+            raise
+        except Exception:
+            # Recon failed: read the rest of the stream so the client is not cut off mid-send.
+            if not state["closed"] and not isinstance(stream, list):
+                try:
+                    for _ in stream:
+                        pass
+                except Exception:
+                    pass
+            raise
+        if not isinstance(stream, list) and not state["closed"]:
+            # The processor stopped reading early; consume to CLOSE so the protocol stays in step.
+            for _ in stream:
+                pass
+        if writer is not None:
+            writer.close()
+    except ClientGone:
+        res.outcome = "error: client disconnected before CLOSE"
+    except (TimeoutError, socket.timeout):
+        res.outcome = "error: timed out waiting for the client"
+    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+        res.outcome = "error: connection lost"
+    except Exception as exc:  # noqa: BLE001 - every failure ends this connection, never the server
+        kind = "bad input" if isinstance(exc, ValueError) else type(exc).__name__
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        res.outcome = f"error: {msg}"
+        if not isinstance(exc, ValueError):
+            log.exception("peer=%s reconstruction failed (%d acquisitions, %d images sent)",
+                          peer, res.acquisitions, res.images)
+        try:
+            send(f"contextmri error ({kind}): {msg}")
+            if writer is not None:
+                writer.close()
+        except Exception:
+            pass
+    finally:
+        if raw is not None and not raw_complete:
+            try:
+                res.raw_file = raw.finish(complete=False)
+            except Exception:
+                log.exception("peer=%s could not finish the raw file", peer)
+        res.seconds = time.time() - t0
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ServerConfig:
+    """Server settings. defaults: parameter strings applied to every connection (TEXT overrides)."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    defaults: dict = field(default_factory=dict)
+    save_raw: str | None = None
+    timeout: float = 600.0          # seconds of silence before a connection is dropped
+    limits: Limits = field(default_factory=Limits)
+
+
+class MRDServer:
+    """Threaded MRD server. `start()` binds and returns; `address` gives (host, port); `shutdown()`."""
+
+    def __init__(self, config: ServerConfig, processor_factory: Callable | None = None,
+                 prior_loader: Callable | None = None):
+        self.config = config
+        self.processor_factory = processor_factory
+        self.prior_loader = prior_loader
+        self.results: list[SessionResult] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sock: socket.socket | None = None
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._sock.getsockname()[:2]
+
+    def start(self) -> "MRDServer":
+        if self.config.workers < 1:
+            raise InputError(f"--workers must be >= 1, got {self.config.workers}")
+        if self.config.save_raw:
+            Path(self.config.save_raw).mkdir(parents=True, exist_ok=True)
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError as exc:
+            sock.close()
+            raise InputError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from None
+        sock.listen(16)
+        sock.settimeout(0.2)
+        self._sock = sock
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._work, args=(Worker(i, self.prior_loader),), daemon=True,
+                                 name=f"mrd-worker-{i}")
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._accept, daemon=True, name="mrd-accept")
+        t.start()
+        self._threads.append(t)
+        log.info("listening on %s:%d with %d worker(s)%s", *self.address, self.config.workers,
+                 f", saving raw data to {self.config.save_raw}" if self.config.save_raw else "")
+        return self
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, addr = self._sock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            self._queue.put((conn, addr))
+
+    def _work(self, worker: Worker):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            conn, addr = item
+            with self._lock:
+                self._counter += 1
+                counter = self._counter
+            self.handle(conn, addr, worker, counter)
+
+    def handle(self, conn: socket.socket, addr, worker: Worker, counter: int = 0) -> SessionResult:
+        """Serve one accepted socket to the end; always closes it; logs one line."""
+        peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+        conn.settimeout(self.config.timeout)
+        rfile = conn.makefile("rb")
+        wfile = conn.makefile("wb")
+        try:
+            res = handle_session(rfile, wfile, defaults=self.config.defaults, worker=worker,
+                                 save_raw=self.config.save_raw, peer=peer, counter=counter,
+                                 limits=self.config.limits, processor_factory=self.processor_factory)
+        except Exception as exc:  # pragma: no cover - handle_session does not raise for bad input
+            res = SessionResult(peer=peer, outcome=f"error: internal {type(exc).__name__}: {exc}")
+            log.exception("peer=%s internal error", peer)
+        finally:
+            _close_quietly(conn, rfile, wfile)
+        (log.info if res.outcome == "ok" else log.warning)("%s", res.log_line())
+        with self._lock:
+            self.results.append(res)
+        return res
+
+    def serve_forever(self):
+        """Start (if needed) and block until `shutdown()` or Ctrl-C."""
+        if self._sock is None:
+            self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self.shutdown()
+
+    def shutdown(self, timeout: float = 5.0):
+        if self._stop.is_set() and self._sock is None:
+            return
+        self._stop.set()
+        for _ in range(self.config.workers):
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+def _close_quietly(conn: socket.socket, rfile, wfile, linger: float = 1.0):
+    """Flush, half-close, drain briefly (so a final TEXT/CLOSE is not lost to a reset), then close."""
+    for f in (wfile,):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    try:
+        conn.settimeout(0.05)
+        deadline = time.time() + linger
+        while time.time() < deadline:
+            if not conn.recv(65536):
+                break
+    except OSError:
+        pass
+    for f in (rfile, wfile):
+        try:
+            f.close()
+        except Exception:
+            pass
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def session_from_bytes(data: bytes, **kw) -> tuple[SessionResult, bytes]:
+    """Run `handle_session` on an in-memory byte stream; returns (result, bytes the server wrote)."""
+    out = io.BytesIO()
+    res = handle_session(io.BytesIO(data), out, **kw)
+    return res, out.getvalue()
