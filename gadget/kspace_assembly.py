@@ -84,8 +84,8 @@ class EncodingGeometry:
         center = None
         n_slices = 1
         if lim is not None:
-            if lim.kspace_encode_step_1 is not None and lim.kspace_encode_step_1.center is not None:
-                center = int(lim.kspace_encode_step_1.center)
+            if lim.kspace_encoding_step_1 is not None and lim.kspace_encoding_step_1.center is not None:
+                center = int(lim.kspace_encoding_step_1.center)
             if lim.slice is not None and lim.slice.maximum is not None:
                 n_slices = int(lim.slice.maximum) + 1
         if center is None or not (0 <= center < enc_ny):
