@@ -179,8 +179,26 @@ def buffer_slices(buffer):
         for s in range(ns):
             for n in range(nn):
                 ksp = np.ascontiguousarray(data[:, :, 0, :, n, s, loc].transpose(2, 1, 0)).astype(np.complex64, copy=False)
-                heads = [headers[i, 0, n, s, loc] for i in range(e1)] if headers is not None else []
+                acquired = np.abs(ksp).sum(axis=(0, 2)) > 0
+                heads = [headers[i, 0, n, s, loc] for i in range(e1) if acquired[i]] if headers is not None else []
                 out.append(((n, s, loc), ksp, heads))
+    return out
+
+
+def ref_like(ref: np.ndarray, ref_heads: list, shape: tuple) -> np.ndarray:
+    """Calibration k-space (C, ny_ref, nx) -> (C, ny, nx) like the data buffer (rows placed by
+    kspace_encode_step_1 when the ref buffer has its own E1 size)."""
+    if ref.shape == tuple(shape):
+        return ref
+    C, ny, nx = shape
+    if ref.shape[0] != C or ref.shape[2] != nx:
+        raise InputError(f"ReconData ref buffer has shape (CHA, E1, E0) = {ref.shape}, data has {tuple(shape)}")
+    out = np.zeros(shape, np.complex64)
+    acquired = np.flatnonzero(np.abs(ref).sum(axis=(0, 2)) > 0)   # same order as ref_heads
+    for i, h in zip(acquired, ref_heads):
+        row = int(h.idx.kspace_encode_step_1)
+        if 0 <= row < ny:
+            out[:, row] = ref[:, i]
     return out
 
 
@@ -195,9 +213,11 @@ def _buffer_body(connection, params, prior, ctx) -> None:
         for b, bit in enumerate(recon_data.bits):
             refs = {}
             if bit.ref is not None:
-                refs = {key: ksp for key, ksp, _ in buffer_slices(bit.ref)}
+                refs = {key: (ksp, heads) for key, ksp, heads in buffer_slices(bit.ref)}
             for key, ksp, heads in buffer_slices(bit.data):
                 ref = refs.get(key, refs.get((0, key[1], key[2]), next(iter(refs.values()), None)))
+                if ref is not None:
+                    ref = ref_like(ref[0], ref[1], ksp.shape)
                 try:
                     images = processor.process_buffer(ksp, heads, ref=ref)
                 except Exception as exc:

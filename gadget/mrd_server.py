@@ -73,11 +73,15 @@ class Worker:
             if self._loader is not None:
                 self._priors[key] = self._loader(params.model, params.device)
             else:
+                from gadget.model_cache import resolve_model
                 from recon_core.device import resolve_device
                 from recon_core.prior import load_prior
 
                 t0 = time.time()
-                self._priors[key] = load_prior(params.model, device=str(resolve_device(params.device)))
+                prior = load_prior(resolve_model(params.model), device=str(resolve_device(params.device)))
+                if hasattr(prior, "eval"):
+                    prior.eval()
+                self._priors[key] = prior
                 log.info("worker %d loaded prior %r in %.1f s", self.index, params.model, time.time() - t0)
         return self._priors[key]
 
