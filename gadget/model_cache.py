@@ -17,22 +17,22 @@ _LOCK = threading.Lock()
 
 def default_model_dir() -> str:
     """Directory of the shipped default model (may not exist yet)."""
-    import recon_core
+    from recon_core.prior.checkpoint import DEFAULT_MODEL_DIR
 
-    return os.path.join(os.path.dirname(recon_core.__file__), "models", "default")
+    return str(DEFAULT_MODEL_DIR)
 
 
 def resolve_model(name: str) -> str:
     """'default' → the shipped model directory; otherwise the given directory. Missing → InputError."""
-    if name in (None, "", "default"):
-        path = default_model_dir()
-        if not os.path.isdir(path) or not os.listdir(path):
-            raise InputError(f"the default model is not installed (expected it in {path}); pass --model DIR with a "
-                             f"trained prior, or use a baseline method (--method l1wavelet|sense|tv|zerofilled)")
-        return os.path.realpath(path)
-    if not os.path.isdir(name):
-        raise InputError(f"model directory {name!r} does not exist (expected 'default' or a saved prior directory)")
-    return os.path.realpath(name)
+    from recon_core.prior.checkpoint import resolve_model_path
+
+    try:
+        return os.path.realpath(resolve_model_path(name or "default"))
+    except InputError as exc:
+        if str(name or "default") == "default":
+            raise InputError(f"{exc}; or pass --model DIR, or use a baseline (--method l1wavelet|sense|tv|zerofilled)"
+                             ) from None
+        raise
 
 
 def get_prior(name: str = "default", device: str = "auto"):
