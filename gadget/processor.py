@@ -216,7 +216,6 @@ class StreamProcessor:
 
     def reconstruct_arrays(self, sd: SliceData) -> SliceResult:
         """Maps, record/prompt and the reconstruction of one slice (no Image building)."""
-        from recon_core import baselines
         from recon_core.coils import espirit_maps
         from recon_core.metadata.prompt import build_prompt
 
@@ -238,10 +237,14 @@ class StreamProcessor:
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
         else:
+            from recon_core import baselines
+
             image = np.asarray(baselines.reconstruct(p.method, ksp, maps[None], sd.mask))[0]
         t2 = time.perf_counter()
         zf = None
         if p.send_zerofilled:
+            from recon_core import baselines
+
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
         res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
