@@ -1,0 +1,266 @@
+"""Checkpoint directory of a prior (diffusers style, safetensors weights):
+
+    DIR/contextmri.json        manifest: format, version, resolution, prompt format, encoder kind,
+                               conditioned, normalisation, training summary, part folder names
+    DIR/unet/                  UNet2DConditionModel (config.json + diffusion_pytorch_model.safetensors)
+    DIR/scheduler/             DDPMScheduler (scheduler_config.json)
+    DIR/metadata_encoder/      ConditionEncoder.save_pretrained (typed encoder, or CLIP text_encoder/+tokenizer/)
+
+A directory laid out like ContextMRI's published `MRI_checkpoint` (no manifest; `fastmri/` or `skm-tea/`
+UNet, `text_encoder/` + `tokenizer/` (CLIP), `scheduler/`) loads unchanged with a CLIP encoder and the
+ContextMRI prompt format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+
+MANIFEST = "contextmri.json"
+FORMAT = "contextmri-prior"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+NORMALISATION = {"kind": "percentile", "percentile": 99.0, "of": "|MVUE|",
+                 "channels": ["real", "imag"], "fft": "centred orthonormal"}
+
+
+def make_manifest(cfg: dict, encoder, preset: str | None = None, training: dict | None = None) -> dict:
+    """Manifest dict for a prior built from config `cfg` with `encoder`."""
+    from .. import __version__
+
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "contextmri_version": __version__,
+        "preset": preset,
+        "resolution": int(cfg["resolution"]),
+        "prompt_format": cfg.get("prompt_format", "contextmri"),
+        "encoder_kind": getattr(encoder, "kind", None),
+        "conditioned": bool(cfg.get("conditioned", True)),
+        "normalisation": dict(NORMALISATION),
+        "config": json.loads(json.dumps(cfg)),
+        "training": training or {},
+        "parts": {"unet": "unet", "scheduler": "scheduler", "encoder": "metadata_encoder"},
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+def _atomic_dir(target: Path):
+    """(tmp_dir, commit) — write into tmp_dir, then commit() swaps it into `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+    def commit():
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    return tmp, commit
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def save_prior(prior, directory, extra_manifest: dict | None = None) -> Path:
+    """Write `prior` to `directory` atomically (temp dir + rename); returns the path."""
+    directory = Path(directory)
+    tmp, commit = _atomic_dir(directory)
+    try:
+        parts = prior.manifest.get("parts") or {}
+        unet_dir = parts.get("unet", "unet")
+        enc_dir = parts.get("encoder", "metadata_encoder")
+        prior.unet.save_pretrained(tmp / unet_dir, safe_serialization=True)
+        prior.scheduler.save_pretrained(tmp / parts.get("scheduler", "scheduler"))
+        prior.encoder.save_pretrained(tmp / enc_dir)
+        manifest = dict(prior.manifest)
+        manifest.update(extra_manifest or {})
+        manifest["parts"] = {"unet": unet_dir, "scheduler": parts.get("scheduler", "scheduler"), "encoder": enc_dir}
+        manifest["format"], manifest["version"] = FORMAT, FORMAT_VERSION
+        write_json_atomic(tmp / MANIFEST, manifest)
+        commit()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+# ------------------------------------------------------------------------------------------------
+def read_manifest(directory) -> dict:
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: key 'format' is {manifest.get('format')!r}, expected {FORMAT!r}")
+    version = manifest.get("version")
+    if not isinstance(version, int):
+        raise InputError(f"{path}: key 'version' must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise InputError(f"{path}: key 'version' is {version}, newer than this contextmri supports "
+                         f"({FORMAT_VERSION}); upgrade contextmri")
+    for key in ("resolution", "parts"):
+        if key not in manifest:
+            raise InputError(f"{path}: missing key {key!r}")
+    return manifest
+
+
+def _require_dir(path: Path, what: str, files=()) -> Path:
+    if not path.is_dir():
+        raise InputError(f"checkpoint part missing: {path} ({what})")
+    for name in files:
+        if not any((path / f).is_file() for f in ([name] if isinstance(name, str) else name)):
+            raise InputError(f"checkpoint part incomplete: {path} has no {name if isinstance(name, str) else ' or '.join(name)}")
+    return path
+
+
+_UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _load_unet(path: Path):
+    from diffusers import UNet2DConditionModel
+
+    _require_dir(path, "UNet2DConditionModel", ["config.json", _UNET_WEIGHTS])
+    try:
+        unet = UNet2DConditionModel.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: cannot load the UNet ({str(exc).splitlines()[0]})") from exc
+    return unet
+
+
+def _load_scheduler(path: Path):
+    from diffusers import DDPMScheduler
+
+    _require_dir(path, "DDPMScheduler", ["scheduler_config.json"])
+    try:
+        sched = DDPMScheduler.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: cannot load the scheduler ({str(exc).splitlines()[0]})") from exc
+    if sched.config.prediction_type != "epsilon":
+        raise InputError(f"{path / 'scheduler_config.json'}: key 'prediction_type' is "
+                         f"{sched.config.prediction_type!r}, expected 'epsilon'")
+    return sched
+
+
+def _check_consistent(unet, encoder, manifest: dict, where: Path) -> None:
+    cfg = unet.config
+    for key in ("in_channels", "out_channels"):
+        if cfg[key] != 2:
+            raise InputError(f"{where}/unet/config.json: key {key!r} is {cfg[key]}, expected 2 (real, imag)")
+    want = cfg.encoder_hid_dim if cfg.get("encoder_hid_dim") is not None else cfg.cross_attention_dim
+    key = "encoder_hid_dim" if cfg.get("encoder_hid_dim") is not None else "cross_attention_dim"
+    if int(want) != int(encoder.dim):
+        raise InputError(f"{where}: mismatched parts: unet config {key!r} = {want} but the encoder "
+                         f"({getattr(encoder, 'kind', '?')}) gives tokens of dim {encoder.dim}")
+    if int(manifest["resolution"]) != int(cfg.sample_size):
+        raise InputError(f"{where / MANIFEST}: key 'resolution' is {manifest['resolution']} but "
+                         f"unet/config.json sample_size is {cfg.sample_size}")
+
+
+def is_contextmri_layout(directory) -> bool:
+    d = Path(directory)
+    return (not (d / MANIFEST).exists() and (d / "text_encoder").is_dir() and (d / "scheduler").is_dir()
+            and any((d / v).is_dir() for v in ("fastmri", "skm-tea", "unet")))
+
+
+def _load_contextmri_layout(directory: Path, variant: str | None):
+    """ContextMRI's MRI_checkpoint: fastmri/|skm-tea/|unet/ + text_encoder/ + tokenizer/ + scheduler/."""
+    from ..metadata.encoders import build_encoder
+
+    variants = [variant] if variant else ["fastmri", "unet", "skm-tea"]
+    unet_dir = next((directory / v for v in variants if (directory / v).is_dir()), None)
+    if unet_dir is None:
+        raise InputError(f"checkpoint part missing: {directory / variants[0]} (UNet of the ContextMRI layout)")
+    _require_dir(directory / "tokenizer", "CLIPTokenizer")
+    _require_dir(directory / "text_encoder", "CLIPTextModel", ["config.json"])
+    unet = _load_unet(unet_dir)
+    sched = _load_scheduler(directory / "scheduler")
+    encoder = build_encoder({"kind": "clip", "path": str(directory)})
+    prompt = "skmtea" if unet_dir.name == "skm-tea" else "contextmri"
+    manifest = {
+        "format": FORMAT, "version": FORMAT_VERSION, "preset": None, "source": "contextmri-mri-checkpoint",
+        "resolution": int(unet.config.sample_size), "prompt_format": prompt, "encoder_kind": encoder.kind,
+        "conditioned": True, "normalisation": dict(NORMALISATION), "training": {},
+        "parts": {"unet": unet_dir.name, "scheduler": "scheduler", "encoder": "metadata_encoder"},
+    }
+    return unet, sched, encoder, manifest
+
+
+def resolve_model_path(path_or_name) -> Path:
+    """'default' → the shipped model (recon_core/models/default); otherwise a directory path."""
+    if str(path_or_name) == "default":
+        if not (DEFAULT_MODEL_DIR / MANIFEST).is_file():
+            raise InputError(f"the default model is not installed ({DEFAULT_MODEL_DIR} has no {MANIFEST}); "
+                             f"train one with `contextmri train --config training/configs/default.yaml`")
+        return DEFAULT_MODEL_DIR
+    path = Path(path_or_name).expanduser()
+    if not path.is_dir():
+        raise InputError(f"model directory not found: {path} (expected 'default' or a checkpoint directory)")
+    return path
+
+
+def load_prior(path_or_name="default", device="cpu", variant: str | None = None, adapter=None):
+    """Load a prior checkpoint directory (or 'default', or a ContextMRI MRI_checkpoint directory).
+
+    `variant` picks the UNet folder of a ContextMRI layout ("fastmri" | "skm-tea"). `adapter` is an
+    optional LoRA adapter directory (see `recon_core.prior.lora`) applied onto the base. A directory
+    whose manifest is itself a LoRA adapter loads its base (manifest key "base") plus the adapter.
+    Returns a `Prior` in eval mode on `device`.
+    """
+    from ..device import resolve_device
+    from .model import Prior
+
+    directory = resolve_model_path(path_or_name)
+    if is_contextmri_layout(directory):
+        unet, sched, encoder, manifest = _load_contextmri_layout(directory, variant)
+    else:
+        if not (directory / MANIFEST).is_file():
+            raise InputError(f"{directory}: not a prior checkpoint (no {MANIFEST}, and not a ContextMRI "
+                             f"MRI_checkpoint layout with fastmri/ + text_encoder/ + tokenizer/ + scheduler/)")
+        manifest = read_manifest(directory)
+        if manifest.get("kind") == "lora-adapter":
+            base = manifest.get("base")
+            if not base:
+                raise InputError(f"{directory / MANIFEST}: LoRA adapter without key 'base'; pass the base model")
+            base_path = Path(base) if Path(base).is_absolute() or base == "default" else directory / base
+            return load_prior(base_path if base != "default" else "default", device=device, adapter=directory)
+        parts = manifest["parts"]
+        from ..metadata.encoders import load_encoder
+
+        unet = _load_unet(directory / parts.get("unet", "unet"))
+        sched = _load_scheduler(directory / parts.get("scheduler", "scheduler"))
+        enc_dir = _require_dir(directory / parts.get("encoder", "metadata_encoder"), "condition encoder")
+        try:
+            encoder = load_encoder(enc_dir)
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise InputError(f"{enc_dir}: cannot load the condition encoder ({str(exc).splitlines()[0]})") from exc
+    _check_consistent(unet, encoder, manifest, directory)
+    prior = Prior(unet, sched, encoder, manifest)
+    if adapter is not None:
+        from .lora import load_adapter
+
+        load_adapter(prior, adapter)
+    prior.eval()
+    return prior.to(resolve_device(device) if isinstance(device, str) else device)

@@ -1,0 +1,181 @@
+"""The diffusion prior: a diffusers UNet2DConditionModel (2 channels: real, imag of the normalised MVUE),
+a DDPMScheduler (1000 steps, epsilon prediction) and a metadata/text condition encoder.
+
+`build_prior(preset_or_config)` creates an untrained prior from a preset in `recon_core/prior/presets/`
+(or a config dict of the same schema); `load_prior` / `Prior.save_pretrained` live in `checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+PRESET_DIR = Path(__file__).with_name("presets")
+CONFIG_KEYS = {"resolution", "prompt_format", "conditioned", "encoder", "unet", "scheduler"}
+# Keys of the UNet config that build_prior fills itself (from the resolution and the encoder).
+_UNET_FIXED = {"sample_size", "in_channels", "out_channels"}
+_SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
+                       "beta_end": 0.02, "prediction_type": "epsilon", "clip_sample": False}
+
+
+class Prior(torch.nn.Module):
+    """Holder of the prior's parts.
+
+    Attributes: `unet` (UNet2DConditionModel, 2 in / 2 out channels), `scheduler` (DDPMScheduler),
+    `encoder` (ConditionEncoder: `encode(records) -> (B, L, D)`, `null_tokens(B)`), `manifest` (dict).
+    An unconditional prior (`manifest["conditioned"] is False`, e.g. the unconditional twin) always
+    uses the null tokens: `condition(records)` then equals `uncondition(len(records))`.
+    """
+
+    def __init__(self, unet, scheduler, encoder, manifest: dict):
+        super().__init__()
+        self.unet = unet
+        self.encoder = encoder
+        self.scheduler = scheduler
+        self.manifest = dict(manifest)
+
+    # --- properties -------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        """Training image size (square, pixels)."""
+        return int(self.manifest.get("resolution", self.unet.config.sample_size))
+
+    @property
+    def conditioned(self) -> bool:
+        return bool(self.manifest.get("conditioned", True))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    # --- conditioning -----------------------------------------------------------------------
+    def condition(self, records) -> torch.Tensor:
+        """Tokens (B, L, D) float32 for a list of MetadataRecord (null tokens if the prior is unconditional)."""
+        records = list(records)
+        if not self.conditioned:
+            return self.uncondition(len(records))
+        return self.encoder.encode(records).to(self.device)
+
+    def uncondition(self, batch_size: int) -> torch.Tensor:
+        """Unconditional (empty-metadata) tokens (B, L, D)."""
+        return self.encoder.null_tokens(int(batch_size)).to(self.device)
+
+    # --- network ------------------------------------------------------------------------------
+    def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """ε̂(x_t, t, c): x (B, 2, H, W) float, t (B,) long in [0, 1000), tokens (B, L, D) → (B, 2, H, W) float32."""
+        if x.ndim != 4 or x.shape[1] != 2:
+            raise InputError(f"prior input must be (B, 2, H, W) (real, imag); got shape {tuple(x.shape)}")
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        out = self.unet(x, t, encoder_hidden_states=tokens.to(x.dtype) if tokens.dtype != x.dtype else tokens,
+                        return_dict=False)[0]
+        return out.float()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, records=None, tokens=None) -> torch.Tensor:
+        """Training forward (used under DDP): tokens from `records` through the encoder (with gradients)."""
+        if tokens is None:
+            tokens = self.condition(records)
+        return self.predict_eps(x, t, tokens)
+
+    def save_pretrained(self, directory) -> Path:
+        """Write the checkpoint directory (unet/, scheduler/, metadata_encoder/, contextmri.json) atomically."""
+        from .checkpoint import save_prior
+
+        return save_prior(self, directory)
+
+
+# ------------------------------------------------------------------------------------------------
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    """The config dict of a preset (`tiny`, `cpu-128`, `contextmri-320`) or of a YAML file path."""
+    import yaml
+
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise InputError(f"unknown prior preset {name!r}: expected one of {list_presets()} or a YAML file")
+    with open(path) as fh:
+        cfg = yaml.safe_load(fh) or {}
+    check_config(cfg, str(path))
+    return cfg
+
+
+def check_config(cfg: dict, source: str = "prior config") -> None:
+    """Raise InputError naming `source` and the key for unknown or missing keys."""
+    if not isinstance(cfg, dict):
+        raise InputError(f"{source}: expected a mapping, got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - CONFIG_KEYS)
+    if unknown:
+        raise InputError(f"{source}: unknown key {unknown[0]!r} (allowed: {sorted(CONFIG_KEYS)})")
+    for key in ("resolution", "unet", "encoder"):
+        if key not in cfg:
+            raise InputError(f"{source}: missing key {key!r}")
+    fixed = sorted(_UNET_FIXED & set(cfg["unet"] or {}))
+    if fixed:
+        raise InputError(f"{source}: unet.{fixed[0]} is set from 'resolution' and must not be given")
+
+
+def unet_config(cfg: dict, encoder_dim: int) -> dict:
+    """Full UNet2DConditionModel kwargs from a prior config and the encoder's token dim D."""
+    kw = dict(cfg["unet"])
+    kw.update(sample_size=int(cfg["resolution"]), in_channels=2, out_channels=2)
+    if kw.get("encoder_hid_dim") is not None:
+        kw["encoder_hid_dim"] = int(encoder_dim)  # text_proj: D -> cross_attention_dim
+        kw.setdefault("cross_attention_dim", int(encoder_dim))
+    else:
+        kw["cross_attention_dim"] = int(encoder_dim)
+    return kw
+
+
+def build_scheduler(cfg: dict | None):
+    from diffusers import DDPMScheduler
+
+    kw = dict(_SCHEDULER_DEFAULTS)
+    kw.update(cfg or {})
+    if kw["prediction_type"] != "epsilon":
+        raise InputError(f"scheduler.prediction_type must be 'epsilon', got {kw['prediction_type']!r}")
+    return DDPMScheduler(**kw)
+
+
+def build_prior(preset_or_config="tiny", seed: int | None = 0) -> Prior:
+    """An untrained prior from a preset name / YAML path / config dict (schema: presets/*.yaml).
+
+    The encoder is `recon_core.metadata.build_encoder(config["encoder"])`; the UNet's
+    cross_attention_dim is the encoder's token dim. `seed` makes the initial weights reproducible.
+    """
+    from diffusers import UNet2DConditionModel
+
+    from ..metadata.encoders import build_encoder
+
+    if isinstance(preset_or_config, (str, os.PathLike)):
+        name = str(preset_or_config)
+        cfg = load_preset(name)
+    else:
+        cfg = copy.deepcopy(dict(preset_or_config))
+        check_config(cfg)
+        name = cfg.get("name", "custom")
+    if seed is not None:
+        torch.manual_seed(int(seed))
+    try:
+        encoder = build_encoder(dict(cfg["encoder"]))
+        unet = UNet2DConditionModel(**unet_config(cfg, encoder.dim))
+    except TypeError as exc:  # unknown UNet/encoder argument
+        raise InputError(f"prior config {name!r}: {exc}") from exc
+    scheduler = build_scheduler(cfg.get("scheduler"))
+    from .checkpoint import make_manifest
+
+    manifest = make_manifest(cfg, encoder, preset=name if isinstance(preset_or_config, str) else None)
+    return Prior(unet, scheduler, encoder, manifest)
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
