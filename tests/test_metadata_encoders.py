@@ -173,6 +173,9 @@ def test_clip_offline_trap(clip_dir, tmp_path):
         build_encoder({"kind": "clip", "path": str(tmp_path), "min_vocab": 100})
     with pytest.raises(InputError, match="text_encoder"):
         build_encoder({"kind": "clip", "path": str(tmp_path / "nowhere")})
+    with pytest.raises(InputError, match="hidden size 32"):
+        build_encoder({"kind": "clip", "path": str(clip_dir), "min_vocab": 100, "dim": 768})
+    assert build_encoder({"kind": "clip", "path": str(clip_dir), "min_vocab": 100, "dim": 32}).dim == 32
 
 
 def test_both_encoder(clip_dir, tmp_path):

@@ -19,7 +19,7 @@ from recon_core.errors import InputError
 from recon_core.metadata.encoders.base import CONFIG_NAME, ConditionEncoder, as_records, write_json
 from recon_core.metadata.prompt import VARIANTS, build_prompt
 
-_CONFIG_KEYS = {"kind", "path", "max_length", "prompt_variant", "min_vocab"}
+_CONFIG_KEYS = {"kind", "path", "max_length", "prompt_variant", "min_vocab", "dim"}
 
 
 def load_clip_parts(path, min_vocab: int = 1000):
@@ -66,6 +66,9 @@ class ClipTextEncoder(ConditionEncoder):
         if self.config["prompt_variant"] not in VARIANTS:
             raise InputError(f"clip encoder config prompt_variant: expected one of {VARIANTS}, got {self.config['prompt_variant']!r}")
         self.tokenizer, self.text_encoder = load_clip_parts(self.config["path"], self.config["min_vocab"])
+        if config.get("dim") is not None and int(config["dim"]) != self.dim:  # optional consistency check
+            raise InputError(f"clip encoder config dim: expected the text encoder's hidden size {self.dim} "
+                             f"({self.config['path']}/text_encoder), got {config['dim']}")
 
     @property
     def dim(self) -> int:
