@@ -195,8 +195,8 @@ def _load_contextmri_layout(directory: Path, variant: str | None):
     _require_dir(directory / "text_encoder", "CLIPTextModel", ["config.json"])
     unet = _load_unet(unet_dir)
     sched = _load_scheduler(directory / "scheduler")
-    encoder = build_encoder({"kind": "clip", "path": str(directory)})
     prompt = "skmtea" if unet_dir.name == "skm-tea" else "contextmri"
+    encoder = build_encoder({"kind": "clip", "path": str(directory), "prompt_variant": prompt})
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "preset": None, "source": "contextmri-mri-checkpoint",
         "resolution": int(unet.config.sample_size), "prompt_format": prompt, "encoder_kind": encoder.kind,
