@@ -1,0 +1,89 @@
+"""Image quality metrics on magnitude images: PSNR, SSIM, NMSE.
+
+Conventions (`convention=`):
+- "fastmri" (default): magnitudes as they are; data_range = max(|ref|) (fastMRI `evaluate.py`).
+  PSNR = 10 log10(range² / MSE); SSIM with a 7×7 uniform window, K1 = 0.01, K2 = 0.03, sample
+  covariances (as scikit-image's `structural_similarity` defaults, which fastMRI uses).
+- "contextmri": each magnitude image min–max normalised to [0, 1] first, then data_range = 1 for
+  PSNR and, as ContextMRI's code does (sic), data_range = 2 for SSIM.
+NMSE = ‖ref − rec‖² / ‖ref‖² on the (possibly normalised) magnitudes.
+Inputs: one slice (ny, nx) or a batch (B, ny, nx), complex or real, numpy or torch; batch → per-slice
+values (array of B).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from .errors import InputError
+
+CONVENTIONS = ("fastmri", "contextmri")
+
+
+def _prep(ref, rec, convention):
+    if convention not in CONVENTIONS:
+        raise InputError(f"unknown metric convention {convention!r}: expected one of {CONVENTIONS}")
+    ref = np.abs(np.asarray(ref.detach().cpu() if hasattr(ref, "detach") else ref)).astype(np.float64)
+    rec = np.abs(np.asarray(rec.detach().cpu() if hasattr(rec, "detach") else rec)).astype(np.float64)
+    if ref.shape != rec.shape:
+        raise InputError(f"reference {ref.shape} and reconstruction {rec.shape} shapes differ")
+    if ref.ndim not in (2, 3):
+        raise InputError(f"expected (ny, nx) or (B, ny, nx) images, got shape {ref.shape}")
+    if not (np.isfinite(ref).all() and np.isfinite(rec).all()):
+        raise InputError("metrics: non-finite values in the images")
+    batched = ref.ndim == 3
+    if not batched:
+        ref, rec = ref[None], rec[None]
+    if convention == "contextmri":
+        def mm(a):
+            lo = a.min(axis=(1, 2), keepdims=True)
+            hi = a.max(axis=(1, 2), keepdims=True)
+            return (a - lo) / np.maximum(hi - lo, 1e-12)
+        ref, rec = mm(ref), mm(rec)
+    return ref, rec, batched
+
+
+def _out(v, batched):
+    v = np.asarray(v, dtype=np.float64)
+    return v if batched else float(v[0])
+
+
+def nmse(ref, rec, convention: str = "fastmri"):
+    ref, rec, b = _prep(ref, rec, convention)
+    return _out(((ref - rec) ** 2).sum(axis=(1, 2)) / np.maximum((ref ** 2).sum(axis=(1, 2)), 1e-30), b)
+
+
+def psnr(ref, rec, convention: str = "fastmri"):
+    ref, rec, b = _prep(ref, rec, convention)
+    mse = ((ref - rec) ** 2).mean(axis=(1, 2))
+    rng = ref.max(axis=(1, 2)) if convention == "fastmri" else np.ones(len(ref))
+    with np.errstate(divide="ignore"):
+        return _out(10 * np.log10(rng ** 2 / np.maximum(mse, 1e-30)), b)
+
+
+def _ssim2d(x, y, data_range, win=7, k1=0.01, k2=0.03):
+    ux, uy = uniform_filter(x, win), uniform_filter(y, win)
+    uxx, uyy, uxy = uniform_filter(x * x, win), uniform_filter(y * y, win), uniform_filter(x * y, win)
+    n = win * win
+    cov = n / (n - 1)
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2
+    return s[pad:-pad, pad:-pad].mean()
+
+
+def ssim(ref, rec, convention: str = "fastmri"):
+    ref, rec, b = _prep(ref, rec, convention)
+    vals = []
+    for r, x in zip(ref, rec):
+        dr = r.max() if convention == "fastmri" else 2.0
+        vals.append(_ssim2d(r, x, dr))
+    return _out(vals, b)
+
+
+def all_metrics(ref, rec, convention: str = "fastmri") -> dict:
+    """{'psnr', 'ssim', 'nmse'} for one slice (floats) or a batch (arrays)."""
+    return {"psnr": psnr(ref, rec, convention), "ssim": ssim(ref, rec, convention),
+            "nmse": nmse(ref, rec, convention)}

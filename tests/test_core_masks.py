@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from recon_core.coils import calib_region
+from recon_core.errors import InputError
+from recon_core.masks import KINDS, make_mask, parse_mask_spec
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("accel", [4, 8])
+def test_realised_acceleration_and_acs(kind, accel):
+    shape = (320, 320) if kind != "poisson2d" else (128, 128)
+    res = make_mask(kind, shape, accel, seed=3)
+    assert res.mask.dtype == bool and res.mask.shape == shape
+    assert abs(res.accel - accel) / accel < 0.01
+    assert abs(shape[0] * shape[1] / res.mask.sum() - res.accel) < 1e-9
+    # ACS: ContextMRI defaults 8 % (×4), 4 % (×8), centred and fully sampled
+    expected = max(round(shape[0] * 0.32 / accel), 8)
+    assert len(res.acs_lines) == expected
+    assert res.mask[res.acs_lines].all() if kind != "poisson2d" else res.mask[res.acs_lines][:, shape[1] // 2].all()
+    cy, _ = calib_region(res.mask)
+    assert cy >= len(res.acs_lines)
+    if kind != "poisson2d":
+        assert (res.mask.all(axis=1) | ~res.mask.any(axis=1)).all()  # whole readouts
+
+
+def test_seeded_and_without_replacement():
+    a = make_mask("uniform1d", (256, 64), 4, seed=1).mask
+    b = make_mask("uniform1d", (256, 64), 4, seed=1).mask
+    c = make_mask("uniform1d", (256, 64), 4, seed=2).mask
+    assert (a == b).all() and (a != c).any()
+    assert a[:, 0].sum() == 64  # exactly ny / R lines: none drawn twice
+
+
+def test_equispaced_is_regular():
+    m = make_mask("equispaced1d", (256, 32), 4, seed=0)
+    rows = np.setdiff1d(np.flatnonzero(m.mask[:, 0]), m.acs_lines)
+    gaps = np.diff(rows)
+    assert np.median(gaps) in (3, 4, 5)
+
+
+def test_accel_one_is_full():
+    for kind in KINDS:
+        assert make_mask(kind, (32, 32), 1).mask.all()
+
+
+@pytest.mark.parametrize("bad", [("uniform1d", 0.5), ("nonsense", 4), ("uniform1d", float("nan"))])
+def test_bad_input(bad):
+    with pytest.raises(InputError):
+        make_mask(bad[0], (64, 64), bad[1])
+
+
+def test_parse_spec():
+    assert parse_mask_spec("poisson2d:15") == ("poisson2d", 15.0)
+    with pytest.raises(InputError, match="KIND:ACCEL"):
+        parse_mask_spec("uniform1d")
