@@ -1,0 +1,129 @@
+"""Training configuration (YAML): schema, defaults and validation (unknown keys → InputError naming the
+file and the key).
+
+Top level: name, seed, prior (preset name | YAML path | dict, schema of recon_core/prior/presets),
+init (checkpoint dir to start from, e.g. the base for LoRA), data, train, conditioning, lora.
+Relative paths in `data.path`, `data.cache`, `init` are resolved against the current directory.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from recon_core.errors import InputError
+
+DEFAULTS = {
+    "name": "run",
+    "seed": 0,
+    "prior": "tiny",
+    "init": None,
+    "data": {
+        "kind": "export",          # export (simulator export) | fastmri (multi-coil .h5) | ismrmrd (raw .h5)
+        "path": None,              # export dir, or a .h5 file / directory of .h5 files
+        "split": "train",          # export split
+        "cache": None,             # fastmri/ismrmrd: where the preprocessed export-layout cache is written
+        "limit": None,             # use only the first N slices
+        "augment_phase": True,     # multiply each image by a random global phase e^{i phi} (physically valid)
+    },
+    "train": {
+        "batch_size": 8,           # per process, per micro-batch
+        "grad_accum": 1,
+        "max_steps": 100,          # optimiser steps in total (across resumed runs)
+        "lr": 1.0e-4,
+        "weight_decay": 1.0e-4,
+        "betas": [0.9, 0.999],
+        "grad_clip": 1.0,
+        "ema_decay": 0.999,
+        "ema_warmup": True,        # decay_t = min(ema_decay, (1 + t) / (10 + t)) (diffusers EMAModel default)
+        "precision": "bf16",       # fp32 | bf16 | fp16 (autocast of the network)
+        "checkpoint_every": 200,   # steps; also on SIGINT/SIGTERM, --max-minutes and at the end
+        "log_every": 10,           # CSV rows every N steps (the loss is the mean over those steps)
+        "device": "auto",
+        "threads": None,           # torch.set_num_threads
+        "max_minutes": None,       # wall-time limit of one run (stops cleanly with a checkpoint)
+    },
+    "conditioning": {
+        "mode": "contextmri",      # contextmri | independent | none | unconditional (always null tokens)
+        "p_empty": 0.1,
+        "p_params": 0.5,
+        "p_field": 0.5,
+    },
+    "lora": None,                  # {rank: 4, alpha: 32, targets: [to_q, to_k, to_v, to_out.0]}; needs init
+}
+LORA_KEYS = {"rank", "alpha", "targets", "dropout"}
+DATA_KINDS = ("export", "fastmri", "ismrmrd")
+COND_MODES = ("contextmri", "independent", "none", "unconditional")
+
+
+def _merge(base: dict, over: dict, source: str, prefix: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if key not in base:
+            raise InputError(f"{source}: unknown key {prefix + key!r} (allowed: {sorted(base)})")
+        if isinstance(base[key], dict) and key != "prior":
+            if not isinstance(value, dict):
+                raise InputError(f"{source}: key {prefix + key!r} must be a mapping, got {type(value).__name__}")
+            out[key] = _merge(base[key], value, source, prefix + key + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(config, overrides: dict | None = None) -> dict:
+    """YAML path or dict → full validated config (defaults filled). `overrides`: {"train.max_steps": 5, ...}."""
+    import yaml
+
+    source = "training config"
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if not path.is_file():
+            raise InputError(f"training config not found: {path}")
+        source = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    else:
+        raw = copy.deepcopy(dict(config))
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping at the top level")
+    cfg = _merge(DEFAULTS, raw, source)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        cfg[section][key] = value
+    _validate(cfg, source)
+    cfg["_source"] = source
+    return cfg
+
+
+def _validate(cfg: dict, source: str) -> None:
+    d, t, c = cfg["data"], cfg["train"], cfg["conditioning"]
+    if d["kind"] not in DATA_KINDS:
+        raise InputError(f"{source}: key 'data.kind' is {d['kind']!r}, expected one of {DATA_KINDS}")
+    if c["mode"] not in COND_MODES:
+        raise InputError(f"{source}: key 'conditioning.mode' is {c['mode']!r}, expected one of {COND_MODES}")
+    for key in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "log_every"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise InputError(f"{source}: key 'train.{key}' must be a positive integer, got {t[key]!r}")
+    for key in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+        try:
+            t[key] = float(t[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: key 'train.{key}' must be a number, got {t[key]!r}") from None
+    if not 0.0 <= t["ema_decay"] < 1.0:
+        raise InputError(f"{source}: key 'train.ema_decay' must be in [0, 1), got {t['ema_decay']}")
+    if t["precision"] not in ("fp32", "bf16", "fp16"):
+        raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected fp32, bf16 or fp16")
+    if cfg["lora"] is not None:
+        if not isinstance(cfg["lora"], dict):
+            raise InputError(f"{source}: key 'lora' must be a mapping or null")
+        unknown = sorted(set(cfg["lora"]) - LORA_KEYS)
+        if unknown:
+            raise InputError(f"{source}: unknown key 'lora.{unknown[0]}' (allowed: {sorted(LORA_KEYS)})")
+        if not cfg["init"]:
+            raise InputError(f"{source}: key 'lora' needs key 'init' (the base checkpoint to adapt)")
+    if not isinstance(cfg["prior"], (str, dict)):
+        raise InputError(f"{source}: key 'prior' must be a preset name, a YAML path or a mapping")

@@ -1,0 +1,460 @@
+"""Training loop of the prior: ε-MSE, AdamW, grad clip, EMA, CFG dropout, autocast, gradient
+accumulation, DDP (torchrun / accelerate launch env), periodic checkpoints and exact resume.
+
+Output directory:
+    OUT/model/         exported prior (EMA weights), a checkpoint directory `load_prior` reads
+                       (for LoRA runs: the adapter directory, manifest key "base")
+    OUT/train_state/   model.safetensors (raw weights), ema.safetensors, optimizer.pt, rng.pt, state.json
+    OUT/log.csv        step, epoch, loss, lr, ema_decay, samples_per_s, elapsed_s (rank 0)
+    OUT/loss.png       loss curve
+    OUT/config.yaml    the resolved config
+
+Exact resume: the state holds model, EMA, optimiser, step, data position (epoch, cursor; the per-epoch
+order is a deterministic function of seed, epoch and world size) and every RNG (torch global, the noise
+generator, the numpy CFG-dropout generator; per rank). On CPU a resumed run equals the uninterrupted
+run bit for bit (tests/test_training_resume.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon_core.errors import InputError
+
+STATE_DIR, MODEL_DIR = "train_state", "model"
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: final step, stop reason, output dir, last losses, the prior (raw weights
+    in `.prior`; EMA exported to out/model) and the dataset indices this rank saw (in order)."""
+    step: int
+    reason: str
+    out: Path
+    losses: list = field(default_factory=list)
+    prior: object = None
+    seen: list = field(default_factory=list)
+    seconds_per_step: float = float("nan")
+    rank: int = 0
+    world_size: int = 1
+
+
+# ------------------------------------------------------------------------------------------------
+class _Dist:
+    """torch.distributed from the environment torchrun / accelerate launch set (WORLD_SIZE, RANK, ...)."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        self.owns_group = False
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+            self.owns_group = True
+
+    def barrier(self):
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def mean(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def gather(self, obj):
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def any(self, flag: bool) -> bool:
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1 if flag else 0])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+    def close(self):
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+class _Order:
+    """Deterministic per-epoch sample order (DistributedSampler: seed + epoch, shuffled, rank shard)."""
+
+    def __init__(self, n: int, batch: int, rank: int, world: int, seed: int):
+        from torch.utils.data import DistributedSampler
+
+        if n // world < batch:
+            raise InputError(f"training data: {n} images are too few for batch size {batch} x {world} processes")
+        self.sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                          drop_last=True)
+        self.batch = batch
+        self.epoch, self.cursor, self._indices = 0, 0, None
+
+    def _load(self):
+        self.sampler.set_epoch(self.epoch)
+        self._indices = list(self.sampler)
+
+    def next_batch(self) -> list[int]:
+        if self._indices is None:
+            self._load()
+        if self.cursor + self.batch > len(self._indices):
+            self.epoch, self.cursor = self.epoch + 1, 0
+            self._load()
+        out = self._indices[self.cursor:self.cursor + self.batch]
+        self.cursor += self.batch
+        return out
+
+
+def condition_records(records, mode: str, cond_cfg: dict, rng: np.random.Generator):
+    """CFG dropout of a batch's records: "unconditional" → all-empty records (null tokens always);
+    otherwise `recon_core.metadata.dropout.apply_cfg_dropout` (contextmri | independent | none)."""
+    from recon_core.metadata import MetadataRecord
+    from recon_core.metadata.dropout import apply_cfg_dropout
+
+    if mode == "unconditional":
+        return [MetadataRecord() for _ in records]
+    return apply_cfg_dropout(records, mode=mode, p_empty=cond_cfg["p_empty"], p_params=cond_cfg["p_params"],
+                             p_field=cond_cfg["p_field"], generator=rng)
+
+
+def _phase_rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Multiply each complex image (B, 2, H, W) by a random global phase e^{iφ}, φ ~ U[0, 2π)."""
+    phi = torch.rand(x.shape[0], generator=gen) * (2 * math.pi)
+    c, s = torch.cos(phi)[:, None, None], torch.sin(phi)[:, None, None]
+    re, im = x[:, 0], x[:, 1]
+    return torch.stack([re * c - im * s, re * s + im * c], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+def _trainable(prior):
+    return [(n, p) for n, p in prior.named_parameters() if p.requires_grad]
+
+
+def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, world, elapsed, log_rows):
+    from safetensors.torch import save_file
+
+    from recon_core.prior.checkpoint import _atomic_dir, write_json_atomic
+
+    tmp, commit = _atomic_dir(out / STATE_DIR)
+    try:
+        sd = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+        save_file(sd, str(tmp / "model.safetensors"))
+        save_file({n: s.detach().cpu().contiguous() for (n, _), s in zip(named, ema.shadow_params)},
+                  str(tmp / "ema.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng_all, tmp / "rng.pt")
+        ema_meta = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+        write_json_atomic(tmp / "state.json", {
+            "step": step, "epoch": order.epoch, "cursor": order.cursor, "world_size": world,
+            "ema": ema_meta, "elapsed_s": elapsed, "config": {k: v for k, v in cfg.items() if k != "_source"},
+            "params": [n for n, _ in named], "log_rows": log_rows})
+        commit()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load_state(state_dir: Path, prior, named, ema, opt, order, world):
+    from safetensors.torch import load_file
+
+    st_path = state_dir / "state.json"
+    for name in ("state.json", "model.safetensors", "ema.safetensors", "optimizer.pt", "rng.pt"):
+        if not (state_dir / name).is_file():
+            raise InputError(f"cannot resume: {state_dir / name} missing")
+    state = json.loads(st_path.read_text())
+    if state.get("params") != [n for n, _ in named]:
+        raise InputError(f"cannot resume: {st_path} key 'params' does not match this model's trainable parameters")
+    if int(state.get("world_size", 1)) != world:
+        raise InputError(f"cannot resume exactly: {st_path} key 'world_size' is {state.get('world_size')}, "
+                         f"this run has {world} processes")
+    missing, unexpected = prior.load_state_dict(load_file(str(state_dir / "model.safetensors")), strict=False)
+    if unexpected or missing:
+        raise InputError(f"cannot resume: {state_dir / 'model.safetensors'} does not match the model "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    shadow = load_file(str(state_dir / "ema.safetensors"))
+    ema_state = dict(state["ema"])
+    ema_state["shadow_params"] = [shadow[n].to(p.device) for n, p in named]
+    ema.load_state_dict(ema_state)
+    opt.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+    order.epoch, order.cursor, order._indices = int(state["epoch"]), int(state["cursor"]), None
+    rng_all = torch.load(state_dir / "rng.pt", weights_only=False)
+    return state, rng_all
+
+
+def _write_log(out: Path, rows: list[dict], title: str):
+    """CSV log and PNG loss curve (rank 0)."""
+    if not rows:
+        return
+    keys = list(rows[0].keys())
+    tmp = out / ".log.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out / "log.csv")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [r["step"] for r in rows]
+        loss = [r["loss"] for r in rows]
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        ax.plot(steps, loss, lw=0.8, label="loss (mean per log interval)")
+        if len(loss) >= 5:
+            k = max(2, len(loss) // 20)
+            sm = np.convolve(loss, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], sm, lw=1.5, label=f"moving mean ({k})")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("ε-MSE")
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / ".loss.png.tmp.png")
+        plt.close(fig)
+        os.replace(out / ".loss.png.tmp.png", out / "loss.png")
+    except Exception as exc:  # the plot is a convenience; never lose a checkpoint over it
+        print(f"warning: loss plot not written ({exc})")
+
+
+def _export(out: Path, prior, named, ema, cfg, step, lora: bool):
+    from training.ema import ema_weights
+
+    training = {"steps": step, "config": cfg.get("_source"), "name": cfg["name"],
+                "data": {k: cfg["data"][k] for k in ("kind", "path", "split")},
+                "conditioning": cfg["conditioning"], "ema_decay": cfg["train"]["ema_decay"],
+                "batch_size": cfg["train"]["batch_size"], "grad_accum": cfg["train"]["grad_accum"]}
+    with ema_weights(ema, [p for _, p in named]):
+        if lora:
+            from recon_core.prior.lora import save_adapter
+
+            init = cfg["init"]
+            base = init if init == "default" else str(Path(init).resolve())
+            save_adapter(prior, out / MODEL_DIR, base=base)
+        else:
+            prior.manifest["training"] = training
+            prior.manifest["conditioned"] = cfg["conditioning"]["mode"] != "unconditional"
+            prior.save_pretrained(out / MODEL_DIR)
+
+
+# ------------------------------------------------------------------------------------------------
+def train(config, out=None, resume=None, max_steps: int | None = None, device: str | None = None,
+          max_minutes: float | None = None, dataset=None, progress: bool = True,
+          overrides: dict | None = None) -> TrainResult:
+    """Train (or resume) the prior described by `config` (YAML path or dict; see training/config.py).
+
+    `dataset`: optional in-memory dataset (len, item i → ((2,H,W) float32, MetadataRecord)) instead of
+    `config["data"]`. `max_steps` overrides train.max_steps (the total step count), `max_minutes` sets a
+    wall-time limit for this run. Stops cleanly (checkpoint + export) on SIGINT/SIGTERM.
+    """
+    from tqdm.auto import tqdm
+
+    from recon_core.device import autocast, resolve_device
+    from recon_core.prior import build_prior, load_prior
+    from training.config import load_config
+    from training.datasets import build_dataset
+    from training.ema import make_ema
+
+    ov = dict(overrides or {})
+    ov.update({"train.max_steps": max_steps, "train.device": device, "train.max_minutes": max_minutes})
+    cfg = load_config(config, ov)
+    tc, cc = cfg["train"], cfg["conditioning"]
+    if tc["threads"]:
+        torch.set_num_threads(int(tc["threads"]))
+    dev = resolve_device(tc["device"])
+    dist = _Dist(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(dev)
+    rank, world = dist.rank, dist.world
+    if out is None:
+        if resume is None:
+            raise InputError("train: give an output directory (--out) or --resume DIR")
+        out = resume
+    out = Path(out)
+    state_dir = None
+    if resume is not None:
+        r = Path(resume)
+        state_dir = r if (r / "state.json").is_file() else r / STATE_DIR
+        if not (state_dir / "state.json").is_file():
+            raise InputError(f"--resume {resume}: no training state (expected {state_dir / 'state.json'})")
+
+    seed = int(cfg["seed"])
+    # model (same initial weights on every rank; DDP also broadcasts rank 0's at wrap time)
+    lora = cfg["lora"] is not None
+    if cfg["init"]:
+        prior = load_prior(cfg["init"], device="cpu")
+        prior.train()
+        if lora:
+            from recon_core.prior.lora import DEFAULT_TARGETS, add_lora
+
+            lc = cfg["lora"]
+            torch.manual_seed(seed)
+            add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
+                     targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
+    else:
+        prior = build_prior(cfg["prior"], seed=seed)
+    prior.to(dev).train()
+    named = _trainable(prior)
+    if not named:
+        raise InputError("train: the model has no trainable parameters")
+    params = [p for _, p in named]
+    opt = torch.optim.AdamW(params, lr=tc["lr"], weight_decay=tc["weight_decay"], betas=tuple(tc["betas"]))
+    ema = make_ema(params, tc["ema_decay"], tc["ema_warmup"])
+    ema.to(dev)
+
+    ds = dataset if dataset is not None else build_dataset(cfg["data"], prior.resolution, progress and rank == 0)
+    order = _Order(len(ds), tc["batch_size"], rank, world, seed)
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * rank + 1)
+    nprng = np.random.default_rng([seed, rank, 17])
+    torch.manual_seed(seed + rank)
+    step, elapsed0, log_rows = 0, 0.0, []
+    if state_dir is not None:
+        state, rng_all = _load_state(state_dir, prior, named, ema, opt, order, world)
+        step, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        log_rows = list(state.get("log_rows") or [])
+        mine = rng_all[rank]
+        gen.set_state(mine["gen"])
+        nprng.bit_generator.state = mine["np"]
+        torch.set_rng_state(mine["torch"])
+    total = int(tc["max_steps"])
+
+    model = prior
+    if dist.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            prior, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+
+    stop = {"reason": None}
+
+    def _on_signal(signum, _frame):
+        stop["reason"] = signal.Signals(signum).name
+
+    old_handlers = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_source"},
+                                                        sort_keys=False))
+    sched = prior.scheduler
+    alphas = sched.alphas_cumprod.to(dev)
+    n_t = sched.config.num_train_timesteps
+    accum, bs = tc["grad_accum"], tc["batch_size"]
+    t_start = time.time()
+    deadline = t_start + 60.0 * tc["max_minutes"] if tc["max_minutes"] else None
+    losses, seen, interval = [], [], []
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg['name']}", disable=not (progress and rank == 0),
+               dynamic_ncols=True)
+    steps_this_run, t_first = 0, None
+    reason = "max_steps"
+
+    def checkpoint():
+        rng_mine = {"gen": gen.get_state(), "np": nprng.bit_generator.state, "torch": torch.get_rng_state()}
+        rng_all = dist.gather(rng_mine)
+        if rank == 0:
+            el = elapsed0 + time.time() - t_start
+            _save_state(out, prior, named, ema, opt, step, order, rng_all, cfg, world, el, log_rows)
+            _export(out, prior, named, ema, cfg, step, lora)
+            _write_log(out, log_rows, f"{cfg['name']}: ε-MSE")
+        dist.barrier()
+
+    try:
+        while step < total:
+            t0 = time.time()
+            step_loss = 0.0
+            for micro in range(accum):
+                idx = order.next_batch()
+                seen.extend(idx)
+                items = [ds[i] for i in idx]
+                x0 = torch.from_numpy(np.stack([it[0] for it in items])).float()
+                recs = condition_records([it[1] for it in items], cc["mode"], cc, nprng)
+                if cfg["data"]["augment_phase"]:
+                    x0 = _phase_rotate(x0, gen)
+                noise = torch.randn(x0.shape, generator=gen)
+                t = torch.randint(0, n_t, (bs,), generator=gen)
+                x0, noise, t = x0.to(dev), noise.to(dev), t.to(dev)
+                a = alphas[t].float()[:, None, None, None]
+                xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+                sync = (micro == accum - 1) or not dist.enabled
+                ctx = model.no_sync() if not sync else _null()
+                with ctx:
+                    with autocast(dev, tc["precision"]):
+                        eps = model(xt, t, records=recs)
+                    loss = torch.nn.functional.mse_loss(eps.float(), noise)
+                    (loss / accum).backward()
+                step_loss += float(loss.detach()) / accum
+            if not math.isfinite(step_loss):
+                raise RuntimeError(f"training diverged: loss {step_loss} at step {step + 1}")
+            if tc["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(params, tc["grad_clip"])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            ema.step(params)
+            step += 1
+            steps_this_run += 1
+            losses.append(step_loss)
+            interval.append(step_loss)
+            dt = time.time() - t0
+            if t_first is None:
+                t_first = time.time()
+            sps = bs * accum * world / max(dt, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4f}", samples_s=f"{sps:.1f}")
+            if step % tc["log_every"] == 0 or step == total:
+                mean_loss = dist.mean(float(np.mean(interval)))
+                interval = []
+                log_rows.append({"step": step, "epoch": order.epoch, "loss": round(mean_loss, 6), "lr": tc["lr"],
+                                 "ema_decay": round(float(ema.cur_decay_value or 0.0), 6),
+                                 "samples_per_s": round(sps, 3),
+                                 "elapsed_s": round(elapsed0 + time.time() - t_start, 1)})
+            halt = stop["reason"] is not None or (deadline is not None and time.time() > deadline)
+            if dist.any(halt):
+                reason = stop["reason"] or "max_minutes"
+                break
+            if step % tc["checkpoint_every"] == 0 and step < total:
+                checkpoint()
+        checkpoint()
+    finally:
+        bar.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        dist.close()
+    sec = (time.time() - t_first) / (steps_this_run - 1) if steps_this_run > 1 and t_first else float("nan")
+    return TrainResult(step=step, reason=reason, out=out, losses=losses, prior=prior, seen=seen,
+                       seconds_per_step=sec, rank=rank, world_size=world)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
