@@ -83,6 +83,7 @@ class StreamProcessor:
         self.params = (params or ReconParams()).validate()
         self.geom = EncodingGeometry.from_header(self.header, self.params.max_matrix)
         self._prior = prior
+        self._prior_given = prior is not None
         self.on_slice = on_slice
         self._index: dict[int, int] = {}
         self.results: list[SliceResult] = []  # light copies kept for callers (no maps)
@@ -100,9 +101,9 @@ class StreamProcessor:
     def model_name(self) -> str:
         if self.params.method != "dds":
             return "none"
-        if self._prior is not None:
+        if self._prior_given:
             manifest = getattr(self._prior, "manifest", None) or {}
-            return str(manifest.get("name") or self.params.model)
+            return str(manifest.get("name") or manifest.get("preset") or self.params.model)
         return self.params.model
 
     # ------------------------------------------------------------------ streams
