@@ -294,6 +294,12 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
             writer.close()
     except ClientGone:
         res.outcome = "error: client disconnected before CLOSE"
+        try:  # the client may only have half-closed its side: tell it why nothing came back
+            send("contextmri error (bad input): the stream ended before CLOSE")
+            if writer is not None:
+                writer.close()
+        except Exception:
+            pass
     except (TimeoutError, socket.timeout):
         res.outcome = "error: timed out waiting for the client"
     except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -420,12 +426,19 @@ class MRDServer:
         except Exception as exc:  # pragma: no cover - handle_session does not raise for bad input
             res = SessionResult(peer=peer, outcome=f"error: internal {type(exc).__name__}: {exc}")
             log.exception("peer=%s internal error", peer)
-        finally:
-            _close_quietly(conn, rfile, wfile)
+        try:
+            wfile.flush()
+        except Exception:
+            pass
         (log.info if res.outcome == "ok" else log.warning)("%s", res.log_line())
         with self._lock:
             self.results.append(res)
+        _close_quietly(conn, rfile, wfile)
         return res
+
+    def stop(self):
+        """Ask `serve_forever` to return (safe from a signal handler)."""
+        self._stop.set()
 
     def serve_forever(self):
         """Start (if needed) and block until `shutdown()` or Ctrl-C."""

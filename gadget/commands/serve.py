@@ -40,6 +40,7 @@ def defaults_from_args(args) -> dict:
 
 def run(args):
     import logging
+    import signal
 
     from gadget.mrd_server import MRDServer, ServerConfig
     from recon_core.errors import InputError
@@ -52,6 +53,7 @@ def run(args):
     config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
                           defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout)
     server = MRDServer(config).start()
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
     host, port = server.address
     print(f"contextmri serve: listening on {host}:{port}", flush=True)
     try:
