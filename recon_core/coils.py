@@ -110,20 +110,31 @@ def _kernel_size(kw: int, calib: int) -> int:
     return max(min(kw, calib // 2), min(3, calib))
 
 
-def _top_eigvec(G: torch.Tensor, n_iter: int = 30):
+def _top_eigvec(G: torch.Tensor, n_iter: int = 12):
     """Largest eigenpair of the Hermitian PSD C×C matrix at every pixel, by power iteration written
-    as elementwise multiply-adds on G laid out (B, C, C, ny, nx) (batched tiny matmuls are slow).
-    The start vector is the column of G with the largest norm (close to the top eigenvector when, as in
-    ESPIRiT, one eigenvalue ≈ 1 dominates). Returns (eigenvalue (B, ny, nx), unit vector (B, C, ny, nx))."""
-    col_norm = G.abs().pow(2).sum(dim=1)                             # (B, C', ny, nx)
-    idx = col_norm.argmax(dim=1, keepdim=True)                       # (B, 1, ny, nx)
-    v = torch.gather(G, 2, idx[:, None].expand(-1, G.shape[1], -1, -1, -1)).squeeze(2)
-    v = v / v.abs().pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-30)
+    as real-valued elementwise multiply-adds on G laid out (B, C, C, ny, nx) (batched tiny complex
+    matmuls, complex abs and complex mul are slow on CPU). The start vector is the column of G with
+    the largest norm (close to the top eigenvector when, as in ESPIRiT, one eigenvalue ≈ 1 dominates).
+    Returns (eigenvalue (B, ny, nx), unit vector (B, C, ny, nx) complex64)."""
+    Gr, Gi = G.real.contiguous(), G.imag.contiguous()
+    col_norm = (Gr * Gr + Gi * Gi).sum(dim=1)                         # (B, C', ny, nx)
+    idx = col_norm.argmax(dim=1, keepdim=True)[:, None].expand(-1, G.shape[1], -1, -1, -1)
+    vr, vi = torch.gather(Gr, 2, idx).squeeze(2), torch.gather(Gi, 2, idx).squeeze(2)
+
+    def matvec(vr, vi):
+        a, b = vr[:, None], vi[:, None]
+        return (Gr * a - Gi * b).sum(dim=2), (Gr * b + Gi * a).sum(dim=2)
+
+    def unit(vr, vi):
+        n = (vr * vr + vi * vi).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-30)
+        return vr / n, vi / n
+
+    vr, vi = unit(vr, vi)
     for _ in range(n_iter):
-        v = (G * v[:, None]).sum(dim=2)
-        v = v / v.abs().pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-30)
-    lam = (v.conj() * (G * v[:, None]).sum(dim=2)).sum(dim=1).real
-    return lam, v
+        vr, vi = unit(*matvec(vr, vi))
+    wr, wi = matvec(vr, vi)
+    lam = (vr * wr + vi * wi).sum(dim=1)                              # Re⟨v, Gv⟩ (real for Hermitian G)
+    return lam, torch.complex(vr, vi)
 
 
 def _espirit_torch(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float, crop: float,
@@ -161,8 +172,9 @@ def _espirit_torch(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float, cr
     G = ifft2c(grid) * (np.sqrt(ny * nx) / (ky * kx))               # (B, C, C, ny, nx)
     lam, vec = _top_eigvec(G, n_iter=power_iters)                    # (B, ny, nx), (B, C, ny, nx)
     ref = vec[:, :1]
-    phase = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
-    vec = vec * phase * (lam >= crop)[:, None]
+    mag = (ref.real ** 2 + ref.imag ** 2).sqrt()
+    phase = torch.where(mag > 0, ref.conj() / mag.clamp_min(1e-30), torch.ones_like(ref))
+    vec = vec * (phase * (lam >= crop)[:, None])
     return vec.contiguous().to(torch.complex64)
 
 
