@@ -166,6 +166,25 @@ def prewhiten(ksp: np.ndarray, W: np.ndarray | None) -> np.ndarray:
     return (W @ ksp.reshape(C, -1)).reshape(ksp.shape).astype(np.complex64)
 
 
+def unwhitened_intensity(maps: np.ndarray, W: np.ndarray | None) -> np.ndarray | None:
+    """Per-pixel factor (ny, nx) float32 that brings an image reconstructed from prewhitened data back
+    to the usual convention (unit-norm coil maps of the *unwhitened* data), or None when W is None.
+
+    Whitened data y_w = W y have maps W·S; ESPIRiT normalises them, S_w = W·S/‖W·S‖, so the
+    reconstruction is x·‖W·S‖. With ‖S‖ = 1 (the MVUE convention), ‖W⁻¹·S_w‖ = 1/‖W·S‖, hence
+    x = x_w·‖W⁻¹·S_w‖. Where the maps are zero (outside the ESPIRiT support) the median factor
+    inside is used.
+    """
+    if W is None:
+        return None
+    C = maps.shape[0]
+    unw = np.linalg.solve(W.astype(np.complex128), maps.reshape(C, -1).astype(np.complex128))
+    f = np.sqrt((np.abs(unw) ** 2).sum(0)).reshape(maps.shape[1:])
+    inside = (np.abs(maps) ** 2).sum(0) > 1e-6
+    f[~inside] = float(np.median(f[inside])) if inside.any() else 1.0
+    return f.astype(np.float32)
+
+
 def remove_readout_oversampling(ksp: np.ndarray, nx: int) -> np.ndarray:
     """Crop the readout (last axis) of k-space to `nx` in the image domain (centred FFTs), complex64."""
     n = ksp.shape[-1]
@@ -227,7 +246,7 @@ class SliceData:
     k-space whose rows `acs_rows` are the ACS lines (either calibration-flagged lines or the fully
     sampled centre of `kspace`); acs_source "calibration-lines" | "kspace-centre"; head: the
     AcquisitionHeader closest to the k-space centre (geometry and counters); rec_ny: rows to keep
-    in the final image (centre crop).
+    in the final image (centre crop); prewhitener: the (C, C) W applied to kspace/calib, or None.
     """
 
     key: SliceKey
@@ -238,6 +257,7 @@ class SliceData:
     acs_source: str
     head: object
     rec_ny: int
+    prewhitener: np.ndarray | None = None
 
 
 def central_block(rows: np.ndarray, center: int) -> tuple[int, int]:
@@ -288,7 +308,7 @@ def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
     mask = np.repeat(rows[:, None], geom.rec_nx, axis=1)
     head = min(buf.heads, key=lambda h: abs(int(h.idx.kspace_encode_step_1) + geom.line_offset - centre))
     return SliceData(key, ksp.astype(np.complex64), mask, calib.astype(np.complex64), (lo, hi), source, head,
-                     geom.rec_ny)
+                     geom.rec_ny, W)
 
 
 class Assembler:

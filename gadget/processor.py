@@ -26,7 +26,7 @@ from recon_core.errors import InputError
 
 from .images import slice_images
 from .kspace_assembly import (MIN_ACS_LINES, Assembler, EncodingGeometry, SliceData, SliceKey, central_block,
-                              slice_key)
+                              slice_key, unwhitened_intensity)
 from .params import ReconParams
 
 
@@ -247,6 +247,11 @@ class StreamProcessor:
             from recon_core import baselines
 
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
+        f = unwhitened_intensity(maps, sd.prewhitener)
+        if f is not None:  # back to the unit-norm-maps intensity of the unwhitened data (scanner units)
+            image = image * f
+            std = None if std is None else std * f
+            zf = None if zf is None else zf * f
         res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
                           sd.head, {"espirit": t1 - t0, "recon": t2 - t1})
