@@ -46,41 +46,13 @@ class ImageDataset:
 
 
 # ------------------------------------------------------------------------------------------------
-def _records_from_jsonl(path: Path):
-    from recon_core.metadata import MetadataRecord
-
-    extra = {"subject_seed", "slice_index"}
-    out = []
-    with open(path) as fh:
-        for ln, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}: line {ln} is not valid JSON ({exc})") from None
-                out.append(MetadataRecord.from_dict({k: v for k, v in d.items() if k not in extra}))
-    return out
-
-
 def load_export(path, split: str = "train") -> ImageDataset:
-    """The simulator export `path/<split>/` (mvue.npy (N,2,H,W) normalised + metadata) as an ImageDataset."""
-    path = Path(path)
-    try:
-        from recon_core.sim.export import load_split
-    except ImportError:  # simulator not installed: read the documented layout directly
-        load_split = None
-    if load_split is not None:
-        sd = load_split(path, split)
-        images = getattr(sd, "mvue", None)
-        records = getattr(sd, "records", None) or getattr(sd, "metadata", None)
-        if images is not None and records is not None:
-            return ImageDataset(images, records, source=f"{path}/{split}")
-    d = path / split
-    for name in ("mvue.npy", "metadata.jsonl"):
-        if not (d / name).is_file():
-            raise InputError(f"training data: {d / name} not found (expected a simulator export split)")
-    images = np.load(d / "mvue.npy", mmap_mode="r")
-    return ImageDataset(images, _records_from_jsonl(d / "metadata.jsonl"), source=str(d))
+    """The simulator export `path/<split>/` (mvue.npy (N,2,H,W) normalised + metadata), memory-mapped,
+    via `recon_core.sim.export.load_split`."""
+    from recon_core.sim.export import load_split
+
+    sd = load_split(Path(path), split)
+    return ImageDataset(sd.mvue, sd.records, source=str(Path(path) / split))
 
 
 def write_export_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict) -> Path:
