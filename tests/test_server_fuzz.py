@@ -28,7 +28,9 @@ def _check(data: bytes):
     if res.outcome == "ok":
         assert not texts
     else:
-        assert len(texts) == 1 and texts[0].startswith("contextmri error") and not images
+        # slices completed before the damage may already have been sent; then exactly one error TEXT
+        assert len(texts) == 1 and texts[0].startswith("contextmri error")
+        assert len(images) <= 1
     return res
 
 
@@ -48,7 +50,7 @@ def test_valid_prefix_then_random_messages(msgs):
     _check(PREFIX + b"".join(struct.pack("<H", mid) + body for mid, body in msgs))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=6),
        st.integers(0, len(VALID)))
 def test_mutated_valid_stream(flips, cut):
