@@ -149,7 +149,14 @@ def _tmp_path(target: str, suffix: str) -> str:
     d = os.path.dirname(os.path.abspath(target)) or "."
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=d)
     os.close(fd)
+    os.chmod(tmp, _default_mode(0o666))  # mkstemp makes 0600; outputs get the usual umask permissions
     return tmp
+
+
+def _default_mode(base: int) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 def _atomic(path: str, suffix: str, writer) -> None:
@@ -291,6 +298,7 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
 
             tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(dicom))}.",
                                    dir=os.path.dirname(os.path.abspath(dicom)))
+            os.chmod(tmp, _default_mode(0o777))
             staged.append((tmp, dicom))
             write_dicom_files(tmp, images, proc.header)
         for tmp, final in staged:
