@@ -102,6 +102,15 @@ def rel_residual(x, ksp, maps, mask):
     return float(np.linalg.norm(sense_A(x, maps, mask) - y) / np.linalg.norm(y))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest, and avoids OpenMP spin contention on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def prior():
     return tiny_prior()
