@@ -294,3 +294,64 @@ def test_buffer_slices_layout():
     data3d = np.zeros((16, 16, 2, 2, 1, 1, 1), np.complex64)
     with pytest.raises(ValueError, match="E2 = 2"):
         gg.buffer_slices(type("B", (), {"data": data3d, "headers": np.empty((16, 2, 1, 1, 1), object)})())
+
+
+def test_gadgetron_listen_command_connect_mode():
+    """`contextmri gadgetron-listen` serves a `<connect port=…/>` chain: Gadgetron connects to it."""
+    import time
+
+    header, acqs, _ = make_scan(n=32, coils=4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gadget", "gadgetron-listen", "--port", str(port), "--once",
+                             "--target", "acquisitions"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "waiting for Gadgetron" in proc.stdout.readline()
+        deadline = time.time() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "listener never came up"
+                time.sleep(0.1)
+        replies = Replies(conn)
+        _send_stream(conn, chain_config(method="zerofilled"), header, acqs)
+        replies.wait()
+        conn.close()
+        proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    assert replies.closed and len(replies.images) == 1
+
+
+def test_ref_buffer_with_own_e1_size_is_placed_by_line_index():
+    ref = np.zeros((2, 4, 8), np.complex64)
+    ref[:, :, :] = np.arange(1, 5)[None, :, None]
+    heads = []
+    for e1 in (6, 7, 8, 9):
+        h = ismrmrd.AcquisitionHeader()
+        h.idx.kspace_encode_step_1 = e1
+        heads.append(h)
+    out = gg.ref_like(ref, heads, (2, 16, 8))
+    assert out.shape == (2, 16, 8)
+    np.testing.assert_array_equal(out[0, 6:10, 0], [1, 2, 3, 4])
+    assert not out[:, :6].any() and not out[:, 10:].any()
+    with pytest.raises(ValueError, match="ref buffer"):
+        gg.ref_like(ref, heads, (3, 16, 8))
+
+
+def test_images_go_out_with_exact_dtypes():
+    from gadget.mrd_protocol import exact_dtype_image
+
+    img = ismrmrd.Image.from_array(np.ones((4, 4), np.complex128))
+    img.image_series_index = 3
+    out = exact_dtype_image(img)
+    assert out.data.dtype == np.complex64 and out.data_type == ismrmrd.DATATYPE_CXFLOAT
+    assert out.image_series_index == 3
+    f32 = ismrmrd.Image.from_array(np.ones((4, 4), np.float32))
+    assert exact_dtype_image(f32) is f32
