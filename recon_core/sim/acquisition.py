@@ -16,6 +16,8 @@ pixel's σ, and with Σ|S|² = 1 an uncorrelated-noise combination keeps it).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from recon_core.errors import InputError
@@ -23,26 +25,32 @@ from recon_core.errors import InputError
 MIN_COILS, MAX_COILS = 1, 64
 
 
+@lru_cache(maxsize=32)
+def _birdcage(C: int, M: int, r: float) -> np.ndarray:
+    import sigpy.mri
+
+    return sigpy.mri.birdcage_maps((C, M, M), r=r, dtype=np.complex64)
+
+
 def coil_maps(n_coils: int, matrix: int, rng: np.random.Generator, radius: float | None = None,
               angle: float | None = None) -> np.ndarray:
-    """(C, ny, nx) complex64 birdcage maps, rotated, gain-jittered, Σ|S|² = 1, phase relative to coil 0."""
-    import sigpy.mri
+    """(C, ny, nx) complex64 birdcage maps, rotated, gain-jittered, Σ|S|² = 1, phase relative to coil 0.
+
+    The ring radius is drawn from 1.3–1.8 (relative to the half FOV) in steps of 0.05 (cached maps).
+    """
     from scipy import ndimage as ndi
 
     if not MIN_COILS <= int(n_coils) <= MAX_COILS:
         raise InputError(f"coils: expected {MIN_COILS}–{MAX_COILS}, got {n_coils}")
     C, M = int(n_coils), int(matrix)
-    r = float(rng.uniform(1.3, 1.8)) if radius is None else float(radius)
+    r = float(np.round(rng.uniform(1.3, 1.8) / 0.05) * 0.05) if radius is None else float(radius)
     ang = float(rng.uniform(0, 360)) if angle is None else float(angle)
-    # compute on a 1.5× larger grid so the rotation never samples outside the computed region
-    big = int(np.ceil(M * 1.5 / 2) * 2)
-    maps = sigpy.mri.birdcage_maps((C, big, big), r=r * M / big, dtype=np.complex64)
-    rot = np.empty((C, big, big), dtype=np.complex64)
-    for c in range(C):
-        rot[c].real = ndi.rotate(maps[c].real, ang, reshape=False, order=1, mode="nearest")
-        rot[c].imag = ndi.rotate(maps[c].imag, ang, reshape=False, order=1, mode="nearest")
-    o = (big - M) // 2
-    s = rot[:, o:o + M, o:o + M] * np.exp(rng.normal(0, 0.15, C)).astype(np.float32)[:, None, None]
+    maps = _birdcage(C, M, r)
+    s = np.empty((C, M, M), dtype=np.complex64)
+    for c in range(C):   # rotate the coil array (outside the FOV corners: nearest edge value; air there)
+        s[c].real = ndi.rotate(maps[c].real, ang, reshape=False, order=1, mode="nearest")
+        s[c].imag = ndi.rotate(maps[c].imag, ang, reshape=False, order=1, mode="nearest")
+    s *= np.exp(rng.normal(0, 0.15, C)).astype(np.float32)[:, None, None]
     s = s / np.sqrt((np.abs(s) ** 2).sum(0, keepdims=True))
     ref = s[:1] / np.maximum(np.abs(s[:1]), 1e-12)
     return (s * ref.conj()).astype(np.complex64)

@@ -1,0 +1,387 @@
+"""`simulate-dataset`: a training/evaluation set of simulated brain slices, and its loader.
+
+Layout of `DIR/<split>/` (N slices):
+- `mvue.npy` (N, 2, H, W) float32: MVUE of the fully sampled noisy k-space with ESPIRiT maps estimated
+  from the simulated ACS (the centre `calib`×`calib` block, as the gadget does), divided by its 99th
+  percentile (`recon_core.mvue.normalize`), as (real, imag).
+- `scale.npy` (N,) float32: that percentile (scanner units); `reference.npy` (N, H, W) complex64: the
+  un-normalised MVUE (scanner units).
+- `maps.npy` (N, C, H, W) complex64 ESPIRiT maps (optional, default on).
+- `kspace.npy` (N, C, H, W) complex64 fully sampled noisy k-space, scanner units (default: val/test on,
+  train off); masks are applied retrospectively (any kind, poisson2d included).
+- `metadata.jsonl`: one `MetadataRecord.to_dict()` per line (header-derived via
+  `recon_core.metadata.header.record_from_header`; pathology from the simulator's labels);
+  `index.jsonl`: {"subject_seed", "slice_index", "contrast", "z_mm"} per line; `info.json`.
+
+Subjects: `slices_per_subject` slices from one deformed subject (one scan: one contrast/protocol,
+slices chosen among a virtual full-brain stack of `STACK_SLICES` axial slices — `slice_index` is the
+position in that stack, 0 = most inferior). Subject seeds are disjoint between splits by construction:
+seed = (split code << 56) | ((--seed & 0xFFFFFF) << 32) | subject number. Each subject depends only on
+its own seed, so the export is deterministic, resumable (progress is kept in `DIR/.<split>.partial/`)
+and can be parallel over worker processes (identical output for any `workers`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from recon_core.errors import InputError
+
+SPLITS = {"train": 1, "val": 2, "test": 3}
+STACK_SLICES = 16
+FORMAT_VERSION = 1
+PATHOLOGY_P = {"none": 0.6, "wm_lesions": 0.2, "tumour": 0.2}
+
+
+def subject_seed(seed: int, split: str, i: int) -> int:
+    """Disjoint subject seeds per split (see module docstring)."""
+    if split not in SPLITS:
+        raise InputError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+    return (SPLITS[split] << 56) | ((int(seed) & 0xFFFFFF) << 32) | int(i)
+
+
+@dataclass
+class ExportConfig:
+    n_slices: int
+    seed: int = 0
+    split: str = "train"
+    matrix: int = 128
+    coils: int = 8
+    slices_per_subject: int = 8
+    calib: int = 24
+    snr: tuple = (25.0, 38.0)
+    field: float | None = None
+    contrasts: tuple = ("T1", "T1POST", "T2", "FLAIR", "PD")
+    save_kspace: bool | None = None      # None: on for val/test, off for train
+    save_maps: bool = True
+    fov_mm: float = 240.0
+    thickness_mm: float = 5.0
+    espirit_grid: str = "half"           # "half": maps on the (H/2)² grid, upsampled (see `espirit`); "full"
+
+    def resolved(self) -> dict:
+        d = dict(self.__dict__)
+        d["snr"] = list(self.snr)
+        d["contrasts"] = list(self.contrasts)
+        if d["save_kspace"] is None:
+            d["save_kspace"] = self.split != "train"
+        return d
+
+
+def _check(cfg: ExportConfig):
+    from .contrast import CONTRASTS
+    from .scan import validate_geometry
+
+    if cfg.split not in SPLITS:
+        raise InputError(f"split: expected one of {', '.join(SPLITS)}, got {cfg.split!r}")
+    if int(cfg.n_slices) != cfg.n_slices or cfg.n_slices < 1:
+        raise InputError(f"n-slices must be a positive integer, got {cfg.n_slices}")
+    if not 1 <= cfg.slices_per_subject <= STACK_SLICES:
+        raise InputError(f"slices per subject must be in [1, {STACK_SLICES}], got {cfg.slices_per_subject}")
+    validate_geometry(cfg.matrix, 1, cfg.coils, 1.0, cfg.calib, cfg.thickness_mm, cfg.fov_mm, cfg.snr[0])
+    if cfg.espirit_grid not in ("half", "full"):
+        raise InputError(f"ESPIRiT grid: expected half or full, got {cfg.espirit_grid!r}")
+    if cfg.calib < 8:
+        raise InputError(f"calibration (ACS) size must be ≥ 8 for ESPIRiT (kernel 6), got {cfg.calib}")
+    lo, hi = cfg.snr
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise InputError(f"SNR range: expected LO ≤ HI (dB), got {cfg.snr}")
+    bad = [c for c in cfg.contrasts if c not in CONTRASTS]
+    if bad or not cfg.contrasts:
+        raise InputError(f"contrasts: expected some of {', '.join(CONTRASTS)}, got {list(cfg.contrasts)}")
+    if cfg.field is not None and cfg.field not in (1.5, 3.0):
+        raise InputError(f"field strength: expected 1.5 or 3 (T), got {cfg.field}")
+
+
+# ------------------------------------------------------------------------------------------ ESPIRiT
+def _upsample2(m):
+    """(…, h, w) → (…, 2h, 2w): exact at even indices, periodic midpoint average at odd ones."""
+    import torch
+
+    o = torch.zeros(m.shape[:-2] + (2 * m.shape[-2], m.shape[-1]), dtype=m.dtype, device=m.device)
+    o[..., 0::2, :] = m
+    o[..., 1::2, :] = 0.5 * (m + torch.roll(m, -1, -2))
+    p = torch.zeros(o.shape[:-1] + (2 * m.shape[-1],), dtype=m.dtype, device=m.device)
+    p[..., 0::2] = o
+    p[..., 1::2] = 0.5 * (o + torch.roll(o, -1, -1))
+    return p
+
+
+def espirit(ksp, calib: int, grid: str = "half"):
+    """ESPIRiT maps (B, C, H, W) from fully sampled k-space using its centre calib×calib block (ACS).
+
+    grid "full": `recon_core.coils.espirit_maps` on the H×W grid. grid "half": the same ESPIRiT
+    (same calibration block, kernel, threshold, crop) on the central (H/2)×(W/2) k-space, i.e. the
+    maps evaluated on every second pixel of the same FOV (ESPIRiT's pixel matrices G(r) are an exact
+    sub-sampling), then upsampled (even pixels exact, odd pixels averaged), renormalised to unit norm
+    and phase-referenced to coil 0; the crop support is upsampled the same way. ~5× cheaper; measured
+    at 128², 8 coils, SNR 30 dB: the MVUE differs from the full-grid one by 0.3 % (relative L2).
+    """
+    import torch
+
+    from recon_core.coils import espirit_maps
+
+    H, W = ksp.shape[-2:]
+    if grid == "full" or H % 4 or W % 4 or min(H, W) // 2 < calib + 4:
+        return espirit_maps(ksp, calib=calib, backend="torch")
+    if grid != "half":
+        raise InputError(f"ESPIRiT grid: expected half or full, got {grid!r}")
+    y0, x0 = H // 4, W // 4
+    m = _upsample2(espirit_maps(ksp[..., y0:y0 + H // 2, x0:x0 + W // 2], calib=calib, backend="torch"))
+    n = m.abs().pow(2).sum(-3, keepdim=True).sqrt()
+    ref = m[..., :1, :, :]
+    ph = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
+    return torch.where(n > 0.5, m / n.clamp_min(1e-30) * ph, torch.zeros_like(m)).to(torch.complex64)
+
+
+# ------------------------------------------------------------------------------------------ one subject
+def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu") -> dict:
+    """Simulate `n` slices of subject `sseed`: returns arrays for the export and the per-slice metadata."""
+    import torch
+
+    from recon_core.fft import fft2c
+    from recon_core.mvue import mvue_from_kspace, normalize
+
+    from . import acquisition as acqmod
+    from .contrast import draw_protocol
+    from .header import build_header
+    from .phantom import Z_RANGE_MM, make_subject, render_slab
+    from .scan import image_from_slab, slice_records
+    from .tissues import INDEX
+
+    rng = np.random.default_rng([int(sseed), 0xDA7A])
+    M, C = cfg.matrix, cfg.coils
+    lo, hi = Z_RANGE_MM
+    spacing = (hi - lo) / (STACK_SLICES - 1)
+    stack = np.sort(rng.choice(STACK_SLICES, size=n, replace=False))
+    z = lo + spacing * stack + rng.uniform(-0.3, 0.3) * spacing
+    names = list(PATHOLOGY_P)
+    path = names[int(rng.choice(len(names), p=[PATHOLOGY_P[k] for k in names]))]
+    subj = make_subject(sseed, field=cfg.field, pathology=path, slab_mm=(float(z.min()), float(z.max())))
+    contrast = str(cfg.contrasts[int(rng.integers(len(cfg.contrasts)))])
+    protocol = draw_protocol(contrast, rng, field=subj.field, t1_csf=float(subj.table.t1[INDEX["csf"]]))
+    slab = render_slab(subj, z, matrix=M, fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm)
+    x = image_from_slab(slab, subj, protocol, rng)
+    maps_true = acqmod.coil_maps(C, M, rng)
+    psi = acqmod.noise_covariance(C, rng)
+    snr = float(rng.uniform(*cfg.snr))
+    brain = slab.brain > 0.5
+    sigma = float(np.abs(x)[brain].mean() / 10 ** (snr / 20))
+    with torch.no_grad():
+        xt = torch.from_numpy(x).to(device)
+        ksp = fft2c(torch.from_numpy(maps_true).to(device)[None] * xt[:, None])
+        noise = torch.from_numpy(acqmod.correlated_noise(tuple(ksp.shape), psi, sigma, rng)).to(device)
+        ksp = ksp + noise
+        maps = espirit(ksp, cfg.calib, cfg.espirit_grid)
+        mvue = mvue_from_kspace(ksp, maps)
+        mvn, scale = normalize(mvue)
+    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=STACK_SLICES, n_coils=C,
+                          fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm, accel=1.0, calibration_mode="embedded",
+                          pathology_labels=subj.labels, seed=int(sseed) & 0xFFFFFFFF, acs_lines=cfg.calib)
+    base = slice_records(header, 1, subj.labels)[0]
+    records = [base.replace(slice=int(k)).to_dict() for k in stack]
+    index = [{"subject_seed": int(sseed), "slice_index": int(k), "contrast": contrast, "z_mm": round(float(zz), 2)}
+             for k, zz in zip(stack, z)]
+    out = {"mvue": torch.stack([mvn.real, mvn.imag], 1).float().cpu().numpy(),
+           "scale": scale.float().cpu().numpy(), "reference": mvue.cpu().numpy().astype(np.complex64),
+           "records": records, "index": index}
+    if cfg.resolved()["save_kspace"]:
+        out["kspace"] = ksp.cpu().numpy().astype(np.complex64)
+    if cfg.save_maps:
+        out["maps"] = maps.cpu().numpy().astype(np.complex64)
+    return out
+
+
+def _worker(args):
+    cfg_d, sseed, n = args
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = ExportConfig(**{**cfg_d, "snr": tuple(cfg_d["snr"]), "contrasts": tuple(cfg_d["contrasts"])})
+    return simulate_subject(cfg, sseed, n)
+
+
+# ------------------------------------------------------------------------------------------ export
+def _arrays_spec(cfg: ExportConfig) -> dict:
+    N, M, C = cfg.n_slices, cfg.matrix, cfg.coils
+    spec = {"mvue": ((N, 2, M, M), np.float32), "scale": ((N,), np.float32),
+            "reference": ((N, M, M), np.complex64)}
+    r = cfg.resolved()
+    if r["save_maps"]:
+        spec["maps"] = ((N, C, M, M), np.complex64)
+    if r["save_kspace"]:
+        spec["kspace"] = ((N, C, M, M), np.complex64)
+    return spec
+
+
+def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int = 1, overwrite: bool = False) -> dict:
+    """Write `out/<split>/` (see module docstring); resumes an interrupted run with the same config.
+
+    Returns the info dict (also written to info.json), including the measured slices/s.
+    """
+    from numpy.lib.format import open_memmap
+    from tqdm import tqdm
+
+    _check(cfg)
+    out = os.fspath(out)
+    final = os.path.join(out, cfg.split)
+    part = os.path.join(out, f".{cfg.split}.partial")
+    conf = cfg.resolved()
+    if os.path.exists(final):
+        info_path = os.path.join(final, "info.json")
+        if os.path.exists(info_path) and not overwrite:
+            with open(info_path) as fh:
+                old = json.load(fh)
+            if old.get("config") == conf:
+                return old
+        if not overwrite:
+            raise InputError(f"{final} already exists with a different configuration; use --overwrite or "
+                             f"another --out")
+    os.makedirs(out, exist_ok=True)
+    state_path = os.path.join(part, "progress.json")
+    done_subjects = 0
+    if os.path.isdir(part):
+        try:
+            with open(state_path) as fh:
+                st = json.load(fh)
+            if st.get("config") == conf:
+                done_subjects = int(st["subjects_done"])
+            else:
+                shutil.rmtree(part)
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(part)
+    os.makedirs(part, exist_ok=True)
+    spec = _arrays_spec(cfg)
+    arrays = {}
+    for name, (shape, dt) in spec.items():
+        p = os.path.join(part, f"{name}.npy")
+        arrays[name] = open_memmap(p, mode="r+" if (done_subjects and os.path.exists(p)) else "w+", dtype=dt,
+                                   shape=shape)
+    K = cfg.slices_per_subject
+    n_subj = math.ceil(cfg.n_slices / K)
+    jobs = [(i, subject_seed(cfg.seed, cfg.split, i), min(K, cfg.n_slices - i * K)) for i in range(n_subj)]
+
+    meta_lines, index_lines = [], []
+    for fname, lst in (("metadata.jsonl", meta_lines), ("index.jsonl", index_lines)):
+        p = os.path.join(part, fname)
+        if done_subjects and os.path.exists(p):
+            with open(p) as fh:
+                lst.extend(fh.read().splitlines()[: done_subjects * K])
+    if len(meta_lines) != min(done_subjects * K, cfg.n_slices) or len(index_lines) != len(meta_lines):
+        done_subjects, meta_lines, index_lines = 0, [], []
+
+    t0 = time.time()
+    todo = jobs[done_subjects:]
+    bar = tqdm(total=cfg.n_slices, initial=min(done_subjects * K, cfg.n_slices), unit="slice",
+               desc=f"simulate {cfg.split}", disable=not progress)
+
+    def results():
+        if workers <= 1:
+            for i, s, n in todo:
+                yield i, simulate_subject(cfg, s, n)
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+            with ctx.Pool(workers) as pool:
+                for (i, _, _), r in zip(todo, pool.imap(_worker, [(conf, s, n) for _, s, n in todo])):
+                    yield i, r
+
+    last_flush = time.time()
+    n_new = 0
+    for i, r in results():
+        a = i * K
+        b = a + len(r["scale"])
+        for name in spec:
+            arrays[name][a:b] = r[name]
+        meta_lines.extend(json.dumps(d) for d in r["records"])
+        index_lines.extend(json.dumps(d) for d in r["index"])
+        n_new += b - a
+        bar.update(b - a)
+        if time.time() - last_flush > 10 or i == n_subj - 1:
+            _checkpoint(part, arrays, meta_lines, index_lines, conf, i + 1)
+            last_flush = time.time()
+    bar.close()
+    elapsed = time.time() - t0
+    _checkpoint(part, arrays, meta_lines, index_lines, conf, n_subj)
+    for a in arrays.values():
+        del a
+    arrays.clear()
+    info = {"version": FORMAT_VERSION, "split": cfg.split, "count": cfg.n_slices, "matrix": cfg.matrix,
+            "coils": cfg.coils, "seed": cfg.seed, "subjects": n_subj,
+            "subject_seeds": [subject_seed(cfg.seed, cfg.split, 0), subject_seed(cfg.seed, cfg.split, n_subj - 1)],
+            "arrays": sorted(spec), "config": conf, "normalisation": "99th percentile of |MVUE| per slice",
+            "slices_per_second": round(n_new / elapsed, 2) if elapsed > 0 and n_new else None}
+    with open(os.path.join(part, "info.json"), "w") as fh:
+        json.dump(info, fh, indent=1)
+    os.remove(state_path)
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(part, final)
+    return info
+
+
+def _checkpoint(part, arrays, meta_lines, index_lines, conf, subjects_done):
+    for a in arrays.values():
+        a.flush()
+    for fname, lst in (("metadata.jsonl", meta_lines), ("index.jsonl", index_lines)):
+        tmp = os.path.join(part, fname + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write("\n".join(lst) + ("\n" if lst else ""))
+        os.replace(tmp, os.path.join(part, fname))
+    tmp = os.path.join(part, "progress.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump({"config": conf, "subjects_done": subjects_done}, fh)
+    os.replace(tmp, os.path.join(part, "progress.json"))
+
+
+# ------------------------------------------------------------------------------------------ loader
+@dataclass
+class SplitData:
+    """A loaded split: memory-mapped arrays (None when not exported) + per-slice records and index."""
+
+    mvue: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray | None
+    maps: np.ndarray | None
+    kspace: np.ndarray | None
+    records: list
+    index: list
+    info: dict
+
+    def __len__(self) -> int:
+        return int(self.mvue.shape[0])
+
+
+def load_split(directory, split: str = "train", mmap: bool = True) -> SplitData:
+    """Load `directory/<split>/` written by `simulate_dataset` (arrays memory-mapped when `mmap`)."""
+    from recon_core.metadata.record import MetadataRecord
+
+    d = os.path.join(os.fspath(directory), split)
+    if not os.path.isfile(os.path.join(d, "info.json")):
+        raise InputError(f"{d}: not a simulate-dataset split (no info.json); expected DIR/<split>/ with "
+                         f"mvue.npy, scale.npy, metadata.jsonl")
+    with open(os.path.join(d, "info.json")) as fh:
+        info = json.load(fh)
+    mode = "r" if mmap else None
+
+    def arr(name):
+        p = os.path.join(d, f"{name}.npy")
+        return np.load(p, mmap_mode=mode) if os.path.exists(p) else None
+
+    with open(os.path.join(d, "metadata.jsonl")) as fh:
+        records = [MetadataRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+    with open(os.path.join(d, "index.jsonl")) as fh:
+        index = [json.loads(line) for line in fh if line.strip()]
+    data = SplitData(mvue=arr("mvue"), scale=arr("scale"), reference=arr("reference"), maps=arr("maps"),
+                     kspace=arr("kspace"), records=records, index=index, info=info)
+    if data.mvue is None or len(records) != len(data) or len(index) != len(data):
+        raise InputError(f"{d}: inconsistent split (mvue {None if data.mvue is None else data.mvue.shape}, "
+                         f"{len(records)} records, {len(index)} index lines)")
+    return data
