@@ -14,12 +14,12 @@ cosine schedule has ᾱ ≈ 0 and x̂0 explodes):
 The output is the CG-refined x̂0' of the last step, multiplied back to scanner units.
 
 Scaling: the prior was trained on images divided by the 99th percentile of |MVUE| of the *fully*
-sampled k-space, which is unknown at recon time. We estimate it as the 99th percentile of the
-magnitude of the zero-filled MVUE Aᴴy / Σ|S|² (`scale=None`; pass `scale` to override), divide the
-measured k-space by it before sampling (so the data term lives in the prior's units) and multiply
-the result back. The zero-filled estimate is within a few per cent of the full-data one for the
-Cartesian masks used here (the centre of k-space, which dominates the image energy, is sampled);
-the CG data-consistency step absorbs the rest.
+sampled k-space, which is unknown at recon time. We estimate it from the measured data as the 99th
+percentile of a short SENSE reconstruction (10 CG iterations; `estimate_scale`, `scale=None`; pass
+`scale="zerofilled"` for the zero-filled MVUE, or numbers to override), divide the measured k-space by
+it before sampling (so the data term lives in the prior's units) and multiply the result back. The
+estimate is biased low where thin bright structures dominate the percentile (see `estimate_scale`);
+the CG data consistency pulls the sampled k-space back to the data either way.
 
 Randomness: sample k (k = 0..K−1) of every slice draws x_T and all DDIM noise from its own
 `torch.Generator` seeded `seed + k` on the CPU, so a slice's reconstruction does not depend on which
@@ -78,22 +78,35 @@ def ddim_schedule(scheduler_config, nfe: int):
     return sched.timesteps.clone().long(), sched.alphas_cumprod.double().clone(), step
 
 
-def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """99th percentile of |zero-filled MVUE| per slice → (B,) float32 (floor 1e-12·max, never 0).
+SCALE_METHODS = ("sense", "zerofilled")
 
-    ksp, maps: (B, C, ny, nx) complex; mask broadcastable to ksp.
+
+def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, method: str = "sense",
+                   n_iter: int = 10) -> torch.Tensor:
+    """Per-slice estimate of the training normalisation (99th percentile of |MVUE of the full k-space|).
+
+    ksp, maps: (B, C, ny, nx) complex; mask broadcastable to ksp. Returns (B,) float32 (> 0).
+    method "sense": 99th percentile of |SENSE| after `n_iter` CG iterations on AᴴAx = Aᴴy (default);
+    "zerofilled": of |Aᴴy / Σ|S|²|. Measured on 12 simulated 128² brain slices (8 coils) against the
+    true scale: zero-filled 0.73–0.79 of it on average (0.58 on slices with thin bright CSF), SENSE-10
+    0.82–0.99 (0.65 worst): undersampling blurs the thin bright structures that set the percentile.
     """
+    from .cg import sense_solve
+    from .mvue import combine, percentile_scale
+    from .operators import SenseOp
     from .fft import ifft2c
 
-    coil = ifft2c(ksp * mask)
-    num = (maps.conj() * coil).sum(dim=1)
-    den = (maps.abs() ** 2).sum(dim=1)
-    mag = torch.where(den > 0, num.abs() / den.clamp_min(1e-12), torch.zeros_like(den))
-    q = torch.quantile(mag.reshape(mag.shape[0], -1).double(), 0.99, dim=1)
-    peak = mag.reshape(mag.shape[0], -1).amax(dim=1).double()
-    q = torch.where(q > 0, q, peak)
-    q = torch.where(q > 0, q, torch.ones_like(q))
-    return q.float()
+    if method not in SCALE_METHODS:
+        raise InputError(f"scale estimate: expected one of {SCALE_METHODS}, got {method!r}")
+    m = mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])
+    if method == "zerofilled":
+        img = combine(ifft2c(ksp * m), maps)
+    else:
+        img = sense_solve(SenseOp(maps, m[:, 0]), ksp * m, n_iter=n_iter)
+    q = percentile_scale(img).double()
+    peak = img.abs().reshape(img.shape[0], -1).amax(dim=1).double()
+    q = torch.where(q > 1e-12, q, peak)
+    return torch.where(q > 0, q, torch.ones_like(q)).float()
 
 
 def _to_tensor(x, name):
@@ -150,7 +163,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe:
     cfg:     guidance weight w ≥ 0 (0: unconditional only, 1: conditional only).
     nfe:     number of DDIM steps = network evaluations (each a single batched forward).
     samples: K posterior samples (seeds seed..seed+K−1), batched with the slices.
-    scale:   None (estimate, see module doc), a float, or (B,) per-slice scales.
+    scale:   None / "sense" / "zerofilled" (estimate, see module doc), a float, or (B,) per-slice scales.
     precision: "fp32" | "bf16" | "fp16" autocast for the network only (DDIM/CG stay fp32/complex64).
     progress: None, True (tqdm bar) or callable(step, total).
     Returns DDSResult (numpy arrays, scanner units).
@@ -205,8 +218,8 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe:
     m = op1.mask  # (B|1, 1, ny, nx) float32
     y = ksp * m
 
-    if scale is None:
-        scale_t = estimate_scale(y, maps, m)
+    if scale is None or isinstance(scale, str):
+        scale_t = estimate_scale(y, maps, m, method="sense" if scale is None else scale)
     else:
         scale_t = torch.as_tensor(np.asarray(scale, dtype=np.float64).reshape(-1), dtype=torch.float32)
         if scale_t.numel() == 1:
