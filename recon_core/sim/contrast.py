@@ -87,7 +87,12 @@ def draw_protocol(contrast: str, rng: np.random.Generator, field: float = 3.0, s
         raise InputError(f"sequence {sequence} is not offered for contrast {contrast} "
                          f"(T2/PD/FLAIR are TurboSpinEcho; T1 is Flash or TurboSpinEcho)")
     r = _RANGES[(base, sequence)]
-    tr_v = float(tr) if tr is not None else _round(rng.uniform(*r["tr"]), 1.0)
+    tr_lo, tr_hi = r["tr"]
+    t1c = t1_csf if t1_csf is not None else (4000.0 if field < 2.25 else 4300.0)
+    if contrast == "FLAIR" and ti is None:
+        # keep the CSF null reachable with TI ≤ 2460 ms (ContextMRI's TI ≤ 2500 with margin for the jitter)
+        tr_hi = max(tr_lo + 500.0, min(tr_hi, -t1c * np.log(2 * np.exp(-2460.0 / t1c) - 1)))
+    tr_v = float(tr) if tr is not None else _round(rng.uniform(tr_lo, tr_hi), 1.0)
     te_v = float(te) if te is not None else _round(rng.uniform(*r["te"]), 0.01 if sequence == "Flash" else 1.0)
     fa_v = float(flip) if flip is not None else _round(rng.uniform(*r["fa"]), 1.0)
     etl = int(rng.integers(r["etl"][0], r["etl"][1] + 1))
@@ -96,8 +101,7 @@ def draw_protocol(contrast: str, rng: np.random.Generator, field: float = 3.0, s
         if ti is not None:
             ti_v = float(ti)
         else:
-            t1c = t1_csf if t1_csf is not None else (4000.0 if field < 2.25 else 4300.0)
-            ti_v = _round(float(np.clip(_flair_null_ti(tr_v, t1c) * rng.uniform(0.95, 1.03), 1800, 2500)), 1.0)
+            ti_v = _round(float(np.clip(_flair_null_ti(tr_v, t1c) * rng.uniform(0.98, 1.015), 1800, 2500)), 1.0)
     elif ti is not None:
         raise InputError(f"--ti is only meaningful for FLAIR (inversion recovery); contrast {contrast} has no "
                          f"inversion pulse, got TI={ti}")
