@@ -63,6 +63,18 @@ def _panel(path, ref, recs, err, std, scores):
     plt.close(fig)
 
 
+def _terminate_cleanly():
+    """SIGTERM → KeyboardInterrupt, so temporary outputs are removed (the CLI then exits 130)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _raise(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _raise)
+
+
 def run(args):
     import json
     import os
@@ -78,6 +90,7 @@ def run(args):
     from recon_core.metrics import psnr, ssim
     from recon_core.sim import simulate_scan, write_scan
 
+    _terminate_cleanly()
     t_start = time.perf_counter()
     out = os.path.abspath(args.out)
     parent = os.path.dirname(out)

@@ -44,11 +44,24 @@ def params_from_args(args):
     }, strict=True)
 
 
+def _terminate_cleanly():
+    """SIGTERM → KeyboardInterrupt, so temporary outputs are removed (the CLI then exits 130)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _raise(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _raise)
+
+
 def run(args):
     import time
 
     from gadget.replay import replay
 
+    _terminate_cleanly()
     params = params_from_args(args)
     t0 = time.perf_counter()
     res = replay(args.raw, args.out, params, png=args.png, dicom=args.dicom, progress=not args.quiet)
