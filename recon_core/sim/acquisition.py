@@ -56,6 +56,14 @@ def coil_maps(n_coils: int, matrix: int, rng: np.random.Generator, radius: float
     return (s * ref.conj()).astype(np.complex64)
 
 
+def noise_sigma(x: np.ndarray, brain: np.ndarray, head: np.ndarray, snr_db: float) -> float:
+    """σ = mean |x| over the brain (else the head, else everything) / 10^(SNR/20)."""
+    for sel in (brain, head):
+        if int(sel.sum()) >= 16:
+            return float(np.abs(x)[sel].mean() / 10 ** (snr_db / 20))
+    return float(np.abs(x).mean() / 10 ** (snr_db / 20)) or 1e-12
+
+
 def noise_covariance(n_coils: int, rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
     """Random Hermitian positive-definite (C, C) complex128 covariance with mean diagonal 1."""
     C = int(n_coils)

@@ -38,6 +38,7 @@ SPLITS = {"train": 1, "val": 2, "test": 3}
 STACK_SLICES = 16
 FORMAT_VERSION = 1
 PATHOLOGY_P = {"none": 0.6, "wm_lesions": 0.2, "tumour": 0.2}
+CHECKPOINT_SECONDS = 10.0
 
 
 def subject_seed(seed: int, split: str, i: int) -> int:
@@ -171,8 +172,7 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
     maps_true = acqmod.coil_maps(C, M, rng)
     psi = acqmod.noise_covariance(C, rng)
     snr = float(rng.uniform(*cfg.snr))
-    brain = slab.brain > 0.5
-    sigma = float(np.abs(x)[brain].mean() / 10 ** (snr / 20))
+    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
     with torch.no_grad():
         xt = torch.from_numpy(x).to(device)
         ksp = fft2c(torch.from_numpy(maps_true).to(device)[None] * xt[:, None])
@@ -304,7 +304,7 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
         index_lines.extend(json.dumps(d) for d in r["index"])
         n_new += b - a
         bar.update(b - a)
-        if time.time() - last_flush > 10 or i == n_subj - 1:
+        if time.time() - last_flush >= CHECKPOINT_SECONDS or i == n_subj - 1:
             _checkpoint(part, arrays, meta_lines, index_lines, conf, i + 1)
             last_flush = time.time()
     bar.close()

@@ -32,7 +32,7 @@ CACHE_VERSION = 1
 PAD = 12                      # voxels of zero padding around the MNI volume
 MNI_ORIGIN = (98, 134, 72)    # voxel index of MNI (0, 0, 0) mm in the 197×233×189 1 mm grid
 #: Superior/inferior extent (MNI z, mm) over which axial slices are taken (cerebellum to vertex).
-Z_RANGE_MM = (-40.0, 74.0)
+Z_RANGE_MM = (-40.0, 66.0)
 
 
 def cache_dir() -> Path:

@@ -165,8 +165,7 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
     x = image_from_slab(slab, subj, protocol, rng)                       # (S, M, M) complex64, scanner units
     maps = acqmod.coil_maps(C, M, rng)
     psi = acqmod.noise_covariance(C, rng)
-    brain = slab.brain > 0.5
-    sigma = float(np.abs(x)[brain].mean() / 10 ** (snr / 20)) if brain.any() else float(np.abs(x).mean() / 10 ** (snr / 20))
+    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
 
     mres = make_mask(mask, (M, M), accel, seed=seed, acs_lines=acs_lines)
     rows = np.nonzero(mres.mask[:, 0])[0]
