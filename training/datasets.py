@@ -87,27 +87,21 @@ def _centre_crop(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
     return out
 
 
-def slice_to_image(ksp: np.ndarray, resolution: int):
+def slice_to_image(ksp: np.ndarray, resolution: int, calib: int = 24):
     """Fully sampled k-space (C, ky, kx) complex → (normalised (2, R, R) float32, scale float).
 
-    IFFT → centre crop of the coil images to R×R → FFT → ESPIRiT maps → MVUE → divide by 99th pct |MVUE|.
+    IFFT → centre crop of the coil images to R×R → FFT → ESPIRiT maps from the central `calib`² block
+    (ContextMRI: calib_width 24) → MVUE → divide by the 99th percentile of |MVUE| (recon_core.mvue).
     """
-    import torch
-
     from recon_core import coils, mvue
     from recon_core.fft import fft2c_np, ifft2c_np
 
     img = _centre_crop(ifft2c_np(np.asarray(ksp, dtype=np.complex64)), resolution, resolution)
     kc = fft2c_np(img).astype(np.complex64)
-    maps = coils.espirit_maps(kc)
-    maps = maps.numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
-    combined = mvue.combine(img[None], maps[None] if maps.ndim == 3 else maps)
-    combined = combined.numpy() if isinstance(combined, torch.Tensor) else np.asarray(combined)
-    normed, scale = mvue.normalize(combined)
-    normed = normed.numpy() if hasattr(normed, "numpy") else np.asarray(normed)
-    scale = float(np.asarray(scale.cpu() if hasattr(scale, "cpu") else scale).reshape(-1)[0])
-    chan = np.stack([normed.reshape(resolution, resolution).real, normed.reshape(resolution, resolution).imag])
-    return chan.astype(np.float32), scale
+    maps = coils.espirit_maps(kc, calib=min(int(calib), resolution))
+    normed, scale = mvue.normalize(mvue.combine(img, np.asarray(maps)))
+    chan = np.stack([normed.real, normed.imag]).astype(np.float32)
+    return chan, float(np.asarray(scale).reshape(-1)[0])
 
 
 def _h5_files(path) -> list[Path]:
