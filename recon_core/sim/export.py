@@ -288,6 +288,14 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
         else:
             import multiprocessing as mp
 
+            # load the heavy modules and the tissue volume once, before forking (workers share them)
+            import sigpy.mri  # noqa: F401
+            import torch  # noqa: F401
+
+            import recon_core.coils  # noqa: F401
+            from .phantom import _base_interleaved
+            _base_interleaved()
+
             ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
             with ctx.Pool(workers) as pool:
                 for (i, _, _), r in zip(todo, pool.imap(_worker, [(conf, s, n) for _, s, n in todo])):
