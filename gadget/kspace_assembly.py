@@ -354,6 +354,16 @@ class Assembler:
             raise InputError(f"acquisition {self.n_acquisitions} has a trajectory; only Cartesian data is supported")
         self._check_coils(data.shape[0], f"acquisition {self.n_acquisitions}")
         g = self.geom
+        centre_sample = int(acq.center_sample)
+        pre, post = int(acq.discard_pre), int(acq.discard_post)
+        if pre or post:
+            if pre + post >= data.shape[1]:
+                raise InputError(f"acquisition {self.n_acquisitions} discards {pre}+{post} of {data.shape[1]} samples")
+            data = data[:, pre:data.shape[1] - post]
+            centre_sample -= pre
+        if acq.is_flag_set(ismrmrd.ACQ_IS_REVERSE):
+            data = data[:, ::-1]
+            centre_sample = data.shape[1] - 1 - centre_sample
         nsamp = data.shape[1]
         if nsamp > g.enc_nx:
             raise InputError(f"acquisition {self.n_acquisitions} has {nsamp} readout samples, more than the encoded "
@@ -362,7 +372,7 @@ class Assembler:
         if not 0 <= row < g.enc_ny:
             raise InputError(f"acquisition {self.n_acquisitions} has phase-encode line {acq.idx.kspace_encode_step_1} "
                              f"outside the encoded matrix of {g.enc_ny} lines")
-        col0 = g.enc_nx // 2 - int(acq.center_sample) if nsamp < g.enc_nx else 0
+        col0 = g.enc_nx // 2 - centre_sample if nsamp < g.enc_nx else 0
         col0 = min(max(col0, 0), g.enc_nx - nsamp)
         calib_only = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
         calib_img = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
