@@ -31,8 +31,8 @@ from .tissues import INDEX, TISSUES, TissueTable, jitter, tissue_table
 CACHE_VERSION = 1
 PAD = 12                      # voxels of zero padding around the MNI volume
 MNI_ORIGIN = (98, 134, 72)    # voxel index of MNI (0, 0, 0) mm in the 197×233×189 1 mm grid
-#: Superior/inferior extent (MNI z, mm) over which axial slices are taken (cerebellum to vertex).
-Z_RANGE_MM = (-40.0, 66.0)
+#: Superior/inferior extent (MNI z, mm) over which axial slices are taken (upper cerebellum to high convexity).
+Z_RANGE_MM = (-26.0, 66.0)   # below ~−26 mm the skull-stripped template splits into lobes
 
 
 def cache_dir() -> Path:
