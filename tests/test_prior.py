@@ -148,6 +148,11 @@ def test_contextmri_checkpoint_layout_loads_unchanged(tmp_path):
     assert _eps(prior).shape == (2, 2, 32, 32)
     x = sample_prior(prior, RECS[:1], n=1, cfg=2.0, nfe=2)
     assert x.shape == (1, 2, 32, 32) and torch.isfinite(x).all()
+    from gadget.cli import main
+
+    png = tmp_path / "p.png"
+    assert main(["generate", "--model", str(root), "--prompt", "brain, Slice 3, T1", "--n", "2", "--nfe", "2",
+                 "--cfg", "3", "--out", str(png), "--device", "cpu"]) == 0 and png.is_file()
     shutil.rmtree(root / "text_encoder")
     with pytest.raises(InputError):
         load_prior(root)
