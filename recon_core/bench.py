@@ -1,0 +1,258 @@
+"""`contextmri bench`: where the time of one DDS slice goes, against its floor and classical methods.
+
+On one simulated slice (recon_core.sim.export.simulate_subject: brain, `matrix`², `coils` coils, the
+slice's header-derived metadata), undersampled with `mask`:
+- I/O: np.save + np.load of the undersampled k-space and np.save of the output image (a temp dir);
+- ESPIRiT (recon_core.coils, torch backend; sigpy backend too);
+- DDS (recon_core.dds) split into network / CG / other, at `nfe`, `cfg`, `precision`;
+- the network floor: NFE × the median time of one batched cond+uncond forward (batch 2 when
+  0 < cfg ≠ 1, else 1) at the same shape; ratios DDS/floor and slice/floor (target ≤ 1.3);
+- peak memory: process peak RSS (resource.getrusage) and, on CUDA, torch.cuda.max_memory_allocated;
+- sigpy L1-wavelet (recon_core.baselines, default λ) and, when `bart` is on PATH, `bart ecalib` +
+  `bart pics` (l1-wavelet) on the same k-space via .cfl/.hdr files — time and PSNR beside ours;
+- PSNR of DDS at NFE 10/20/50 with fp32 and bf16 networks (quality–time trade-off).
+PSNR: fastMRI convention against the MVUE of the fully sampled k-space (scanner units).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+from .errors import InputError
+
+
+# ------------------------------------------------------------------------------------------ BART cfl
+def write_cfl(name: str, arr: np.ndarray) -> None:
+    """BART .cfl/.hdr: complex64, column-major, dims listed in the header."""
+    arr = np.asarray(arr, dtype=np.complex64)
+    with open(name + ".hdr", "w") as fh:
+        fh.write("# Dimensions\n" + " ".join(str(d) for d in arr.shape) + "\n")
+    arr.ravel(order="F").tofile(name + ".cfl")
+
+
+def read_cfl(name: str) -> np.ndarray:
+    with open(name + ".hdr") as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln and not ln.startswith("#")]
+    dims = [int(d) for d in lines[0].split()]
+    data = np.fromfile(name + ".cfl", dtype=np.complex64)
+    return data.reshape(dims, order="F")
+
+
+def _to_bart(ksp):
+    """(C, ny, nx) → BART (nx, ny, 1, C) (dim 0 = readout, 1 = phase, 3 = coils)."""
+    return np.transpose(ksp, (2, 1, 0))[:, :, None, :]
+
+
+def bart_kernel(calib: int, kernel_width: int = 6) -> int:
+    """Same rule as recon_core.coils: kernel at most half the calibration side (else the crop empties the maps)."""
+    return max(min(kernel_width, calib // 2), min(3, calib))
+
+
+def run_bart(ksp: np.ndarray, calib: int, lamda: float = 0.005, iters: int = 100, workdir: str | None = None) -> dict:
+    """`bart ecalib -m1 -r calib -k kernel` + `bart pics -S -R W:3:0:λ -i iters` on (C, ny, nx) k-space.
+
+    Returns {"ecalib_s", "pics_s", "maps" (C, ny, nx), "image" (ny, nx)} (wall times incl. process start).
+    """
+    bart = shutil.which("bart")
+    if bart is None:
+        raise InputError("bart is not installed (not on PATH)")
+    with tempfile.TemporaryDirectory(dir=workdir) as d:
+        k, s, x = (os.path.join(d, n) for n in ("k", "s", "x"))
+        write_cfl(k, _to_bart(ksp))
+        t0 = time.perf_counter()
+        subprocess.run([bart, "ecalib", "-m1", "-r", str(int(calib)), "-k", str(bart_kernel(int(calib))), k, s], check=True, capture_output=True)
+        t1 = time.perf_counter()
+        subprocess.run([bart, "pics", "-S", "-R", f"W:3:0:{lamda}", "-i", str(int(iters)), k, s, x], check=True,
+                       capture_output=True)
+        t2 = time.perf_counter()
+        maps = np.transpose(read_cfl(s).reshape(ksp.shape[2], ksp.shape[1], -1), (2, 1, 0))
+        img = read_cfl(x).reshape(ksp.shape[2], ksp.shape[1]).T
+    return {"ecalib_s": t1 - t0, "pics_s": t2 - t1, "maps": maps, "image": img}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed(fn, repeat=1):
+    """(result of the last call, median seconds)."""
+    ts, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t0)
+    return out, statistics.median(ts)
+
+
+def simulate_slice(matrix: int, coils: int, seed: int = 0):
+    """One test-split-style slice: (ksp (C, ny, nx) full, reference (ny, nx), record)."""
+    from .metadata.record import MetadataRecord
+    from .sim.export import ExportConfig, simulate_subject, subject_seed
+
+    cfg = ExportConfig(n_slices=1, split="test", matrix=matrix, coils=coils, slices_per_subject=1,
+                       calib=min(24, matrix // 4), save_kspace=True)
+    r = simulate_subject(cfg, subject_seed(seed, "test", 0), 1)
+    return r["kspace"][0], r["reference"][0], MetadataRecord.from_dict(r["records"][0])
+
+
+def load_bench_prior(model: str | None, preset: str | None, device):
+    from .prior import build_prior, load_prior
+
+    if preset:
+        return build_prior(preset).to(device).eval(), f"untrained preset {preset!r} (PSNR meaningless)"
+    return load_prior(model or "default", device=device), f"model {model or 'default'}"
+
+
+# ------------------------------------------------------------------------------------------ the bench
+def run_bench(model: str | None = "default", preset: str | None = None, matrix: int | None = None, coils: int = 8,
+              nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
+              precision: str = "fp32", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
+              repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print) -> dict:
+    """Run the benchmark; returns a JSON-able dict (see module docstring)."""
+    import torch
+
+    from .baselines import reconstruct
+    from .coils import calib_region, espirit_maps
+    from .dds import dds_reconstruct
+    from .device import autocast, resolve_device
+    from .masks import make_mask, parse_mask_spec
+    from .metrics import psnr
+
+    if nfe < 1 or any(n < 1 for n in sweep):
+        raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
+    if cfg < 0:
+        raise InputError(f"cfg must be ≥ 0, got {cfg}")
+    dev = resolve_device(device)
+    rss0 = _peak_rss_mb()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    prior, model_desc = load_bench_prior(model, preset, dev)
+    matrix = int(matrix or prior.resolution)
+    log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {precision}, "
+        f"device {dev}, torch threads {torch.get_num_threads()}")
+    full, ref, record = simulate_slice(matrix, coils, seed)
+    kind, accel = parse_mask_spec(mask)
+    m = make_mask(kind, (matrix, matrix), accel, seed=seed)
+    ksp = (full * m.mask[None]).astype(np.complex64)
+
+    # I/O
+    with tempfile.TemporaryDirectory() as d:
+        p_in, p_out = os.path.join(d, "k.npy"), os.path.join(d, "x.npy")
+        np.save(p_in, ksp)
+        t0 = time.perf_counter()
+        k_loaded = np.load(p_in)
+        np.save(p_out, np.zeros(ksp.shape[-2:], np.complex64))
+        t_io = time.perf_counter() - t0
+    assert k_loaded.shape == ksp.shape
+
+    # ESPIRiT
+    kb = ksp[None]
+    espirit_maps(kb, mask=m.mask)  # warm-up
+    maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
+    _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
+
+    # network floor: one batched forward as DDS does it
+    both = 0 < cfg != 1
+    nb = 2 if both else 1
+    x = torch.randn(nb, 2, matrix, matrix, device=dev)
+    tok = torch.cat([prior.uncondition(1), prior.condition([record])]) if both else (
+        prior.condition([record]) if cfg > 0 else prior.uncondition(1))
+    tt = torch.full((nb,), 500, dtype=torch.long, device=dev)
+
+    def fwd():
+        with torch.no_grad(), autocast(dev, precision):
+            out = prior.predict_eps(x, tt, tok)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return out
+
+    fwd()
+    _, t_fwd = _timed(fwd, max(repeat, 3))
+    floor = nfe * t_fwd
+
+    # DDS
+    dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=precision)
+    res = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
+                          precision=precision, progress=progress)
+    t_dds = res.timings["total"]
+    p_dds = float(psnr(ref, res.image[0]))
+    slice_total = t_io + t_esp + t_dds
+
+    # sigpy L1-wavelet (same maps)
+    l1, t_l1 = _timed(lambda: reconstruct("l1wavelet", kb, maps, m.mask), 1)
+    p_l1 = float(psnr(ref, l1[0]))
+    zf = reconstruct("zerofilled", kb, maps, m.mask)
+    out = {
+        "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
+                  "realised_accel": m.accel, "nfe": nfe, "cfg": cfg, "precision": precision, "device": str(dev),
+                  "torch_threads": torch.get_num_threads(), "forward_batch": nb, "seed": seed,
+                  "psnr_convention": "fastmri (magnitude, data range = max |reference|)"},
+        "time_s": {"io": t_io, "espirit": t_esp, "espirit_sigpy": t_esp_sigpy, "dds_total": t_dds,
+                   "network": res.timings["network"], "cg": res.timings["cg"], "dds_other": res.timings["other"],
+                   "slice_total": slice_total},
+        "network_floor": {"one_forward_s": t_fwd, "floor_s": floor, "dds_over_floor": t_dds / floor,
+                          "slice_over_floor": slice_total / floor, "target": 1.3,
+                          "meets_target": bool(t_dds / floor <= 1.3)},
+        "psnr": {"zerofilled": float(psnr(ref, zf[0])), "dds": p_dds, "l1wavelet_sigpy": p_l1},
+        "l1wavelet_sigpy": {"time_s": t_l1, "psnr": p_l1, "lambda": "default (recon_core.baselines)"},
+        "ratio_dds_slice_to_l1wavelet": slice_total / t_l1,
+    }
+    # BART
+    if use_bart and shutil.which("bart"):
+        cy, cx = calib_region(m.mask)
+        b = run_bart(ksp, min(cy, cx))
+        pb = float(psnr(ref, b["image"]))
+        out["bart"] = {"ecalib_s": b["ecalib_s"], "pics_s": b["pics_s"], "psnr_pics": pb,
+                       "command": f"bart ecalib -m1 -r {min(cy, cx)} -k {bart_kernel(min(cy, cx))}; "
+                                  f"bart pics -S -R W:3:0:0.005 -i 100",
+                       "our_espirit_over_bart_ecalib": t_esp / b["ecalib_s"],
+                       "espirit_meets_target": bool(t_esp <= b["ecalib_s"])}
+        out["psnr"]["bart_pics"] = pb
+    else:
+        out["bart"] = None
+    # quality–time trade-off
+    sweep_rows = []
+    for prec in sweep_precisions:
+        for n in sweep:
+            r = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=int(n), seed=seed, device=dev,
+                                precision=prec)
+            sweep_rows.append({"nfe": int(n), "precision": prec, "psnr": float(psnr(ref, r.image[0])),
+                               "dds_s": r.timings["total"], "network_s": r.timings["network"]})
+    out["sweep"] = sweep_rows
+    out["memory"] = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_before_mb": rss0,
+                     "cuda_max_allocated_mb": (torch.cuda.max_memory_allocated(dev) / 2 ** 20) if dev.type == "cuda"
+                     else None}
+    return out
+
+
+def format_report(r: dict) -> str:
+    t, f = r["time_s"], r["network_floor"]
+    L = [f"setup: {json.dumps(r['setup'])}",
+         f"slice total {t['slice_total']:.3f} s = I/O {t['io']:.4f} + ESPIRiT {t['espirit']:.3f} + DDS {t['dds_total']:.3f} "
+         f"(network {t['network']:.3f}, CG {t['cg']:.3f}, other {t['dds_other']:.3f})",
+         f"network floor {f['floor_s']:.3f} s ({f['one_forward_s'] * 1000:.1f} ms/forward × NFE); "
+         f"DDS/floor {f['dds_over_floor']:.3f}, slice/floor {f['slice_over_floor']:.3f} (target ≤ {f['target']})",
+         f"ESPIRiT torch {t['espirit']:.3f} s, sigpy {t['espirit_sigpy']:.3f} s",
+         f"PSNR: " + ", ".join(f"{k} {v:.2f} dB" for k, v in r["psnr"].items()),
+         f"sigpy L1-wavelet {r['l1wavelet_sigpy']['time_s']:.3f} s; our slice / L1-wavelet = {r['ratio_dds_slice_to_l1wavelet']:.1f}×"]
+    if r.get("bart"):
+        b = r["bart"]
+        L.append(f"bart ecalib {b['ecalib_s']:.3f} s, pics {b['pics_s']:.3f} s ({b['psnr_pics']:.2f} dB); "
+                 f"our ESPIRiT / bart ecalib = {b['our_espirit_over_bart_ecalib']:.2f}")
+    else:
+        L.append("bart: not installed")
+    L.append("NFE sweep: " + "; ".join(f"{s['precision']} NFE {s['nfe']}: {s['psnr']:.2f} dB in {s['dds_s']:.2f} s"
+                                       for s in r["sweep"]))
+    L.append(f"peak RSS {r['memory']['peak_rss_mb']:.0f} MB" +
+             (f", CUDA {r['memory']['cuda_max_allocated_mb']:.0f} MB" if r["memory"]["cuda_max_allocated_mb"] else ""))
+    return "\n".join(L)

@@ -1,0 +1,67 @@
+"""`contextmri bench`: time per slice (I/O, ESPIRiT, network, CG) vs the network floor, sigpy L1-wavelet and
+BART, peak memory, and PSNR at NFE 10/20/50 with fp32 and bf16."""
+
+NAME = "bench"
+HELP = "benchmark one DDS slice: time split, network floor ratio, memory, vs sigpy L1-wavelet and bart"
+
+
+def add_arguments(parser):
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--model", default="default", help="prior checkpoint directory or 'default'")
+    src.add_argument("--preset", default=None, help="time an untrained prior preset instead (e.g. cpu-128; PSNR meaningless)")
+    parser.add_argument("--matrix", type=int, default=None, help="matrix size (default: the model's resolution)")
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--nfe", type=int, default=50)
+    parser.add_argument("--cfg", type=float, default=2.0)
+    parser.add_argument("--mask", default="uniform1d:4", help="KIND:ACCEL")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
+    parser.add_argument("--sweep-precisions", default="fp32,bf16")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats for the ESPIRiT and forward timings (median)")
+    parser.add_argument("--no-bart", action="store_true", help="skip bart even if installed")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args):
+    import json
+    import os
+    import tempfile
+
+    from recon_core.bench import format_report, run_bench
+    from recon_core.errors import InputError
+
+    try:
+        sweep = tuple(int(v) for v in args.sweep.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--sweep: expected comma-separated integers, got {args.sweep!r}") from None
+    precs = tuple(p.strip() for p in args.sweep_precisions.split(",") if p.strip())
+    bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
+    if bad:
+        raise InputError(f"--sweep-precisions: unknown {bad}, expected fp32, bf16, fp16")
+    if args.repeat < 1:
+        raise InputError(f"--repeat must be ≥ 1, got {args.repeat}")
+    res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
+                    coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
+                    precision=args.precision, seed=args.seed, sweep=sweep, sweep_precisions=precs,
+                    repeat=args.repeat, use_bart=not args.no_bart, progress=not args.quiet,
+                    log=(lambda *a: None) if args.quiet else print)
+    print(format_report(res))
+    if args.json:
+        d = os.path.dirname(os.path.abspath(args.json))
+        fd, tmp = tempfile.mkstemp(prefix=".bench.", suffix=".json", dir=d)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(res, fh, indent=1)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, args.json)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        print(f"wrote {args.json}")
+    return 0
