@@ -8,7 +8,7 @@ slice's header-derived metadata), undersampled with `mask`:
 - the network floor: NFE × the median time of one batched cond+uncond forward (batch 2 when
   0 < cfg ≠ 1, else 1) at the same shape; ratios DDS/floor and slice/floor (target ≤ 1.3);
 - peak memory: process peak RSS (resource.getrusage) and, on CUDA, torch.cuda.max_memory_allocated;
-- sigpy L1-wavelet (recon_core.baselines, default λ) and, when `bart` is on PATH, `bart ecalib` +
+- sigpy L1-wavelet (recon_core.baselines, oracle λ from the evaluation grid) and, when `bart` is on PATH, `bart ecalib` +
   `bart pics` (l1-wavelet) on the same k-space via .cfl/.hdr files — time and PSNR beside ours;
 - PSNR of DDS at NFE 10/20/50 with fp32 and bf16 networks (quality–time trade-off).
 PSNR: fastMRI convention against the MVUE of the fully sampled k-space (scanner units).
@@ -188,8 +188,14 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     p_dds = float(psnr(ref, res.image[0]))
     slice_total = t_io + t_esp + t_dds
 
-    # sigpy L1-wavelet (same maps)
-    l1, t_l1 = _timed(lambda: reconstruct("l1wavelet", kb, maps, m.mask), 1)
+    # sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
+    # favourable to the baseline); the time is that of one run at that λ
+    from .evaluate import LAMBDA_GRID
+
+    grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, m.mask, lamda=lam)[0]))
+            for lam in LAMBDA_GRID["l1wavelet"]}
+    lam_best = max(grid, key=grid.get)
+    l1, t_l1 = _timed(lambda: reconstruct("l1wavelet", kb, maps, m.mask, lamda=lam_best), 1)
     p_l1 = float(psnr(ref, l1[0]))
     zf = reconstruct("zerofilled", kb, maps, m.mask)
     out = {
@@ -204,7 +210,9 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
                           "slice_over_floor": slice_total / floor, "target": 1.3,
                           "meets_target": bool(t_dds / floor <= 1.3)},
         "psnr": {"zerofilled": float(psnr(ref, zf[0])), "dds": p_dds, "l1wavelet_sigpy": p_l1},
-        "l1wavelet_sigpy": {"time_s": t_l1, "psnr": p_l1, "lambda": "default (recon_core.baselines)"},
+        "l1wavelet_sigpy": {"time_s": t_l1, "psnr": p_l1, "lambda": lam_best,
+                            "lambda_choice": "best PSNR of the evaluation grid on this slice (oracle)",
+                            "psnr_by_lambda": {str(k): v for k, v in grid.items()}},
         "ratio_dds_slice_to_l1wavelet": slice_total / t_l1,
     }
     # BART

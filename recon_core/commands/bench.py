@@ -21,6 +21,8 @@ def add_arguments(parser):
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
     parser.add_argument("--repeat", type=int, default=3, help="repeats for the ESPIRiT and forward timings (median)")
     parser.add_argument("--no-bart", action="store_true", help="skip bart even if installed")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--quiet", action="store_true")
 
@@ -41,6 +43,12 @@ def run(args):
     bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
     if bad:
         raise InputError(f"--sweep-precisions: unknown {bad}, expected fp32, bf16, fp16")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.repeat < 1:
         raise InputError(f"--repeat must be ≥ 1, got {args.repeat}")
     res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
