@@ -52,7 +52,10 @@ def phantom_scan(n_slices=2, ny=48, nx=48, n_coils=6, seed=0):
 
     rng = np.random.default_rng(seed)
     objs = []
-    base = np.abs(np.asarray(__import__("sigpy").shepp_logan((ny, nx)), dtype=np.complex64))
+    iy, ix = (ny * 3 // 4) // 2 * 2, (nx * 3 // 4) // 2 * 2  # object in the central ¾ of the FOV
+    small = np.abs(np.asarray(__import__("sigpy").shepp_logan((iy, ix)), dtype=np.complex64))
+    base = np.zeros((ny, nx), np.complex64)
+    base[(ny - iy) // 2:(ny - iy) // 2 + iy, (nx - ix) // 2:(nx - ix) // 2 + ix] = small
     for s in range(n_slices):
         smooth = np.exp(1j * 0.3 * np.linspace(-1, 1, nx))[None, :] * (1 + 0.1 * s)
         objs.append((np.roll(base, s, axis=0) * smooth).astype(np.complex64))

@@ -68,7 +68,7 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
 
     plain_path = sim_files[0]
     out = tmp_path / "dds.h5"
-    params = ReconParams(method="dds", model=tiny_model, nfe=3, samples=2, seed=5, cfg=1.5, device="cpu",
+    params = ReconParams(method="dds", model=tiny_model, nfe=2, samples=2, seed=5, cfg=1.5, device="cpu",
                          send_std=True, contrast="FLAIR")
     replay(plain_path, str(out), params, progress=False)
     got, imgs = _magnitudes(out)
@@ -78,12 +78,12 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     for s in range(S):
         maps = espirit_maps(raw.kspace[s], mask=acs)
         rec = record_from_header(raw.header, slice_index=s, overrides={"contrast": "FLAIR"})
-        res = dds_reconstruct(prior, raw.kspace[s][None], maps[None], raw.mask, [rec], cfg=1.5, nfe=3, samples=2,
+        res = dds_reconstruct(prior, raw.kspace[s][None], maps[None], raw.mask, [rec], cfg=1.5, nfe=2, samples=2,
                               seed=5, device="cpu")
         np.testing.assert_allclose(got[s], np.abs(res.image[0]), rtol=1e-3, atol=1e-4 * got[s].max())
         np.testing.assert_allclose(std[s], res.std[0], rtol=1e-3, atol=1e-4 * std[s].max())
     m = imgs[0].meta
-    assert (m["method"], m["NFE"], m["CFG"], m["seed"], m["samples"]) == ("dds", "3", "1.5", "5", "2")
+    assert (m["method"], m["NFE"], m["CFG"], m["seed"], m["samples"]) == ("dds", "2", "1.5", "5", "2")
     assert m["model"] == tiny_model and "FLAIR" in m["prompt"]
 
 
