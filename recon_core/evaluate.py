@@ -74,6 +74,7 @@ class EvalConfig:
     baselines: tuple = BASELINES
     ablations: bool = True
     ablation_cfg: float | None = None
+    ablation_masks: tuple | None = None   # cells for ablations/pathology (None: all)
     pathology: bool = True
     twin: str | None = None
     convention: str = "fastmri"
@@ -101,6 +102,8 @@ class EvalConfig:
             raise InputError(f"baselines: unknown {bad}, expected some of {', '.join(BASELINES)}")
         if self.convention not in CONVENTIONS:
             raise InputError(f"convention: expected one of {CONVENTIONS}, got {self.convention!r}")
+        if self.ablation_masks is not None and not set(self.ablation_masks) <= set(self.masks):
+            raise InputError(f"ablation masks {list(self.ablation_masks)} must be among --masks {list(self.masks)}")
         if self.ablation_cfg is not None and self.ablation_cfg < 0:
             raise InputError(f"ablation cfg must be ≥ 0, got {self.ablation_cfg}")
 
@@ -461,11 +464,14 @@ class Evaluation:
         return math.ceil(n / self.c.batch)
 
     # ---- the whole run -----------------------------------------------------------------------------
-    def _planned_runs(self, cfgs, w_ab) -> set:
+    def _ablate(self, spec) -> bool:
+        return self.c.ablation_masks is None or spec in self.c.ablation_masks
+
+    def _planned_runs(self, cfgs, w_ab, spec=None) -> set:
         """The (w, variant, model) DDS runs of one cell (w_ab: the ablation/pathology weight)."""
         c = self.c
         runs = {(w, "uncond" if w == 0 else "all", "main") for w in cfgs}
-        if w_ab is not None and w_ab > 0:
+        if w_ab is not None and w_ab > 0 and (spec is None or self._ablate(spec)):
             if c.ablations:
                 runs |= {(w_ab, v, "main") for v in ABLATIONS if v != "uncond"} | {(0.0, "uncond", "main")}
             if c.pathology:
@@ -483,8 +489,9 @@ class Evaluation:
         cfgs = [float(w) for w in c.cfg]
         cond = [w for w in cfgs if w > 0]
         w_guess = c.ablation_cfg if c.ablation_cfg is not None else (cond[0] if cond else None)
-        per_cell = len(self._planned_runs(cfgs, w_guess)) * self._n_chunks() + (1 if c.figures else 0)
-        self._bar = tqdm(total=len(c.masks) * per_cell, desc="evaluate (DDS chunks)", disable=not self.progress,
+        total = sum(len(self._planned_runs(cfgs, w_guess, spec)) * self._n_chunks() + (1 if c.figures else 0)
+                    for spec in c.masks)
+        self._bar = tqdm(total=total, desc="evaluate (DDS chunks)", disable=not self.progress,
                          unit="chunk", file=sys.stderr)
         cells = []
         try:
@@ -529,6 +536,8 @@ class Evaluation:
         cell["best_cfg"] = best_w
         cell["scale_ratio"] = summarise(next(iter(dds.values()))["scale_ratio"])
         w_ab = c.ablation_cfg if c.ablation_cfg is not None else best_w
+        if not self._ablate(spec):
+            w_ab = None
         if c.ablations and w_ab is not None and w_ab > 0:
             abl = {v: run(0.0, "uncond") if v == "uncond" else run(w_ab, v) for v in ABLATIONS}
             cell["ablations"] = {"cfg": w_ab, "variants": {v: self._entry(abl[v]) for v in ABLATIONS},

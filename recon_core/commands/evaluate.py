@@ -39,6 +39,8 @@ def add_arguments(parser):
     parser.add_argument("--no-pathology", action="store_true", help="skip correct-vs-wrong pathology")
     parser.add_argument("--ablation-cfg", type=float, default=None,
                         help="CFG weight for ablations/pathology (default: each cell's best w > 0)")
+    parser.add_argument("--ablation-masks", default=None,
+                        help="comma list of cells (among --masks) for ablations/pathology (default: all cells)")
     parser.add_argument("--twin", default=None, help="unconditional twin checkpoint to compare against")
     parser.add_argument("--convention", default="fastmri", choices=["fastmri", "contextmri"],
                         help="metric convention (see recon_core.metrics)")
@@ -70,7 +72,9 @@ def run(args):
         limit=args.limit, seed=args.seed, device=args.device, precision=args.precision, batch=args.batch,
         split=args.split, val_split=args.val_split, tune_limit=args.tune_limit,
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()),
-        ablations=not args.no_ablations, ablation_cfg=args.ablation_cfg, pathology=not args.no_pathology,
+        ablations=not args.no_ablations, ablation_cfg=args.ablation_cfg,
+        ablation_masks=tuple(m.strip() for m in args.ablation_masks.split(",") if m.strip()) if args.ablation_masks else None,
+        pathology=not args.no_pathology,
         twin=args.twin, convention=args.convention, figures=not args.no_figures,
         command=_command(args))
     res = run_evaluation(cfg, progress=not args.quiet)
