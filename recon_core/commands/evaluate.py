@@ -45,6 +45,8 @@ def add_arguments(parser):
     parser.add_argument("--convention", default="fastmri", choices=["fastmri", "contextmri"],
                         help="metric convention (see recon_core.metrics)")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -52,7 +54,7 @@ def _command(args):
     """The canonical command line of this run (all options explicit)."""
     import shlex
 
-    skip = {"_run", "command", "debug"}
+    skip = {"_run", "command", "debug", "quiet"}
     parts = ["contextmri", "evaluate"]
     for k, v in sorted(vars(args).items()):
         if k in skip or v is None or v is False:
@@ -63,7 +65,15 @@ def _command(args):
 
 
 def run(args):
+    from recon_core.errors import InputError
     from recon_core.evaluate import EvalConfig, run_evaluation
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     cfg = EvalConfig(
         model=args.model, data=args.data, out=args.out,
