@@ -29,6 +29,8 @@ def add_arguments(parser):
     parser.add_argument("--png", default=None, metavar="PNG", help="also write a PNG mosaic of the magnitude images")
     parser.add_argument("--dicom", default=None, metavar="DIR", help="also write a DICOM series into DIR (new/empty)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
 
 
 def params_from_args(args):
@@ -62,6 +64,14 @@ def run(args):
     from gadget.replay import replay
 
     _terminate_cleanly()
+    if args.threads is not None:
+        from recon_core.errors import InputError
+
+        if args.threads < 1:
+            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     params = params_from_args(args)
     t0 = time.perf_counter()
     res = replay(args.raw, args.out, params, png=args.png, dicom=args.dicom, progress=not args.quiet)
