@@ -258,7 +258,7 @@ def format_report(r: dict) -> str:
         L.append(f"bart ecalib {b['ecalib_s']:.3f} s, pics {b['pics_s']:.3f} s ({b['psnr_pics']:.2f} dB); "
                  f"our ESPIRiT / bart ecalib = {b['our_espirit_over_bart_ecalib']:.2f}")
     else:
-        L.append("bart: not installed")
+        L.append("bart: skipped (--no-bart) or not installed")
     L.append("NFE sweep: " + "; ".join(f"{s['precision']} NFE {s['nfe']}: {s['psnr']:.2f} dB in {s['dds_s']:.2f} s"
                                        for s in r["sweep"]))
     L.append(f"peak RSS {r['memory']['peak_rss_mb']:.0f} MB" +
