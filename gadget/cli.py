@@ -48,12 +48,26 @@ def build_parser():
     return parser
 
 
+def _sigterm_as_interrupt():
+    """SIGTERM → KeyboardInterrupt (main thread only), so every command cleans its temporary outputs
+    and exits 130; commands that need their own handling (serve, train) install theirs in `run`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _raise(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _raise)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    _sigterm_as_interrupt()
     try:
         rc = args._run(args)
     except KeyboardInterrupt:

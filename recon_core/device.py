@@ -34,3 +34,14 @@ def autocast(device: torch.device, precision: str = "fp32"):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def set_threads(n: int | None) -> None:
+    """`--threads N`: torch intra-op threads for this process (None: leave torch's default).
+
+    On a shared 2-core machine 1 thread is often much faster than 2 (spinning OpenMP workers)."""
+    if n is None:
+        return
+    if int(n) < 1:
+        raise InputError(f"--threads must be ≥ 1, got {n}")
+    torch.set_num_threads(int(n))

@@ -65,18 +65,6 @@ def _panel(path, ref, recs, err, std, scores):
     plt.close(fig)
 
 
-def _terminate_cleanly():
-    """SIGTERM → KeyboardInterrupt, so temporary outputs are removed (the CLI then exits 130)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        def _raise(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _raise)
-
-
 def run(args):
     import json
     import os
@@ -92,15 +80,9 @@ def run(args):
     from recon_core.metrics import psnr, ssim
     from recon_core.sim import simulate_scan, write_scan
 
-    _terminate_cleanly()
-    if args.threads is not None:
-        from recon_core.errors import InputError
+    from recon_core.device import set_threads
 
-        if args.threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     t_start = time.perf_counter()
     out = os.path.abspath(args.out)
     parent = os.path.dirname(out)

@@ -46,32 +46,14 @@ def params_from_args(args):
     }, strict=True)
 
 
-def _terminate_cleanly():
-    """SIGTERM → KeyboardInterrupt, so temporary outputs are removed (the CLI then exits 130)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        def _raise(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _raise)
-
-
 def run(args):
     import time
 
     from gadget.replay import replay
 
-    _terminate_cleanly()
-    if args.threads is not None:
-        from recon_core.errors import InputError
+    from recon_core.device import set_threads
 
-        if args.threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     params = params_from_args(args)
     t0 = time.perf_counter()
     res = replay(args.raw, args.out, params, png=args.png, dicom=args.dicom, progress=not args.quiet)

@@ -43,12 +43,9 @@ def run(args):
     bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
     if bad:
         raise InputError(f"--sweep-precisions: unknown {bad}, expected fp32, bf16, fp16")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
-        import torch
+    from recon_core.device import set_threads
 
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.repeat < 1:
         raise InputError(f"--repeat must be ≥ 1, got {args.repeat}")
     res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,

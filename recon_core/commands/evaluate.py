@@ -65,15 +65,11 @@ def _command(args):
 
 
 def run(args):
-    from recon_core.errors import InputError
     from recon_core.evaluate import EvalConfig, run_evaluation
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {args.threads}")
-        import torch
+    from recon_core.device import set_threads
 
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     cfg = EvalConfig(
         model=args.model, data=args.data, out=args.out,
