@@ -151,8 +151,13 @@ def _down_factor(prior):
 @torch.no_grad()
 def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe: int = 50, eta: float = 0.8,
                     gamma: float = 5.0, cg_iters: int = 5, samples: int = 1, seed: int = 0,
-                    device="auto", precision: str = "fp32", scale=None, progress=None) -> DDSResult:
+                    device="auto", precision: str = "fp32", scale=None, progress=None,
+                    clip_x0: float | None = None) -> DDSResult:
     """DDS reconstruction of a batch of slices with K posterior samples.
+
+    clip_x0: clamp the Tweedie estimate x̂0 (real and imaginary channels, normalised units) to
+             ±clip_x0 before data consistency; None disables. A guard for priors whose ε at high t is
+             not yet accurate (x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ amplifies ε errors by ~1/√ᾱ ≈ 90 at t ≈ 950).
 
     prior:   recon_core.prior.Prior (predict_eps, condition, uncondition, scheduler, unet).
     ksp:     (B, C, ny, nx) complex (numpy or torch), scanner units; un-sampled entries are ignored
@@ -288,6 +293,8 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe:
             t_net += t1 - t0
             # 2) Tweedie x̂0, 3) data consistency (I + γAᴴA) x = x̂0 + γAᴴy
             x0 = (x - (1.0 - a_t) ** 0.5 * eps) / a_t ** 0.5
+            if clip_x0 is not None:
+                x0 = x0.clamp(-clip_x0, clip_x0)
             x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
             if cg_iters > 0 and gamma > 0:
                 x0c = conjugate_gradient(lambda v: v + gamma * op.AHA(v), x0c + gamma * AHy, x0=x0c, n_iter=cg_iters)

@@ -298,3 +298,12 @@ def test_bad_shapes(prior, data):
         dds_reconstruct(prior, ksp, maps, mask, records(3), nfe=1)
     with pytest.raises(InputError, match="divisible"):
         dds_reconstruct(prior, ksp[..., :31], maps[..., :31], mask[:, :31], records(2), nfe=1)
+
+
+def test_clip_x0_bounds_the_tweedie_estimate(prior, data):
+    _, ksp, maps, mask = data
+    r = dds_reconstruct(prior, ksp, maps, mask, nfe=3, cg_iters=0, gamma=0.0, clip_x0=0.25, seed=1)
+    x0 = np.asarray(r.denoised) / r.scale[:, None, None]   # back to normalised units
+    assert np.abs(x0.real).max() <= 0.25 + 1e-5 and np.abs(x0.imag).max() <= 0.25 + 1e-5
+    free = dds_reconstruct(prior, ksp, maps, mask, nfe=3, cg_iters=0, gamma=0.0, seed=1)
+    assert np.abs(np.asarray(free.denoised) / free.scale[:, None, None]).max() > 0.25  # the clip did something
