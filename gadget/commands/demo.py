@@ -24,7 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--accel", type=float, default=4.0, help="uniform1d acceleration")
     parser.add_argument("--nfe", type=int, default=50, help="DDS steps")
     parser.add_argument("--cfg", type=float, default=2.0, help="guidance weight of the conditional run")
-    parser.add_argument("--samples", type=int, default=3, help="posterior samples of the conditional run (std map)")
+    parser.add_argument("--samples", type=int, default=2,
+                        help="posterior samples of each DDS run (their mean is the image; the cond run's std is the uncertainty map)")
     parser.add_argument("--seed", type=int, default=0, help="simulation and sampling seed")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -105,7 +106,8 @@ def run(args):
         runs = {
             "zerofilled": ReconParams(method="zerofilled", **common),
             "l1wavelet": ReconParams(method="l1wavelet", **common),
-            "dds_uncond": ReconParams(method="dds", cfg=0.0, nfe=args.nfe, samples=1, **common),
+            # same number of posterior samples for both DDS runs: a fair cond-vs-uncond comparison
+            "dds_uncond": ReconParams(method="dds", cfg=0.0, nfe=args.nfe, samples=args.samples, **common),
             "dds_cond": ReconParams(method="dds", cfg=args.cfg, nfe=args.nfe, samples=args.samples,
                                     send_std=args.samples > 1, **common),
         }
