@@ -313,7 +313,10 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe:
         close()
 
     t2 = time.perf_counter()
-    out = (x0c.reshape(K, B, ny, nx) * scale_t.view(1, B, 1, 1)).to(torch.complex64)
+    # Outside the coil-map support (ESPIRiT crop: Σ|S|² = 0) AᴴA is zero, so the data say nothing there and
+    # only the prior's x̂0 remains; the image is set to 0 there, as SENSE-type reconstructions do.
+    support = (maps.abs().pow(2).sum(dim=1) > 0).to(x0c.real.dtype)          # (B, ny, nx)
+    out = (x0c.reshape(K, B, ny, nx) * (scale_t.view(1, B, 1, 1) * support[None])).to(torch.complex64)
     mean = out.mean(dim=0)
     std = None
     samples_np = None
