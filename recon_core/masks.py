@@ -84,25 +84,24 @@ def _finish_rows(rows: np.ndarray, shape, kind, accel, acs) -> MaskResult:
     return MaskResult(mask, ny / max(int(mask[:, 0].sum()), 1), acs, kind, float(accel))
 
 
-def uniform1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskResult:
+def _line_setup(shape, accel, seed, acs_fraction, acs_lines):
+    """Common start of the 1-D generators → (rng, ACS rows, number of other rows to pick, candidate rows)."""
     _check(shape, accel)
     ny = shape[0]
     rng = np.random.default_rng(seed)
     acs = _acs(ny, accel, acs_fraction, acs_lines)
     n_total = max(int(round(ny / accel)), len(acs))
-    others = np.setdiff1d(np.arange(ny), acs)
-    picked = rng.choice(others, size=n_total - len(acs), replace=False)
+    return rng, acs, n_total - len(acs), np.setdiff1d(np.arange(ny), acs)
+
+
+def uniform1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskResult:
+    rng, acs, n_other, others = _line_setup(shape, accel, seed, acs_fraction, acs_lines)
+    picked = rng.choice(others, size=n_other, replace=False)
     return _finish_rows(np.concatenate([acs, picked]).astype(int), shape, "uniform1d", accel, acs)
 
 
 def equispaced1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskResult:
-    _check(shape, accel)
-    ny = shape[0]
-    rng = np.random.default_rng(seed)
-    acs = _acs(ny, accel, acs_fraction, acs_lines)
-    n_total = max(int(round(ny / accel)), len(acs))
-    n_other = n_total - len(acs)
-    others = np.setdiff1d(np.arange(ny), acs)
+    rng, acs, n_other, others = _line_setup(shape, accel, seed, acs_fraction, acs_lines)
     if n_other > 0:
         # evenly spaced positions among the non-ACS lines, random offset
         step = len(others) / n_other
@@ -117,14 +116,10 @@ def equispaced1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> Mas
 
 
 def gaussian1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None, sigma_fraction=0.3) -> MaskResult:
-    _check(shape, accel)
+    rng, acs, n_other, others = _line_setup(shape, accel, seed, acs_fraction, acs_lines)
     ny = shape[0]
-    rng = np.random.default_rng(seed)
-    acs = _acs(ny, accel, acs_fraction, acs_lines)
-    n_total = max(int(round(ny / accel)), len(acs))
-    others = np.setdiff1d(np.arange(ny), acs)
     w = np.exp(-0.5 * ((others - ny / 2) / (sigma_fraction * ny)) ** 2)
-    picked = rng.choice(others, size=n_total - len(acs), replace=False, p=w / w.sum())
+    picked = rng.choice(others, size=n_other, replace=False, p=w / w.sum())
     return _finish_rows(np.concatenate([acs, picked]).astype(int), shape, "gaussian1d", accel, acs)
 
 
