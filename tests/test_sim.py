@@ -233,3 +233,15 @@ def test_bad_input_exits_2_without_file(tmp_path, args, words):
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and words in p.stderr and "Traceback" not in p.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("t1_csf", [3000.0, 3400.0, 4000.0, 4300.0])
+def test_flair_protocol_nulls_csf_without_warnings(t1_csf):
+    """Short CSF T1 (null reachable at any TR) must not hit log of a negative number; TI stays in range."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(20):
+            p = C.draw_protocol("FLAIR", np.random.default_rng(seed), t1_csf=t1_csf)
+            assert 1800 <= p.ti <= 2500 and p.ti < p.tr

@@ -90,8 +90,11 @@ def draw_protocol(contrast: str, rng: np.random.Generator, field: float = 3.0, s
     tr_lo, tr_hi = r["tr"]
     t1c = t1_csf if t1_csf is not None else (4000.0 if field < 2.25 else 4300.0)
     if contrast == "FLAIR" and ti is None:
-        # keep the CSF null reachable with TI ≤ 2460 ms (ContextMRI's TI ≤ 2500 with margin for the jitter)
-        tr_hi = max(tr_lo + 500.0, min(tr_hi, -t1c * np.log(2 * np.exp(-2460.0 / t1c) - 1)))
+        # keep the CSF null reachable with TI ≤ 2460 ms (ContextMRI's TI ≤ 2500 with margin for the jitter);
+        # for T1_csf ≤ 2460/ln 2 the null TI (< T1 ln 2) is reachable at every TR: no cap needed
+        arg = 2 * np.exp(-2460.0 / t1c) - 1
+        if arg > 0:
+            tr_hi = max(tr_lo + 500.0, min(tr_hi, -t1c * np.log(arg)))
     tr_v = float(tr) if tr is not None else _round(rng.uniform(tr_lo, tr_hi), 1.0)
     te_v = float(te) if te is not None else _round(rng.uniform(*r["te"]), 0.01 if sequence == "Flash" else 1.0)
     fa_v = float(flip) if flip is not None else _round(rng.uniform(*r["fa"]), 1.0)
