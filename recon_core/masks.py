@@ -9,7 +9,8 @@ acs_fraction = 0.32 / accel.
                realised acceleration equals the nominal one (up to rounding to whole lines).
 - equispaced1d: ACS + every R-th line with a random offset, topped up/thinned to the exact count.
 - gaussian1d:  ACS + lines drawn without replacement with a Gaussian density around the centre.
-- poisson2d:   variable-density Poisson disc over (ky, kx) via `sigpy.mri.poisson` with a square
+- poisson2d:   variable-density Poisson disc over (ky, kx) with sigpy's Poisson-disc kernel and a
+               bounded slope search (`sigpy.mri.poisson`'s own search can loop forever), a square
                calibration region of side = number of ACS lines.
 
 The ACS block never has fewer than MIN_ACS_LINES (8) lines when the matrix allows it: ESPIRiT needs
@@ -124,25 +125,62 @@ def gaussian1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None, sigma_fr
 
 
 def poisson2d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskResult:
-    import sigpy.mri
-
     _check(shape, accel)
     ny, nx = shape
     acs = _acs(ny, accel, acs_fraction, acs_lines)
     calib = (len(acs), min(len(acs), nx))
-    if accel == 1:
-        mask = np.ones(shape, dtype=bool)
-    else:
-        try:
-            m = sigpy.mri.poisson(shape, accel, calib=calib, dtype=np.complex64, crop_corner=False,
-                                  seed=int(seed) % (2 ** 32), max_attempts=60, tol=0.05)
-        except ValueError as exc:
-            raise InputError(f"poisson2d: cannot reach acceleration {accel} on {shape}: {exc}") from None
-        mask = np.abs(m) > 0
+    mask = np.ones(shape, dtype=bool) if accel == 1 else _poisson_disc(shape, float(accel), calib, int(seed))
     # sigpy's calibration region may be off by one at even sizes: force our ACS block
     cy0, cx0 = ny // 2 - calib[0] // 2, nx // 2 - calib[1] // 2
     mask[cy0:cy0 + calib[0], cx0:cx0 + calib[1]] = True
     return MaskResult(mask, ny * nx / max(int(mask.sum()), 1), acs, "poisson2d", float(accel))
+
+
+POISSON_TOL = 0.05        # |realised − nominal| acceleration accepted by the slope search
+POISSON_MAX_ITERS = 48    # bisection steps (the float interval is exhausted long before)
+
+
+def _poisson_disc(shape, accel: float, calib, seed: int, max_attempts: int = 60) -> np.ndarray:
+    """Variable-density Poisson disc (bool (ny, nx)) with sigpy's sampling kernel and density model
+    (radius ∝ 1 + slope·r outside the calibration box), searching the slope by a *bounded* bisection.
+
+    `sigpy.mri.poisson` runs the same bisection without a bound: when no slope meets its tolerance the
+    interval stops shrinking and it loops forever (seen at 128², ×8). Here: at most POISSON_MAX_ITERS
+    steps, the mask closest to `accel` is kept, and a miss larger than POISSON_TOL·max(1, accel/4)
+    is an InputError. Same seed → same mask; identical to sigpy wherever sigpy terminates."""
+    from sigpy.mri.samp import _poisson  # numba kernel (Bridson's algorithm with variable radius)
+
+    ny, nx = shape
+    y, x = np.mgrid[:ny, :nx]
+    x = np.maximum(abs(x - nx / 2) - calib[-1] / 2, 0)
+    x /= max(x.max(), 1e-12)
+    y = np.maximum(abs(y - ny / 2) - calib[-2] / 2, 0)
+    y /= max(y.max(), 1e-12)
+    r = np.sqrt(x ** 2 + y ** 2)
+    state = np.random.get_state()  # the numba kernel seeds numpy's global generator; restore it after
+    try:
+        lo, hi = 0.0, float(max(nx, ny))
+        best, best_err = None, np.inf
+        for _ in range(POISSON_MAX_ITERS):
+            slope = (lo + hi) / 2
+            rx = np.clip((1 + r * slope) * nx / max(nx, ny), 1, None)
+            ry = np.clip((1 + r * slope) * ny / max(nx, ny), 1, None)
+            m = _poisson(nx, ny, max_attempts, rx, ry, calib, seed)
+            realised = nx * ny / max(float(np.sum(m)), 1.0)
+            if abs(realised - accel) < best_err:
+                best, best_err = m, abs(realised - accel)
+            if best_err < POISSON_TOL or not lo < slope < hi:
+                break
+            if realised < accel:
+                lo = slope
+            else:
+                hi = slope
+    finally:
+        np.random.set_state(state)
+    if best_err >= POISSON_TOL * max(1.0, accel / 4):
+        raise InputError(f"poisson2d: cannot reach acceleration {accel:g} on {tuple(shape)} "
+                         f"(closest {nx * ny / max(float(np.sum(best)), 1.0):.2f})")
+    return np.abs(best.reshape(shape)) > 0
 
 
 _GENERATORS = {"uniform1d": uniform1d, "equispaced1d": equispaced1d, "gaussian1d": gaussian1d,
