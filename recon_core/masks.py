@@ -129,7 +129,7 @@ def poisson2d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskRe
     ny, nx = shape
     acs = _acs(ny, accel, acs_fraction, acs_lines)
     calib = (len(acs), min(len(acs), nx))
-    mask = np.ones(shape, dtype=bool) if accel == 1 else _poisson_disc(shape, float(accel), calib, int(seed))
+    mask = np.ones(shape, dtype=bool) if accel == 1 else _poisson_disc(shape, float(accel), calib, int(seed) % 2 ** 32)
     # sigpy's calibration region may be off by one at even sizes: force our ACS block
     cy0, cx0 = ny // 2 - calib[0] // 2, nx // 2 - calib[1] // 2
     mask[cy0:cy0 + calib[0], cx0:cx0 + calib[1]] = True
