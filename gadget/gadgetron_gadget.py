@@ -50,6 +50,20 @@ def property_defaults() -> dict[str, str]:
     return out
 
 
+def chain_properties_xml(indent: str = "                ") -> str:
+    """The `<property …/>` lines of every gadget property with its default and help (for xml_chains/)."""
+    from xml.sax.saxutils import quoteattr
+
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(ReconParams)}
+    lines = []
+    for name, value in property_defaults().items():
+        choices = next((f.metadata.get("choices") for f in dataclasses.fields(ReconParams) if f.name == name), None)
+        text = helps.get(name, "") + (f" ({' | '.join(choices)})" if choices else "")
+        text = text.replace("--", "-")
+        lines.append(f'{indent}<property name="{name}" value={quoteattr(value)}/> <!-- {text} -->')
+    return "\n".join(lines)
+
+
 def params_from_config(config) -> ReconParams:
     """ReconParams from the chain configuration (an ElementTree element, XML text or None)."""
     if isinstance(config, (str, bytes)):

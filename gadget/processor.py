@@ -48,6 +48,7 @@ class SliceResult:
     acs_source: str
     head: object
     timings: dict = field(default_factory=dict)
+    precision: str | None = None   # what the network ran in (precision "auto" resolves per machine)
 
 
 def _as_header(header):
@@ -203,8 +204,9 @@ class StreamProcessor:
         }
         if p.method == "dds":
             meta.update({"NFE": p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
-                         "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": p.precision,
-                         "conditioning": "unconditional" if p.cfg == 0 else "conditional"})
+                         "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
+                         "conditioning": "unconditional" if p.cfg == 0 else "conditional",
+                         "sampler": json.dumps(p.sampler().to_meta(), sort_keys=True)})
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
@@ -227,13 +229,13 @@ class StreamProcessor:
         record = self.record_for(sd.key.slice)
         prompt = build_prompt(record)
         ksp = sd.kspace[None]
-        std = None
+        std = precision = None
         if p.method == "dds":
             from recon_core.dds import dds_reconstruct
 
             out = dds_reconstruct(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
-                                  cfg=p.cfg, nfe=p.nfe, eta=p.eta, gamma=p.gamma, cg_iters=p.cg_iters,
-                                  samples=p.samples, seed=p.seed, device=p.device, precision=p.precision)
+                                  config=p.sampler(), device=p.device)
+            precision = out.timings.get("precision")
             image = np.asarray(out.image)[0]
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
@@ -254,7 +256,7 @@ class StreamProcessor:
             zf = None if zf is None else zf * f
         res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1})
+                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision)
         return res
 
 

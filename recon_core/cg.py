@@ -53,14 +53,18 @@ def conjugate_gradient(apply_fn: Callable[[torch.Tensor], torch.Tensor], b: torc
     return x
 
 
-def data_consistency(op, x0: torch.Tensor, y: torch.Tensor, gamma: float = 5.0, n_iter: int = 5) -> torch.Tensor:
+def data_consistency(op, x0: torch.Tensor, y: torch.Tensor | None, gamma: float = 5.0, n_iter: int = 5,
+                     AHy: torch.Tensor | None = None) -> torch.Tensor:
     """DDS data consistency: solve (I + γAᴴA) x = x0 + γAᴴy per slice, starting at x0.
 
-    x0: (B, ny, nx) complex; y: (B, C, ny, nx) measured (masked) k-space; op: SenseOp.
+    x0: (B, ny, nx) complex; y: (B, C, ny, nx) measured (masked) k-space; op: SenseOp. `AHy`: Aᴴy
+    precomputed (then `y` may be None), as a sampler calling this every step does.
     """
     if gamma < 0:
         raise InputError(f"gamma must be ≥ 0, got {gamma}")
-    b = x0 + gamma * op.AH(y)
+    if n_iter == 0 or gamma == 0:
+        return x0
+    b = x0 + gamma * (op.AH(y) if AHy is None else AHy)
     return conjugate_gradient(lambda v: v + gamma * op.AHA(v), b, x0=x0, n_iter=n_iter)
 
 

@@ -11,7 +11,12 @@ cosine schedule has ᾱ ≈ 0 and x̂0 explodes):
     c1  = η √((1−ᾱ_t/ᾱ_prev)(1−ᾱ_prev)/(1−ᾱ_t)),  c2 = √(1−ᾱ_prev−c1²)
     x_prev = √ᾱ_prev x̂0' + c1 z + c2 ε
 
-The output is the CG-refined x̂0' of the last step, multiplied back to scanner units.
+The output is the CG-refined x̂0' of the last step (plus `final_cg_iters` more CG iterations of the same
+system), multiplied back to scanner units.
+
+Warm start (`warm_start` = t0 ∈ (0, 1]): instead of x_T ~ N(0, I), the classical estimate x_c (SENSE-10
+or zero-filled, normalised) is forward-noised, x_t = √ᾱ_t x_c + √(1−ᾱ_t) z, at the first grid step
+t ≤ t0·T, and only the remaining steps of the `nfe`-step grid run (≈ t0·nfe network evaluations).
 
 Scaling: the prior was trained on images divided by the 99th percentile of |MVUE| of the *fully*
 sampled k-space, which is unknown at recon time. We estimate it from the measured data as the 99th
@@ -35,8 +40,10 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .prior.ddim import ddim_schedule  # noqa: F401  (re-exported: the grid DDS uses)
+from .settings import SCALE_METHODS, DDSConfig
 
-__all__ = ["DDSResult", "dds_reconstruct", "ddim_schedule", "estimate_scale"]
+__all__ = ["DDSResult", "DDSConfig", "dds_reconstruct", "ddim_schedule", "estimate_scale", "sampling_timesteps"]
 
 
 @dataclass
@@ -62,27 +69,11 @@ class DDSResult:
     nfe: int = 0
     cfg: float = 0.0
     timesteps: list = field(default_factory=list)
-
-
-def ddim_schedule(scheduler_config, nfe: int):
-    """(timesteps (nfe,) long, alphas_cumprod (T,) float64, step) of a "leading" DDIM grid.
-
-    Uses diffusers `DDIMScheduler.from_config(config, timestep_spacing="leading")`; ᾱ of t − step < 0
-    is 1 (`set_alpha_to_one`), so the last step returns the clean estimate.
-    """
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler.from_config(dict(scheduler_config), timestep_spacing="leading", set_alpha_to_one=True)
-    sched.set_timesteps(nfe)
-    step = sched.config.num_train_timesteps // nfe
-    return sched.timesteps.clone().long(), sched.alphas_cumprod.double().clone(), step
-
-
-SCALE_METHODS = ("sense", "zerofilled")
+    config: dict = field(default_factory=dict)
 
 
 def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, method: str = "sense",
-                   n_iter: int = 10) -> torch.Tensor:
+                   n_iter: int = 10, image: torch.Tensor | None = None) -> torch.Tensor:
     """Per-slice estimate of the training normalisation (99th percentile of |MVUE of the full k-space|).
 
     ksp, maps: (B, C, ny, nx) complex; mask broadcastable to ksp. Returns (B,) float32 (> 0).
@@ -90,6 +81,7 @@ def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, me
     "zerofilled": of |Aᴴy / Σ|S|²|. Measured on 12 simulated 128² brain slices (8 coils) against the
     true scale: zero-filled 0.73–0.79 of it on average (0.58 on slices with thin bright CSF), SENSE-10
     0.82–0.99 (0.65 worst): undersampling blurs the thin bright structures that set the percentile.
+    `image`: the SENSE image if already computed (method "sense").
     """
     from .cg import sense_solve
     from .mvue import combine, percentile_scale
@@ -101,6 +93,8 @@ def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, me
     m = mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])
     if method == "zerofilled":
         img = combine(ifft2c(ksp * m), maps)
+    elif image is not None:
+        img = image
     else:
         img = sense_solve(SenseOp(maps, m[:, 0]), ksp * m, n_iter=n_iter)
     q = percentile_scale(img).double()
@@ -148,54 +142,22 @@ def _down_factor(prior):
         return 1
 
 
-@torch.no_grad()
-def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe: int = 50, eta: float = 0.8,
-                    gamma: float = 5.0, cg_iters: int = 5, samples: int = 1, seed: int = 0,
-                    device="auto", precision: str = "fp32", scale=None, progress=None,
-                    clip_x0: float | None = None) -> DDSResult:
-    """DDS reconstruction of a batch of slices with K posterior samples.
+@dataclass
+class _Problem:
+    """A validated DDS problem: data on the device, normalised by `scale`, repeated for K samples."""
+    B: int
+    K: int
+    ny: int
+    nx: int
+    dev: torch.device
+    maps: torch.Tensor      # (B, C, ny, nx)
+    scale: torch.Tensor     # (B,)
+    op: object              # SenseOp over the K·B batch
+    AHy: torch.Tensor       # (K·B, ny, nx) Aᴴy in normalised units
+    init: torch.Tensor | None  # (B, ny, nx) normalised classical estimate (warm start)
 
-    clip_x0: clamp the Tweedie estimate x̂0 (real and imaginary channels, normalised units) to
-             ±clip_x0 before data consistency; None disables. A guard for priors whose ε at high t is
-             not yet accurate (x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ amplifies ε errors by ~1/√ᾱ ≈ 90 at t ≈ 950).
 
-    prior:   recon_core.prior.Prior (predict_eps, condition, uncondition, scheduler, unet).
-    ksp:     (B, C, ny, nx) complex (numpy or torch), scanner units; un-sampled entries are ignored
-             (the mask is applied). A (C, ny, nx) array is treated as B = 1.
-    maps:    (B, C, ny, nx) complex coil maps (same shape as ksp).
-    mask:    (ny, nx) or (B, ny, nx) bool/{0,1}.
-    records: list of B MetadataRecord for the conditional branch, or None (unconditional; cfg ignored).
-    cfg:     guidance weight w ≥ 0 (0: unconditional only, 1: conditional only).
-    nfe:     number of DDIM steps = network evaluations (each a single batched forward).
-    samples: K posterior samples (seeds seed..seed+K−1), batched with the slices.
-    scale:   None / "sense" / "zerofilled" (estimate, see module doc), a float, or (B,) per-slice scales.
-    precision: "fp32" | "bf16" | "fp16" autocast for the network only (DDIM/CG stay fp32/complex64).
-    progress: None, True (tqdm bar) or callable(step, total).
-    Returns DDSResult (numpy arrays, scanner units).
-    """
-    from .cg import conjugate_gradient
-    from .device import PRECISIONS, autocast, resolve_device
-    from .operators import SenseOp
-
-    t_start = time.perf_counter()
-    # ---- validate -------------------------------------------------------------------------------
-    if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)) or nfe < 1:
-        raise InputError(f"nfe must be an integer ≥ 1, got {nfe!r}")
-    if not np.isfinite(cfg) or cfg < 0:
-        raise InputError(f"cfg (guidance weight) must be ≥ 0, got {cfg!r}")
-    if not np.isfinite(eta) or eta < 0:
-        raise InputError(f"eta must be ≥ 0, got {eta!r}")
-    if not np.isfinite(gamma) or gamma < 0:
-        raise InputError(f"gamma must be ≥ 0, got {gamma!r}")
-    if isinstance(cg_iters, bool) or not isinstance(cg_iters, (int, np.integer)) or cg_iters < 0:
-        raise InputError(f"cg_iters must be an integer ≥ 0, got {cg_iters!r}")
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise InputError(f"samples must be an integer ≥ 1, got {samples!r}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    nfe, cg_iters, K = int(nfe), int(cg_iters), int(samples)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-
+def _check_inputs(prior, ksp, maps, mask, records):
     ksp = _to_tensor(ksp, "k-space")
     maps = _to_tensor(maps, "coil maps")
     if ksp.ndim == 3:
@@ -217,117 +179,175 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, cfg: float = 2.0, nfe:
             raise InputError(f"records: expected {B} metadata records (one per slice), got {len(records)}")
     if isinstance(mask, np.ndarray) and mask.ndim == 3 and mask.shape[0] not in (1, B):
         raise InputError(f"mask: expected shape (ny, nx) or ({B}, ny, nx), got {mask.shape}")
+    return ksp, maps, records
 
+
+def _scale_values(scale, B) -> torch.Tensor:
+    scale_t = torch.as_tensor(np.asarray(scale, dtype=np.float64).reshape(-1), dtype=torch.float32)
+    if scale_t.numel() == 1:
+        scale_t = scale_t.expand(B).clone()
+    if scale_t.numel() != B or not bool(torch.isfinite(scale_t).all()) or bool((scale_t <= 0).any()):
+        raise InputError(f"scale: expected a positive float or {B} positive values, got {scale!r}")
+    return scale_t
+
+
+def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
+    """Mask, normalise (estimated or given scale) and repeat the data for K samples; the classical
+    estimate for a warm start."""
+    from .fft import ifft2c
+    from .mvue import combine
+    from .operators import SenseOp
+
+    B, C, ny, nx = ksp.shape
+    K = int(config.samples)
     ksp, maps = ksp.to(dev), maps.to(dev)
-    op1 = SenseOp(maps, mask)  # validates the mask against (ny, nx) and B
-    m = op1.mask  # (B|1, 1, ny, nx) float32
+    m = SenseOp(maps, mask).mask  # validates the mask against (ny, nx) and B; (B|1, 1, ny, nx) float32
     y = ksp * m
-
+    sense_img = None
     if scale is None or isinstance(scale, str):
-        scale_t = estimate_scale(y, maps, m, method="sense" if scale is None else scale)
-    else:
-        scale_t = torch.as_tensor(np.asarray(scale, dtype=np.float64).reshape(-1), dtype=torch.float32)
-        if scale_t.numel() == 1:
-            scale_t = scale_t.expand(B).clone()
-        if scale_t.numel() != B or not bool(torch.isfinite(scale_t).all()) or bool((scale_t <= 0).any()):
-            raise InputError(f"scale: expected a positive float or {B} positive values, got {scale!r}")
-    scale_t = scale_t.to(dev)
+        method = config.scale if scale is None else scale
+        if method == "sense" or (config.warm_start is not None and config.warm_init == "sense"):
+            from .cg import sense_solve
 
-    # ---- batch = K samples × B slices (index k*B + b) --------------------------------------------
-    N = K * B
+            sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
+        scale_t = estimate_scale(y, maps, m, method=method, image=sense_img if method == "sense" else None)
+    else:
+        scale_t = _scale_values(scale, B)
+    scale_t = scale_t.to(dev)
+    init = None
+    if config.warm_start is not None:
+        if config.warm_init == "sense":
+            if sense_img is None:
+                from .cg import sense_solve
+
+                sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
+            init = sense_img
+        else:
+            init = combine(ifft2c(y), maps)
+        init = init / scale_t.view(B, 1, 1)
     y_n = (y / scale_t.view(B, 1, 1, 1)).repeat(K, 1, 1, 1)
     maps_n = maps.repeat(K, 1, 1, 1)
     mask_n = m if m.shape[0] == 1 else m.repeat(K, 1, 1, 1)
     op = SenseOp(maps_n, mask_n[:, 0])
-    AHy = op.AH(y_n)  # precomputed once: data_consistency's right-hand side x̂0 + γAᴴy
+    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init)
 
+
+def sampling_timesteps(scheduler_config, config) -> tuple[list, torch.Tensor, int]:
+    """The DDIM timesteps this config visits: the "leading" grid of `nfe` steps, cut to t ≤ t0·T for a
+    warm start (at least the grid's last step). Returns (timesteps, ᾱ table, grid step)."""
+    from .prior.ddim import ddim_schedule
+
+    ts, acp, step = ddim_schedule(scheduler_config, config.nfe)
+    ts = ts.tolist()
+    if config.warm_start is not None:
+        T = int(scheduler_config["num_train_timesteps"]) if isinstance(scheduler_config, dict) else \
+            int(scheduler_config.num_train_timesteps)
+        kept = [t for t in ts if t <= config.warm_start * T]
+        ts = kept or ts[-1:]
+    return ts, acp, step
+
+
+@torch.no_grad()
+def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | None = None, device="auto",
+                    scale=None, progress=None, **settings) -> DDSResult:
+    """DDS reconstruction of a batch of slices with K posterior samples.
+
+    prior:   recon_core.prior.Prior (predict_eps, condition, uncondition, scheduler, unet).
+    ksp:     (B, C, ny, nx) complex (numpy or torch), scanner units; un-sampled entries are ignored
+             (the mask is applied). A (C, ny, nx) array is treated as B = 1.
+    maps:    (B, C, ny, nx) complex coil maps (same shape as ksp).
+    mask:    (ny, nx) or (B, ny, nx) bool/{0,1}.
+    records: list of B MetadataRecord for the conditional branch, or None (unconditional; cfg ignored).
+    config:  `recon_core.settings.DDSConfig` (nfe, cfg, eta, gamma, cg_iters, final_cg_iters, warm_start,
+             warm_init, samples, seed, precision, scale, clip_x0); keyword `settings` override its fields
+             (e.g. `nfe=20`). precision "auto" measures fp32 vs bf16 once (recon_core.precision).
+    scale:   None (estimate by `config.scale`), "sense"/"zerofilled", a float, or (B,) per-slice scales.
+    progress: None, True (tqdm bar) or callable(step, total).
+    Returns DDSResult (numpy arrays, scanner units); `timings["precision"]` says what ran.
+    """
+    from .cg import data_consistency
+    from .device import autocast, resolve_device
+    from .precision import choose_inference_precision
+    from .prior.ddim import alpha_prev, ddim_step, forward_noise, guided_eps, make_guidance, tweedie_x0
+
+    t_start = time.perf_counter()
+    for k, v in list(settings.items()):
+        if k not in DDSConfig.sampler_fields():
+            raise TypeError(f"dds_reconstruct() got an unexpected keyword argument {k!r}")
+    c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records)
+    pb = _prepare(ksp, maps, mask, c, scale, dev)
+    B, K, ny, nx, N = pb.B, pb.K, pb.ny, pb.nx, pb.K * pb.B
     if _prior_device(prior) != dev:
         prior.to(dev)
+    guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
+    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
+    timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
 
-    use_cond = records is not None and cfg > 0
-    use_uncond = records is None or cfg != 1
-    if use_cond:
-        tok_c = prior.condition(records).to(dev)
-        tok_c = tok_c.repeat(K, *([1] * (tok_c.ndim - 1)))
-    if use_uncond:
-        tok_u = prior.uncondition(N).to(dev)
-    if use_cond and use_uncond:
-        tokens = torch.cat([tok_u, tok_c], dim=0)
-    else:
-        tokens = tok_c if use_cond else tok_u
-    w = float(cfg)
-
-    timesteps, acp, step = ddim_schedule(prior.scheduler.config, nfe)
     # one generator per (sample k, slice b), seeded seed + k: a slice's noise does not depend on the batch
-    gens = [torch.Generator(device="cpu").manual_seed(int(seed) + k) for k in range(K) for _ in range(B)]
+    gens = [torch.Generator(device="cpu").manual_seed(int(c.seed) + k) for k in range(K) for _ in range(B)]
 
     def noise():
         return torch.stack([torch.randn((2, ny, nx), generator=g) for g in gens]).to(dev)
 
     x = noise()
-    tick, close = _progress_fn(progress, nfe, "DDS")
+    if pb.init is not None:   # warm start: q(x_t0 | classical estimate)
+        x0w = pb.init.repeat(K, 1, 1)
+        x = forward_noise(torch.stack([x0w.real, x0w.imag], dim=1).float(), float(acp[timesteps[0]]), x)
+    tick, close = _progress_fn(progress, len(timesteps), "DDS")
     t_net = t_cg = 0.0
     x0c = x0_pre = None
     _sync(dev)
     t_setup = time.perf_counter() - t_start
     try:
-        for i, t in enumerate(timesteps.tolist()):
-            a_t = float(acp[t])
-            a_prev = float(acp[t - step]) if t - step >= 0 else 1.0
-            # 1) ε with CFG, one batched forward
+        for i, t in enumerate(timesteps):
+            a_t, a_prev = float(acp[t]), alpha_prev(acp, t, step)
             _sync(dev)
             t0 = time.perf_counter()
-            if use_cond and use_uncond:
-                x_in = torch.cat([x, x], dim=0)
-            else:
-                x_in = x
-            t_b = torch.full((x_in.shape[0],), t, dtype=torch.long, device=dev)
-            with autocast(dev, precision):
-                eps = prior.predict_eps(x_in, t_b, tokens)
-            eps = eps.float()
-            if use_cond and use_uncond:
-                e_u, e_c = eps.chunk(2)
-                eps = e_u + w * (e_c - e_u)
+            with autocast(dev, prec.precision):
+                eps = guided_eps(prior, x, t, guid)                    # 1) ε with CFG, one forward
             _sync(dev)
             t1 = time.perf_counter()
             t_net += t1 - t0
-            # 2) Tweedie x̂0, 3) data consistency (I + γAᴴA) x = x̂0 + γAᴴy
-            x0 = (x - (1.0 - a_t) ** 0.5 * eps) / a_t ** 0.5
-            if clip_x0 is not None:
-                x0 = x0.clamp(-clip_x0, clip_x0)
+            x0 = tweedie_x0(x, eps, a_t)                               # 2) Tweedie x̂0
+            if c.clip_x0 is not None:
+                x0 = x0.clamp(-c.clip_x0, c.clip_x0)
             x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
-            if cg_iters > 0 and gamma > 0:
-                x0c = conjugate_gradient(lambda v: v + gamma * op.AHA(v), x0c + gamma * AHy, x0=x0c, n_iter=cg_iters)
+            x0c = data_consistency(pb.op, x0c, None, c.gamma, c.cg_iters, AHy=pb.AHy)   # 3) (I + γAᴴA)x = x̂0 + γAᴴy
             _sync(dev)
             t_cg += time.perf_counter() - t1
-            # 4) DDIM update
-            if i < nfe - 1:
+            if i < len(timesteps) - 1:                                 # 4) DDIM update
                 x0r = torch.stack([x0c.real, x0c.imag], dim=1)
-                c1 = eta * ((1 - a_t / a_prev) * (1 - a_prev) / (1 - a_t)) ** 0.5
-                c2 = max(1 - a_prev - c1 ** 2, 0.0) ** 0.5
-                x = a_prev ** 0.5 * x0r + c2 * eps
-                if c1 > 0:
-                    x = x + c1 * noise()
+                x = ddim_step(x0r, eps, a_t, a_prev, c.eta, noise() if c.eta > 0 else None)
             tick(i + 1)
     finally:
         close()
-
     t2 = time.perf_counter()
+    if c.final_cg_iters > 0 and c.gamma > 0:
+        x0c = data_consistency(pb.op, x0c, None, c.gamma, c.final_cg_iters, AHy=pb.AHy)
+        t_cg += time.perf_counter() - t2
+    return _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, time.perf_counter())
+
+
+def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, t2) -> DDSResult:
+    """Back to scanner units, zero outside the coil-map support, K-sample mean/std, timings."""
+    B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     # Outside the coil-map support (ESPIRiT crop: Σ|S|² = 0) AᴴA is zero, so the data say nothing there and
     # only the prior's x̂0 remains; the image is set to 0 there, as SENSE-type reconstructions do.
-    support = (maps.abs().pow(2).sum(dim=1) > 0).to(x0c.real.dtype)          # (B, ny, nx)
-    out = (x0c.reshape(K, B, ny, nx) * (scale_t.view(1, B, 1, 1) * support[None])).to(torch.complex64)
+    support = (pb.maps.abs().pow(2).sum(dim=1) > 0).to(x0c.real.dtype)          # (B, ny, nx)
+    out = (x0c.reshape(K, B, ny, nx) * (pb.scale.view(1, B, 1, 1) * support[None])).to(torch.complex64)
     mean = out.mean(dim=0)
-    std = None
-    samples_np = None
+    std = samples_np = None
     if K > 1:
         std = ((out - mean[None]).abs() ** 2).mean(dim=0).sqrt().float().cpu().numpy()
         samples_np = out.cpu().numpy()
     image = mean.cpu().numpy().astype(np.complex64)
-    den = (x0_pre.reshape(K, B, ny, nx) * scale_t.view(1, B, 1, 1)).mean(dim=0).to(torch.complex64).cpu().numpy()
+    den = (x0_pre.reshape(K, B, ny, nx) * pb.scale.view(1, B, 1, 1)).mean(dim=0).to(torch.complex64).cpu().numpy()
     t_total = time.perf_counter() - t_start
     timings = {"network": t_net, "cg": t_cg, "setup": t_setup, "finish": time.perf_counter() - t2,
-               "total": t_total}
-    timings["other"] = t_total - t_net - t_cg
-    return DDSResult(image=image, std=std, samples=samples_np, scale=scale_t.cpu().numpy().astype(np.float32),
-                     timings=timings, denoised=den, nfe=nfe, cfg=w, timesteps=timesteps.tolist())
+               "total": t_total, "other": t_total - t_net - t_cg, "precision": prec.precision,
+               "precision_choice": prec.to_meta()}
+    return DDSResult(image=image, std=std, samples=samples_np, scale=pb.scale.cpu().numpy().astype(np.float32),
+                     timings=timings, denoised=den, nfe=len(timesteps), cfg=float(c.cfg), timesteps=list(timesteps),
+                     config=c.to_meta())

@@ -24,3 +24,18 @@ def phantom_scan():
     img = (sp.shepp_logan((n, n)) * np.exp(1j * 0.4 * (xx + yy))).astype(np.complex64)
     ksp = fft2c_np(maps * img)
     return img, maps, ksp
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/contextmri (the precision-choice cache)."""
+    import os
+
+    d = tmp_path_factory.mktemp("contextmri-cache")
+    old = os.environ.get("CONTEXTMRI_CACHE_DIR")
+    os.environ["CONTEXTMRI_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("CONTEXTMRI_CACHE_DIR", None)
+    else:
+        os.environ["CONTEXTMRI_CACHE_DIR"] = old

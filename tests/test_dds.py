@@ -307,3 +307,42 @@ def test_clip_x0_bounds_the_tweedie_estimate(prior, data):
     assert np.abs(x0.real).max() <= 0.25 + 1e-5 and np.abs(x0.imag).max() <= 0.25 + 1e-5
     free = dds_reconstruct(prior, ksp, maps, mask, nfe=3, cg_iters=0, gamma=0.0, seed=1)
     assert np.abs(np.asarray(free.denoised) / free.scale[:, None, None]).max() > 0.25  # the clip did something
+
+
+def test_warm_start_runs_the_tail_of_the_grid(prior, data):
+    from recon_core.dds import sampling_timesteps
+    from recon_core.settings import DDSConfig
+
+    x, ksp, maps, mask = data
+    full, _, _ = sampling_timesteps(prior.scheduler.config, DDSConfig(nfe=10))
+    tail, _, _ = sampling_timesteps(prior.scheduler.config, DDSConfig(nfe=10, warm_start=0.3))
+    assert full[-len(tail):] == tail and tail == [300, 200, 100, 0]
+    p = CountingPrior(prior)
+    r = dds_reconstruct(p, ksp, maps, mask, records(2), nfe=10, warm_start=0.3, seed=0)
+    assert len(p.calls) == 4 and r.nfe == 4 and r.timesteps == tail and r.config["warm_start"] == 0.3
+    # an exact prior started from the classical estimate still returns the true image
+    scale = np.array([1000.0, 1000.0])
+    pm = PointMassPrior((x / scale[:, None, None]).astype(np.complex64))
+    for init in ("sense", "zerofilled"):
+        rw = dds_reconstruct(pm, ksp, maps, mask, records(2), nfe=10, warm_start=0.5, warm_init=init, scale=scale)
+        assert np.linalg.norm(rw.image - x) / np.linalg.norm(x) < 1e-3
+
+
+def test_final_cg_moves_towards_the_data(prior, data):
+    x, ksp, maps, mask = data
+    a = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=3, gamma=1.0, cg_iters=1, seed=0)
+    b = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=3, gamma=1.0, cg_iters=1, final_cg_iters=20, seed=0)
+    assert rel_residual(b.image, ksp, maps, mask) < rel_residual(a.image, ksp, maps, mask)
+
+
+def test_config_object_and_keywords_agree(prior, data):
+    from recon_core.settings import DDSConfig
+
+    x, ksp, maps, mask = data
+    a = dds_reconstruct(prior, ksp, maps, mask, records(2), config=DDSConfig(nfe=4, cfg=1.5, seed=3))
+    b = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=4, cfg=1.5, seed=3)
+    np.testing.assert_array_equal(a.image, b.image)
+    with pytest.raises(TypeError, match="nfee"):
+        dds_reconstruct(prior, ksp, maps, mask, records(2), nfee=4)
+    with pytest.raises(InputError, match="warm_start"):
+        dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=4, warm_start=0.0)

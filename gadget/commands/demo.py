@@ -22,13 +22,12 @@ def add_arguments(parser):
     parser.add_argument("--matrix", type=int, default=128)
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--accel", type=float, default=4.0, help="uniform1d acceleration")
-    parser.add_argument("--nfe", type=int, default=50, help="DDS steps")
-    parser.add_argument("--cfg", type=float, default=2.0, help="guidance weight of the conditional run")
-    parser.add_argument("--samples", type=int, default=2,
-                        help="posterior samples of each DDS run (their mean is the image; the cond run's std is the uncertainty map)")
-    parser.add_argument("--seed", type=int, default=0, help="simulation and sampling seed")
+    from recon_core.settings import DDSConfig
+
+    # the sampler flags of every command; the demo's own default: 2 posterior samples per DDS run (their
+    # mean is the image; the conditional run's std is the uncertainty map). --seed also seeds the simulation.
+    DDSConfig.add_arguments(parser, defaults={"samples": 2})
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
@@ -83,7 +82,10 @@ def run(args):
 
     from recon_core.device import set_threads
 
+    from recon_core.settings import DDSConfig
+
     set_threads(args.threads)
+    dds = DDSConfig.from_args(args)
     t_start = time.perf_counter()
     out = os.path.abspath(args.out)
     parent = os.path.dirname(out)
@@ -97,19 +99,17 @@ def run(args):
     work = tempfile.mkdtemp(prefix=".demo-", dir=out)
     try:
         print(f"demo: simulating {args.slices} slice(s) {args.matrix}², {args.coils} coils, uniform1d ×{args.accel:g} "
-              f"({args.contrast}, seed {args.seed})")
+              f"({args.contrast}, seed {dds.seed})")
         scan = simulate_scan(args.contrast, n_slices=args.slices, matrix=args.matrix, coils=args.coils,
-                             mask="uniform1d", accel=args.accel, seed=args.seed)
+                             mask="uniform1d", accel=args.accel, seed=dds.seed)
         raw_tmp = write_scan(os.path.join(work, "raw.h5"), scan)
-        common = dict(model=args.model, device=args.device, seed=args.seed, precision=args.precision,
-                      max_matrix=max(512, args.matrix))
+        common = dict(model=args.model, device=args.device, max_matrix=max(512, args.matrix))
         runs = {
-            "zerofilled": ReconParams(method="zerofilled", **common),
-            "l1wavelet": ReconParams(method="l1wavelet", **common),
+            "zerofilled": ReconParams(method="zerofilled", seed=dds.seed, **common),
+            "l1wavelet": ReconParams(method="l1wavelet", seed=dds.seed, **common),
             # same number of posterior samples for both DDS runs: a fair cond-vs-uncond comparison
-            "dds_uncond": ReconParams(method="dds", cfg=0.0, nfe=args.nfe, samples=args.samples, **common),
-            "dds_cond": ReconParams(method="dds", cfg=args.cfg, nfe=args.nfe, samples=args.samples,
-                                    send_std=args.samples > 1, **common),
+            "dds_uncond": ReconParams(method="dds", **{**dds.to_meta(), "cfg": 0.0}, **common),
+            "dds_cond": ReconParams(method="dds", **dds.to_meta(), send_std=dds.samples > 1, **common),
         }
         recs, groups, times, prompt = {}, {}, {}, ""
         for name, params in runs.items():
@@ -119,7 +119,7 @@ def run(args):
             order = sorted(range(len(res.results)), key=lambda i: res.results[i].key.slice)
             recs[name] = np.stack([res.results[i].image for i in order])
             if name == "dds_cond":
-                std = (np.stack([res.results[i].std for i in order]) if args.samples > 1
+                std = (np.stack([res.results[i].std for i in order]) if dds.samples > 1
                        else np.zeros(recs[name].shape, np.float32))
                 prompt = res.results[order[0]].prompt
             groups["images" if name == "dds_cond" else name] = res.images
@@ -142,7 +142,8 @@ def run(args):
         _write_images_h5(os.path.join(work, "images.h5"), scan.xml, groups)
         _panel(os.path.join(work, "panel.png"), ref, recs, err, std, scores)
         summary = {"convention": "fastmri (magnitude, data_range = max |reference|)", "prompt_slice0": prompt,
-                   "model": args.model, "nfe": args.nfe, "cfg": args.cfg, "samples": args.samples,
+                   "model": args.model, "nfe": dds.nfe, "cfg": dds.cfg, "samples": dds.samples,
+                   "sampler": dds.to_meta(),
                    "seconds": times, "scores": scores,
                    "geometry": {"slices": args.slices, "matrix": args.matrix, "coils": args.coils,
                                 "mask": "uniform1d", "accel": args.accel}}

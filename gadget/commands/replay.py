@@ -10,15 +10,10 @@ def add_arguments(parser):
                         help="output ISMRMRD images file (/dataset/images)")
     parser.add_argument("--model", default="default", help="'default' (shipped model) or a saved prior directory")
     parser.add_argument("--method", default="dds", choices=["dds", "sense", "l1wavelet", "tv", "zerofilled"])
-    parser.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance weight (0 = unconditional)")
-    parser.add_argument("--nfe", type=int, default=50, help="DDS network evaluations (DDIM steps)")
-    parser.add_argument("--eta", type=float, default=0.8)
-    parser.add_argument("--gamma", type=float, default=5.0)
-    parser.add_argument("--cg-iters", type=int, default=5)
-    parser.add_argument("--samples", type=int, default=1, help="posterior samples (>1 adds an uncertainty series)")
-    parser.add_argument("--seed", type=int, default=0)
+    from recon_core.settings import DDSConfig
+
+    DDSConfig.add_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--anatomy", default=None, help="override the anatomy in the prompt")
     parser.add_argument("--contrast", default=None, help="override the contrast in the prompt")
     parser.add_argument("--pathology", default=None, help="comma-separated pathology labels ('none' = none)")
@@ -34,16 +29,15 @@ def add_arguments(parser):
 
 
 def params_from_args(args):
-    """argparse namespace → ReconParams."""
+    """argparse namespace → ReconParams (sampler flags from DDSConfig.add_arguments)."""
     from gadget.params import ReconParams
 
-    return ReconParams.from_mapping({
-        "model": args.model, "method": args.method, "cfg": args.cfg, "nfe": args.nfe, "eta": args.eta,
-        "gamma": args.gamma, "cg_iters": args.cg_iters, "samples": args.samples, "seed": args.seed,
-        "device": args.device, "precision": args.precision, "anatomy": args.anatomy, "contrast": args.contrast,
-        "pathology": args.pathology, "send_phase": args.phase, "send_zerofilled": args.zerofilled,
-        "send_std": args.samples > 1 and not args.no_std, "max_matrix": args.max_matrix,
-    }, strict=True)
+    samples = ReconParams.from_args(args).samples
+    return ReconParams.from_args(args, model=args.model, method=args.method, device=args.device,
+                                 anatomy=args.anatomy, contrast=args.contrast,
+                                 pathology=ReconParams.from_mapping({"pathology": args.pathology}).pathology,
+                                 send_phase=args.phase, send_zerofilled=args.zerofilled,
+                                 send_std=samples > 1 and not args.no_std, max_matrix=args.max_matrix)
 
 
 def run(args):

@@ -50,33 +50,8 @@ def make_manifest(cfg: dict, encoder, preset: str | None = None, training: dict 
 
 
 # ------------------------------------------------------------------------------------------------
-def _atomic_dir(target: Path):
-    """(tmp_dir, commit) — write into tmp_dir, then commit() swaps it into `target`."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-
-    def commit():
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    return tmp, commit
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+from ..io_utils import atomic_dir as _atomic_dir  # noqa: E402  (shared atomic writes)
+from ..io_utils import write_json_atomic  # noqa: E402,F401
 
 
 def save_prior(prior, directory, extra_manifest: dict | None = None) -> Path:

@@ -18,10 +18,10 @@ def sample_prior(prior, records=None, n: int = 1, cfg: float = 1.0, nfe: int = 5
     (cfg == 1 → conditional only; cfg == 0 → unconditional only). DDIM (diffusers DDIMScheduler
     built from the stored scheduler config, "leading" spacing so the first step is < 999), x_T ~ N(0, I).
     """
-    from diffusers import DDIMScheduler
     from tqdm.auto import tqdm
 
     from ..device import autocast
+    from .ddim import Guidance, alpha_prev, ddim_schedule, ddim_step, guided_eps, tweedie_x0
 
     if nfe < 1 or nfe > prior.scheduler.config.num_train_timesteps:
         raise InputError(f"nfe must be in 1..{prior.scheduler.config.num_train_timesteps}, got {nfe}")
@@ -33,22 +33,20 @@ def sample_prior(prior, records=None, n: int = 1, cfg: float = 1.0, nfe: int = 5
     tokens = tokens.to(dev).repeat_interleave(int(n), dim=0)
     batch = tokens.shape[0]
     null = prior.uncondition(batch)
-    guided = cfg != 1.0 and prior.conditioned
     if not prior.conditioned or cfg == 0.0:
-        tokens, guided = null, False
-    sched = DDIMScheduler.from_config(prior.scheduler.config)
-    sched.set_timesteps(int(nfe))
+        guid = Guidance(null, False, 0.0)
+    elif cfg == 1.0:
+        guid = Guidance(tokens, False, 1.0)
+    else:
+        guid = Guidance(torch.cat([null, tokens]), True, float(cfg))
+    timesteps, acp, step = ddim_schedule(prior.scheduler.config, int(nfe))
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     res = prior.resolution
     x = torch.randn((batch, 2, res, res), generator=gen).to(dev)
-    for t in tqdm(sched.timesteps, desc="sampling", disable=not progress, leave=False):
-        tt = torch.full((batch,), int(t), device=dev, dtype=torch.long)
+    for t in tqdm(timesteps.tolist(), desc="sampling", disable=not progress, leave=False):
+        a_t, a_prev = float(acp[t]), alpha_prev(acp, t, step)
         with autocast(dev, precision):
-            if guided:
-                eps = prior.predict_eps(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([null, tokens]))
-                eps_u, eps_c = eps.chunk(2)
-                eps = eps_u + cfg * (eps_c - eps_u)
-            else:
-                eps = prior.predict_eps(x, tt, tokens)
-        x = sched.step(eps.float(), t, x, eta=eta, generator=gen if eta > 0 else None).prev_sample
+            eps = guided_eps(prior, x, t, guid)
+        z = torch.randn(x.shape, generator=gen).to(dev) if eta > 0 else None
+        x = ddim_step(tweedie_x0(x, eps, a_t), eps, a_t, a_prev, eta, z)
     return x.float().cpu()

@@ -1,0 +1,181 @@
+"""`precision: auto`: choose the network's autocast precision by measuring, never by a fixed default.
+
+CPUs differ between machines: on an Intel Xeon with AMX, bf16 autocast measured 2.3× faster for a
+training step and 1.5–1.8× for inference; on an AMD EPYC it was no faster. So "auto" runs a short timed
+trial of the real workload (`trial(precision)`, e.g. one forward of the prior at the batch it will use)
+in fp32 and bf16 and picks bf16 only where it is at least `min_speedup` faster *and* its output stays
+close to fp32's (relative RMS difference ≤ `max_rel_diff`; the PSNR effect is measured by `contextmri
+bench`'s precision sweep). On CUDA the candidates are fp32 and bf16 as well (fp16 is never picked
+automatically: ε-prediction overflows are a known fp16 trap).
+
+The choice is cached per (CPU/GPU model, torch version, workload key) in
+`$CONTEXTMRI_CACHE_DIR/precision.json` (default `~/.cache/contextmri`), so a gadget does not re-measure at
+every connection; `CONTEXTMRI_PRECISION_CACHE=0` disables the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class PrecisionChoice:
+    """The chosen precision and why: measured seconds per trial call, relative difference bf16 vs fp32."""
+    precision: str
+    requested: str
+    seconds: dict = field(default_factory=dict)
+    rel_diff: float | None = None
+    source: str = "fixed"          # fixed | measured | cache
+    hardware: str = ""
+
+    def to_meta(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.source == "fixed":
+            return f"precision {self.precision} (as requested)"
+        sec = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.seconds.items())
+        diff = f", rel. diff {self.rel_diff:.2e}" if self.rel_diff is not None else ""
+        return f"precision auto → {self.precision} ({self.source}: {sec}{diff}; {self.hardware})"
+
+
+def check_precision(name: str) -> str:
+    """Validate a precision name (auto|fp32|bf16|fp16); returns it lower-cased."""
+    p = str(name).lower() if name is not None else ""
+    if p not in PRECISION_CHOICES:
+        raise InputError(f"unknown precision {name!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+    return p
+
+
+def hardware_id(device) -> str:
+    """A string naming the processor the trial ran on (CPU model name or CUDA device name)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "cuda:" + torch.cuda.get_device_name(dev)
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu:{name or platform.processor() or platform.machine()}:{torch.get_num_threads()}t"
+
+
+def _cache_path() -> Path:
+    base = os.environ.get("CONTEXTMRI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "contextmri")
+    return Path(base) / "precision.json"
+
+
+def _cache_read() -> dict:
+    try:
+        return json.loads(_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _cache_write(data: dict) -> None:
+    from .io_utils import write_text_atomic
+
+    try:
+        write_text_atomic(_cache_path(), json.dumps(data, indent=1, sort_keys=True))
+    except OSError:
+        pass  # the cache is an optimisation only
+
+
+def _time(fn, reps: int) -> tuple[float, object]:
+    out = fn()  # warm-up (allocations, oneDNN kernel selection)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = fn()
+    return (time.perf_counter() - t0) / reps, out
+
+
+def _rel_diff(a, b) -> float:
+    import torch
+
+    a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
+    return float((a - b).norm() / a.norm().clamp_min(1e-12))
+
+
+def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min_speedup: float = 1.1,
+                     max_rel_diff: float = 0.02, log=None) -> PrecisionChoice:
+    """Resolve `requested` ("auto" or a fixed name) for the workload `trial`.
+
+    trial(precision) -> tensor: runs the workload once under that precision (it must be deterministic for a
+    fixed input, touch no global RNG state) and returns its output (or None: no accuracy check). `key` names the workload (e.g. "dds:<model hash>:b2:128") for the
+    cache. Returns a PrecisionChoice; `log` (callable) receives its one-line description.
+    """
+    import torch
+
+    req = check_precision(requested)
+    hw = hardware_id(device)
+    if req != "auto":
+        return PrecisionChoice(precision=req, requested=req, source="fixed", hardware=hw)
+    cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
+    ckey = f"{hw}|torch {torch.__version__}|{key}"
+    if cache_on:
+        hit = _cache_read().get(ckey)
+        if isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16"):
+            ch = PrecisionChoice(precision=hit["precision"], requested="auto", seconds=hit.get("seconds", {}),
+                                 rel_diff=hit.get("rel_diff"), source="cache", hardware=hw)
+            if log:
+                log(ch.describe())
+            return ch
+    t32, out32 = _time(lambda: trial("fp32"), reps)
+    t16, out16 = _time(lambda: trial("bf16"), reps)
+    diff = _rel_diff(out32, out16) if out32 is not None and out16 is not None else None
+    accurate = diff is None or diff <= max_rel_diff
+    pick = "bf16" if (t32 / max(t16, 1e-12) >= min_speedup and accurate) else "fp32"
+    ch = PrecisionChoice(precision=pick, requested="auto", seconds={"fp32": t32, "bf16": t16}, rel_diff=diff,
+                         source="measured", hardware=hw)
+    if cache_on:
+        data = _cache_read()
+        data[ckey] = {"precision": pick, "seconds": ch.seconds, "rel_diff": diff, "measured": time.time()}
+        _cache_write(data)
+    if log:
+        log(ch.describe())
+    return ch
+
+
+def prior_key(prior) -> str:
+    """A short workload key for a prior's architecture (config hash, resolution)."""
+    import hashlib
+
+    cfg = json.dumps(getattr(prior, "manifest", {}).get("config", {}), sort_keys=True, default=str)
+    return hashlib.sha1(cfg.encode()).hexdigest()[:12]
+
+
+def choose_inference_precision(prior, requested: str, batch: int, shape, device, log=None) -> PrecisionChoice:
+    """`choose_precision` for the prior's guided forward at `batch` images of `shape` (ny, nx)."""
+    import torch
+
+    from .device import autocast
+
+    req = check_precision(requested)
+    if req != "auto":
+        return choose_precision(req, device, None, "", log=log)
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn((int(batch), 2, *shape), generator=g).to(dev)
+    t = torch.full((int(batch),), 500, dtype=torch.long, device=dev)
+    tok = prior.uncondition(int(batch)).to(dev)
+
+    def trial(p):
+        with torch.no_grad(), autocast(dev, p):
+            return prior.predict_eps(x, t, tok).float()
+
+    key = f"infer:{prior_key(prior)}:b{int(batch)}:{shape[0]}x{shape[1]}"
+    return choose_precision("auto", dev, trial, key, log=log)
