@@ -31,12 +31,17 @@ DEFAULTS = {
         "grad_accum": 1,
         "max_steps": 100,          # optimiser steps in total (across resumed runs)
         "lr": 1.0e-4,
+        "lr_schedule": "constant",  # constant | cosine (to lr * lr_min_ratio at max_steps)
+        "warmup_steps": 0,         # linear LR warm-up from 0 over the first N steps
+        "lr_min_ratio": 0.1,       # cosine: final LR = lr * lr_min_ratio
+        "loss_weighting": "uniform",  # uniform (ε-MSE) | min_snr (Hang et al. 2023: w_t = min(SNR_t, γ)/SNR_t)
+        "min_snr_gamma": 5.0,
         "weight_decay": 1.0e-4,
         "betas": [0.9, 0.999],
         "grad_clip": 1.0,
         "ema_decay": 0.999,
         "ema_warmup": True,        # decay_t = min(ema_decay, (1 + t) / (10 + t)) (diffusers EMAModel default)
-        "precision": "bf16",       # fp32 | bf16 | fp16 (autocast of the network)
+        "precision": "auto",       # auto (timed trial: bf16 only where faster) | fp32 | bf16 | fp16
         "checkpoint_every": 200,   # steps; also on SIGINT/SIGTERM, --max-minutes and at the end
         "log_every": 10,           # CSV rows every N steps (the loss is the mean over those steps)
         "device": "auto",
@@ -53,6 +58,8 @@ DEFAULTS = {
 }
 LORA_KEYS = {"rank", "alpha", "targets", "dropout"}
 DATA_KINDS = ("export", "fastmri", "ismrmrd")
+LR_SCHEDULES = ("constant", "cosine")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 COND_MODES = ("contextmri", "independent", "none", "unconditional")
 
 
@@ -108,15 +115,26 @@ def _validate(cfg: dict, source: str) -> None:
     for key in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "log_every"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise InputError(f"{source}: key 'train.{key}' must be a positive integer, got {t[key]!r}")
-    for key in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+    for key in ("lr", "weight_decay", "grad_clip", "ema_decay", "lr_min_ratio", "min_snr_gamma"):
         try:
             t[key] = float(t[key])
         except (TypeError, ValueError):
             raise InputError(f"{source}: key 'train.{key}' must be a number, got {t[key]!r}") from None
     if not 0.0 <= t["ema_decay"] < 1.0:
         raise InputError(f"{source}: key 'train.ema_decay' must be in [0, 1), got {t['ema_decay']}")
-    if t["precision"] not in ("fp32", "bf16", "fp16"):
-        raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected fp32, bf16 or fp16")
+    if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
+        raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
+    if t["lr_schedule"] not in LR_SCHEDULES:
+        raise InputError(f"{source}: key 'train.lr_schedule' is {t['lr_schedule']!r}, expected one of {LR_SCHEDULES}")
+    if t["loss_weighting"] not in LOSS_WEIGHTINGS:
+        raise InputError(f"{source}: key 'train.loss_weighting' is {t['loss_weighting']!r}, "
+                         f"expected one of {LOSS_WEIGHTINGS}")
+    if not isinstance(t["warmup_steps"], int) or isinstance(t["warmup_steps"], bool) or t["warmup_steps"] < 0:
+        raise InputError(f"{source}: key 'train.warmup_steps' must be an integer >= 0, got {t['warmup_steps']!r}")
+    if not 0.0 <= t["lr_min_ratio"] <= 1.0:
+        raise InputError(f"{source}: key 'train.lr_min_ratio' must be in [0, 1], got {t['lr_min_ratio']}")
+    if not t["min_snr_gamma"] > 0:
+        raise InputError(f"{source}: key 'train.min_snr_gamma' must be > 0, got {t['min_snr_gamma']}")
     if cfg["lora"] is not None:
         if not isinstance(cfg["lora"], dict):
             raise InputError(f"{source}: key 'lora' must be a mapping or null")

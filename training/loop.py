@@ -143,12 +143,65 @@ def _phase_rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.stack([re * c - im * s, re * s + im * c], dim=1)
 
 
+def lr_at(step: int, tc: dict) -> float:
+    """Learning rate of optimiser step `step` (0-based): linear warm-up over `warmup_steps`, then constant
+    or cosine decay to `lr * lr_min_ratio` at `max_steps`. A pure function of the step (exact resume)."""
+    base, warm, total = float(tc["lr"]), int(tc["warmup_steps"]), int(tc["max_steps"])
+    if warm > 0 and step < warm:
+        return base * (step + 1) / warm
+    if tc["lr_schedule"] == "cosine":
+        span = max(total - warm, 1)
+        frac = min(max(step - warm, 0) / span, 1.0)
+        lo = base * float(tc["lr_min_ratio"])
+        return lo + 0.5 * (base - lo) * (1.0 + math.cos(math.pi * frac))
+    return base
+
+
+def loss_weights(alphas_t: torch.Tensor, tc: dict) -> torch.Tensor | None:
+    """Per-sample weights of the ε-MSE: None (uniform) or min-SNR-γ, w = min(SNR, γ)/SNR with
+    SNR = ᾱ/(1−ᾱ) (Hang et al., "Efficient Diffusion Training via Min-SNR Weighting", 2023, ε-prediction form)."""
+    if tc["loss_weighting"] == "uniform":
+        return None
+    snr = alphas_t / (1.0 - alphas_t)
+    return torch.clamp(snr, max=float(tc["min_snr_gamma"])) / snr
+
+
+def _training_precision(tc, prior, ds, dev, state, log):
+    """Resolve train.precision ("auto": timed trial of one forward+backward at the training batch; a resumed
+    run keeps the precision its state recorded, so the resumed run equals the uninterrupted one)."""
+    from recon_core.device import autocast
+    from recon_core.precision import PrecisionChoice, choose_precision, prior_key
+
+    if state is not None and state.get("precision") and tc["precision"] == "auto":
+        return PrecisionChoice(**state["precision"]) if isinstance(state["precision"], dict) else \
+            PrecisionChoice(precision=str(state["precision"]), requested="auto", source="resumed")
+    bs = int(tc["batch_size"])
+    g = torch.Generator().manual_seed(99)
+    x = torch.randn((bs, 2, *ds[0][0].shape[-2:]), generator=g).to(dev)
+    t = torch.randint(0, 1000, (bs,), generator=g).to(dev)
+    recs = [ds[i % len(ds)][1] for i in range(bs)]
+    params = [p for p in prior.parameters() if p.requires_grad]
+
+    def trial(p):
+        with autocast(dev, p):
+            out = prior(x, t, records=recs)
+        loss = out.float().pow(2).mean()
+        loss.backward()
+        for q in params:
+            q.grad = None
+        return None
+
+    key = f"train:{prior_key(prior)}:b{bs}:{x.shape[-2]}x{x.shape[-1]}"
+    return choose_precision(tc["precision"], dev, trial, key, reps=2, log=log)
+
+
 # ------------------------------------------------------------------------------------------------
 def _trainable(prior):
     return [(n, p) for n, p in prior.named_parameters() if p.requires_grad]
 
 
-def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, world, elapsed, log_rows):
+def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, world, elapsed, log_rows,
+                precision=None):
     from safetensors.torch import save_file
 
     from recon_core.prior.checkpoint import _atomic_dir, write_json_atomic
@@ -165,7 +218,7 @@ def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, wo
         write_json_atomic(tmp / "state.json", {
             "step": step, "epoch": order.epoch, "cursor": order.cursor, "world_size": world,
             "ema": ema_meta, "elapsed_s": elapsed, "config": {k: v for k, v in cfg.items() if k != "_source"},
-            "params": [n for n, _ in named], "log_rows": log_rows})
+            "params": [n for n, _ in named], "log_rows": log_rows, "precision": precision})
         commit()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -238,13 +291,16 @@ def _write_log(out: Path, rows: list[dict], title: str):
         print(f"warning: loss plot not written ({exc})")
 
 
-def _export(out: Path, prior, named, ema, cfg, step, lora: bool):
+def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None):
     from training.ema import ema_weights
 
     training = {"steps": step, "config": cfg.get("_source"), "name": cfg["name"],
                 "data": {k: cfg["data"][k] for k in ("kind", "path", "split")},
                 "conditioning": cfg["conditioning"], "ema_decay": cfg["train"]["ema_decay"],
-                "batch_size": cfg["train"]["batch_size"], "grad_accum": cfg["train"]["grad_accum"]}
+                "batch_size": cfg["train"]["batch_size"], "grad_accum": cfg["train"]["grad_accum"],
+                "recipe": {k: cfg["train"][k] for k in ("lr", "lr_schedule", "warmup_steps", "lr_min_ratio",
+                                                        "loss_weighting", "min_snr_gamma")},
+                "precision": precision}
     with ema_weights(ema, [p for _, p in named]):
         if lora:
             from recon_core.prior.lora import save_adapter
@@ -330,7 +386,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * rank + 1)
     nprng = np.random.default_rng([seed, rank, 17])
     torch.manual_seed(seed + rank)
-    step, elapsed0, log_rows = 0, 0.0, []
+    step, elapsed0, log_rows, state = 0, 0.0, [], None
     if state_dir is not None:
         state, rng_all = _load_state(state_dir, prior, named, ema, opt, order, world)
         step, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
@@ -340,6 +396,9 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         nprng.bit_generator.state = mine["np"]
         torch.set_rng_state(mine["torch"])
     total = int(tc["max_steps"])
+    prec = _training_precision(tc, prior, ds, dev, state, (lambda m: print(m, flush=True)) if rank == 0 else None)
+    precision = prec.precision
+    prec_meta = prec.to_meta()
 
     model = prior
     if dist.enabled:
@@ -381,8 +440,8 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         rng_all = dist.gather(rng_mine)
         if rank == 0:
             el = elapsed0 + time.time() - t_start
-            _save_state(out, prior, named, ema, opt, step, order, rng_all, cfg, world, el, log_rows)
-            _export(out, prior, named, ema, cfg, step, lora)
+            _save_state(out, prior, named, ema, opt, step, order, rng_all, cfg, world, el, log_rows, prec_meta)
+            _export(out, prior, named, ema, cfg, step, lora, prec_meta)
             _write_log(out, log_rows, f"{cfg['name']}: ε-MSE")
         dist.barrier()
 
@@ -390,6 +449,9 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         while step < total:
             t0 = time.time()
             step_loss = 0.0
+            lr_now = lr_at(step, tc)
+            for group in opt.param_groups:
+                group["lr"] = lr_now
             for micro in range(accum):
                 idx = order.next_batch()
                 seen.extend(idx)
@@ -406,9 +468,11 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
                 sync = (micro == accum - 1) or not dist.enabled
                 ctx = model.no_sync() if not sync else _null()
                 with ctx:
-                    with autocast(dev, tc["precision"]):
+                    with autocast(dev, precision):
                         eps = model(xt, t, records=recs)
-                    loss = torch.nn.functional.mse_loss(eps.float(), noise)
+                    wts = loss_weights(a[:, 0, 0, 0], tc)
+                    per = (eps.float() - noise).pow(2).mean(dim=(1, 2, 3))
+                    loss = per.mean() if wts is None else (wts * per).mean()
                     (loss / accum).backward()
                 step_loss += float(loss.detach()) / accum
             if not math.isfinite(step_loss):
@@ -431,7 +495,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
             if step % tc["log_every"] == 0 or step == total:
                 mean_loss = dist.mean(float(np.mean(interval)))
                 interval = []
-                log_rows.append({"step": step, "epoch": order.epoch, "loss": round(mean_loss, 6), "lr": tc["lr"],
+                log_rows.append({"step": step, "epoch": order.epoch, "loss": round(mean_loss, 6), "lr": lr_now,
                                  "ema_decay": round(float(ema.cur_decay_value or 0.0), 6),
                                  "samples_per_s": round(sps, 3),
                                  "elapsed_s": round(elapsed0 + time.time() - t_start, 1)})
