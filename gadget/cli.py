@@ -1,7 +1,8 @@
 """The `contextmri` command.
 
-Subcommands are discovered from `recon_core.commands`, `training.commands` and `gadget.commands`:
-each module defines NAME, HELP, add_arguments(parser) and run(args) -> int (see DESIGN.md).
+Subcommands are the entry points of group `contextmri.commands` (declared in pyproject.toml, so this
+module imports no other package's commands by name): each is a module defining NAME, HELP,
+add_arguments(parser) and run(args) -> int (see DESIGN.md).
 Bad input (`ValueError`, including `recon_core.errors.InputError`, and missing files) prints one
 line to stderr and exits 2; `--debug` shows the traceback instead.
 """
@@ -10,23 +11,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 
-COMMAND_PACKAGES = ("recon_core.commands", "training.commands", "gadget.commands")
+ENTRY_POINT_GROUP = "contextmri.commands"
 
 
 def _discover():
+    """{command name: module} from the installed entry points (`pip install -e .` registers them)."""
+    from importlib.metadata import entry_points
+
     commands = {}
-    for pkg_name in COMMAND_PACKAGES:
-        pkg = importlib.import_module(pkg_name)
-        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-            if info.name.startswith("_"):
-                continue
-            mod = importlib.import_module(f"{pkg_name}.{info.name}")
-            name = getattr(mod, "NAME", None)
-            if name:
-                commands[name] = mod
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        mod = importlib.import_module(ep.value)
+        commands[getattr(mod, "NAME", ep.name)] = mod
+    if not commands:
+        raise SystemExit("contextmri: no commands registered (entry points of group "
+                         f"{ENTRY_POINT_GROUP!r}); install the package: pip install -e .")
     return commands
 
 

@@ -278,7 +278,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records)
     pb = _prepare(ksp, maps, mask, c, scale, dev)
-    B, K, ny, nx, N = pb.B, pb.K, pb.ny, pb.nx, pb.K * pb.B
+    B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     if _prior_device(prior) != dev:
         prior.to(dev)
     guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)

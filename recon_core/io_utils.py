@@ -20,17 +20,25 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode() -> int:
+    """0o666 less the process umask: the mode `open()` would give a new file (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = "", mode: int | None = None):
-    """Yield a temporary path beside `path`; on normal exit it replaces `path` (chmod `mode` if given)."""
+    """Yield a temporary path beside `path`; on normal exit it replaces `path` with file mode `mode`
+    (default: what `open()` would give, i.e. 0o666 less the umask; pass 0o600 for private data)."""
     path = Path(path)
     d = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=d)
     os.close(fd)
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        if os.path.exists(tmp):
+            os.chmod(tmp, default_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

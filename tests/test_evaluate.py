@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from recon_core.errors import InputError
+from recon_core.settings import DDSConfig
 
 MATRIX, COILS = 32, 4
 
@@ -47,9 +48,9 @@ def models(tmp_path_factory):
 
 
 def _config(dataset, models, out, **kw):
-    from recon_core.evaluate import EvalConfig
+    from recon_core.evaluation import EvalConfig
 
-    base = dict(model=models[0], data=dataset, out=str(out), masks=("uniform1d:4",), cfg=(0.0, 2.0), nfe=2,
+    base = dict(model=models[0], data=dataset, out=str(out), masks=("uniform1d:4",), cfg=(0.0, 2.0), sampler=DDSConfig(nfe=2),
                 limit=2, batch=2, samples=2, twin=models[1], command="pytest")
     base.update(kw)
     return EvalConfig(**base)
@@ -57,7 +58,7 @@ def _config(dataset, models, out, **kw):
 
 @pytest.fixture(scope="module")
 def first_run(dataset, models, tmp_path_factory):
-    from recon_core.evaluate import run_evaluation
+    from recon_core.evaluation import run_evaluation
 
     out = tmp_path_factory.mktemp("evalout")
     res = run_evaluation(_config(dataset, models, out), progress=False)
@@ -76,6 +77,12 @@ def test_outputs_and_layout(first_run):
             s = cell["methods"][m][metric]
             assert s["n"] == 2 and np.isfinite(s["mean"]) and s["std"] >= 0, (m, metric)
     assert cell["methods"]["l1wavelet"]["lambda"] > 0 and cell["best_cfg"] == 2.0
+    import shutil
+
+    if shutil.which("bart"):   # the strongest classical peers are in the table, λ tuned like sigpy's
+        assert cell["methods"]["bart-w"]["lambda"] > 0 and "bart-tv" in cell["methods"]
+        classical = {b: cell["methods"][b]["psnr"]["mean"] for b in ("l1wavelet", "tv", "bart-w", "bart-tv")}
+        assert on_disk["summary"][0]["best_cs"] == max(classical, key=classical.get)
     assert set(cell["ablations"]["variants"]) == {"all", "-mr", "-mr-contrast", "-mr-contrast-slice", "uncond"}
     assert set(cell["pathology"]["variants"]) == {"correct", "wrong", "unknown", "uncond"}
     assert "cond_minus_twin" in cell["twin"]
@@ -113,7 +120,7 @@ def test_numbers_match_an_independent_computation(first_run, dataset):
 
 def test_resume_uses_the_cache(first_run, dataset, models, monkeypatch):
     import recon_core.dds as dds_mod
-    from recon_core.evaluate import run_evaluation
+    from recon_core.evaluation import run_evaluation
 
     out, res = first_run
     calls = []
@@ -140,7 +147,7 @@ def test_resume_uses_the_cache(first_run, dataset, models, monkeypatch):
 
 
 def test_ablation_records():
-    from recon_core.evaluate import drop_fields, pathology_kind, wrong_pathology
+    from recon_core.evaluation import drop_fields, pathology_kind, wrong_pathology
     from recon_core.metadata.record import MetadataRecord
 
     r = MetadataRecord(anatomy="brain", slice=5, contrast="T2", sequence="TurboSpinEcho", tr=4000, te=90,
@@ -173,7 +180,7 @@ def test_scale_estimate_close_to_truth(dataset):
 
 def test_bad_input(dataset, models, tmp_path):
     from gadget.cli import main
-    from recon_core.evaluate import EvalConfig, Evaluation
+    from recon_core.evaluation import EvalConfig, Evaluation
 
     with pytest.raises(InputError, match="cfg"):
         Evaluation(_config(dataset, models, tmp_path, cfg=(-1.0,)))

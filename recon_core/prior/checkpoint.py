@@ -14,9 +14,7 @@ ContextMRI prompt format.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError

@@ -23,7 +23,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    import json
 
     import numpy as np
 

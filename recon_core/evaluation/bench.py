@@ -27,29 +27,11 @@ import time
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
-# ------------------------------------------------------------------------------------------ BART cfl
-def write_cfl(name: str, arr: np.ndarray) -> None:
-    """BART .cfl/.hdr: complex64, column-major, dims listed in the header."""
-    arr = np.asarray(arr, dtype=np.complex64)
-    with open(name + ".hdr", "w") as fh:
-        fh.write("# Dimensions\n" + " ".join(str(d) for d in arr.shape) + "\n")
-    arr.ravel(order="F").tofile(name + ".cfl")
-
-
-def read_cfl(name: str) -> np.ndarray:
-    with open(name + ".hdr") as fh:
-        lines = [ln for ln in fh.read().splitlines() if ln and not ln.startswith("#")]
-    dims = [int(d) for d in lines[0].split()]
-    data = np.fromfile(name + ".cfl", dtype=np.complex64)
-    return data.reshape(dims, order="F")
-
-
-def _to_bart(ksp):
-    """(C, ny, nx) → BART (nx, ny, 1, C) (dim 0 = readout, 1 = phase, 3 = coils)."""
-    return np.transpose(ksp, (2, 1, 0))[:, :, None, :]
+# ------------------------------------------------------------------------------------------ BART
+from ..bart import read_cfl, to_bart as _to_bart, write_cfl  # noqa: E402,F401  (re-exported for the tests)
 
 
 def bart_kernel(calib: int, kernel_width: int = 6) -> int:
@@ -96,8 +78,8 @@ def _timed(fn, repeat=1):
 
 def simulate_slice(matrix: int, coils: int, seed: int = 0):
     """One test-split-style slice: (ksp (C, ny, nx) full, reference (ny, nx), record)."""
-    from .metadata.record import MetadataRecord
-    from .sim.export import ExportConfig, simulate_subject, subject_seed
+    from ..metadata.record import MetadataRecord
+    from ..sim.export import ExportConfig, simulate_subject, subject_seed
 
     cfg = ExportConfig(n_slices=1, split="test", matrix=matrix, coils=coils, slices_per_subject=1,
                        calib=min(24, matrix // 4), save_kspace=True)
@@ -106,7 +88,7 @@ def simulate_slice(matrix: int, coils: int, seed: int = 0):
 
 
 def load_bench_prior(model: str | None, preset: str | None, device):
-    from .prior import build_prior, load_prior
+    from ..prior import build_prior, load_prior
 
     if preset:
         return build_prior(preset).to(device).eval(), f"untrained preset {preset!r} (PSNR meaningless)"
@@ -121,12 +103,12 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
     import torch
 
-    from .baselines import reconstruct
-    from .coils import calib_region, espirit_maps
-    from .dds import dds_reconstruct
-    from .device import autocast, resolve_device
-    from .masks import make_mask, parse_mask_spec
-    from .metrics import psnr
+    from ..baselines import reconstruct
+    from ..coils import calib_region, espirit_maps
+    from ..dds import dds_reconstruct
+    from ..device import autocast, resolve_device
+    from ..masks import make_mask, parse_mask_spec
+    from ..metrics import psnr
 
     if nfe < 1 or any(n < 1 for n in sweep):
         raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
@@ -190,7 +172,7 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
 
     # sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
     # favourable to the baseline); the time is that of one run at that λ
-    from .evaluate import LAMBDA_GRID
+    from .config import LAMBDA_GRID
 
     grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, m.mask, lamda=lam)[0]))
             for lam in LAMBDA_GRID["l1wavelet"]}

@@ -32,7 +32,7 @@ def run(args):
     import os
     import tempfile
 
-    from recon_core.bench import format_report, run_bench
+    from recon_core.evaluation.bench import format_report, run_bench
     from recon_core.errors import InputError
 
     try:

@@ -21,20 +21,24 @@ def add_arguments(parser):
     parser.add_argument("--masks", default="uniform1d:4,uniform1d:8,poisson2d:8,poisson2d:15",
                         help="comma list of KIND:ACCEL cells")
     parser.add_argument("--cfg", default="0,1,2,3", help="comma list of CFG weights (0 = unconditional)")
-    parser.add_argument("--nfe", type=int, default=50, help="DDIM steps (network evaluations)")
+    from recon_core.settings import DDSConfig
+
+    # the sampler's own flags (--nfe, --gamma, --warm-start, --precision, ...); --cfg is the sweep above,
+    # --seed seeds masks and sampling, --samples is the uncertainty panel's sample count
+    DDSConfig.add_arguments(parser, exclude=("cfg", "samples", "seed"))
+    parser.add_argument("--seed", type=int, default=0, help="mask and sampling seed")
     parser.add_argument("--limit", type=int, default=None, help="use K test slices spread over the split")
-    parser.add_argument("--eta", type=float, default=0.8)
-    parser.add_argument("--gamma", type=float, default=5.0, help="data-consistency weight γ")
-    parser.add_argument("--cg-iters", type=int, default=5)
     parser.add_argument("--samples", type=int, default=4, help="posterior samples for the uncertainty panel")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--batch", type=int, default=8, help="slices per DDS batch (and per cached chunk)")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--val-split", default="val", help="split for λ tuning of L1-wavelet/TV")
+    parser.add_argument("--val-split", default="val", help="split for λ tuning of the CS baselines")
     parser.add_argument("--tune-limit", type=int, default=4, help="validation slices used for λ tuning")
-    parser.add_argument("--baselines", default="zerofilled,sense,l1wavelet,tv")
+    parser.add_argument("--baselines", default=None,
+                        help="comma list among zerofilled,sense,l1wavelet,tv,bart-w,bart-tv (default: all; BART's are "
+                             "skipped with a note when the bart binary is missing, an error when named here)")
+    parser.add_argument("--oracle-maps", action="store_true",
+                        help="also DDS (best w) with the export's fully sampled ESPIRiT maps: where the maps limit")
     parser.add_argument("--no-ablations", action="store_true", help="skip the metadata ablations")
     parser.add_argument("--no-pathology", action="store_true", help="skip correct-vs-wrong pathology")
     parser.add_argument("--ablation-cfg", type=float, default=None,
@@ -54,30 +58,32 @@ def _command(args):
     """The canonical command line of this run (all options explicit)."""
     import shlex
 
-    skip = {"_run", "command", "debug", "quiet"}
+    skip = {"_run", "command", "debug", "quiet", "_dds_defaults"}
     parts = ["contextmri", "evaluate"]
     for k, v in sorted(vars(args).items()):
         if k in skip or v is None or v is False:
             continue
-        flag = "--" + k.replace("_", "-")
+        flag = "--" + (k[4:] if k.startswith("dds_") else k).replace("_", "-")
         parts += [flag] if v is True else [flag, shlex.quote(str(v))]
     return " ".join(parts)
 
 
 def run(args):
-    from recon_core.evaluate import EvalConfig, run_evaluation
+    from recon_core.evaluation import EvalConfig, run_evaluation
 
     from recon_core.device import set_threads
+    from recon_core.settings import DDSConfig
 
     set_threads(args.threads)
 
     cfg = EvalConfig(
         model=args.model, data=args.data, out=args.out,
         masks=tuple(m.strip() for m in args.masks.split(",") if m.strip()), cfg=_floats(args.cfg),
-        nfe=args.nfe, eta=args.eta, gamma=args.gamma, cg_iters=args.cg_iters, samples=args.samples,
-        limit=args.limit, seed=args.seed, device=args.device, precision=args.precision, batch=args.batch,
+        sampler=DDSConfig.from_args(args), samples=args.samples,
+        limit=args.limit, seed=args.seed, device=args.device, batch=args.batch,
         split=args.split, val_split=args.val_split, tune_limit=args.tune_limit,
-        baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()),
+        baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()) if args.baselines else None,
+        oracle_maps=args.oracle_maps,
         ablations=not args.no_ablations, ablation_cfg=args.ablation_cfg,
         ablation_masks=tuple(m.strip() for m in args.ablation_masks.split(",") if m.strip()) if args.ablation_masks else None,
         pathology=not args.no_pathology,
@@ -89,7 +95,7 @@ def run(args):
         if "cond_best_minus_uncond_psnr" in s:
             line.append(f"cond(w={s['best_cfg']:g})-uncond {s['cond_best_minus_uncond_psnr']['mean']:+.2f} dB")
         if "dds_minus_best_cs_psnr" in s:
-            line.append(f"DDS-bestCS {s['dds_minus_best_cs_psnr']['mean']:+.2f} dB")
+            line.append(f"DDS-best classical ({s['best_cs']}) {s['dds_minus_best_cs_psnr']['mean']:+.2f} dB")
         print("  ".join(line))
     print(f"wrote {args.out}/results.md, results.json")
     return 0

@@ -1,0 +1,38 @@
+"""Metadata ablations of the evaluation: cumulative field removal and wrong/unknown pathology."""
+
+from __future__ import annotations
+
+MR_PARAM_FIELDS = ("sequence", "tr", "te", "ti", "flip_angle", "field_strength")
+ABLATIONS = ("all", "-mr", "-mr-contrast", "-mr-contrast-slice", "uncond")
+ABLATION_LABELS = {"all": "all metadata", "-mr": "− MR params", "-mr-contrast": "− MR params − contrast",
+                   "-mr-contrast-slice": "− MR params − contrast − slice", "uncond": "unconditional (w = 0)"}
+WRONG_PATHOLOGY = {"none": "tumour", "wm_lesions": "tumour", "tumour": "wm_lesions"}
+
+
+def drop_fields(record, variant: str):
+    """Cumulative ablation of a MetadataRecord (see module docstring)."""
+    kw = {}
+    if variant in ("-mr", "-mr-contrast", "-mr-contrast-slice"):
+        kw.update({f: None for f in MR_PARAM_FIELDS})
+    if variant in ("-mr-contrast", "-mr-contrast-slice"):
+        kw["contrast"] = None
+    if variant == "-mr-contrast-slice":
+        kw["slice"] = None
+    return record.replace(**kw) if kw else record
+
+
+def pathology_kind(record) -> str:
+    labels = [s.lower() for s in (record.pathology or [])]
+    if not labels:
+        return "none"
+    if any("lesion" in s for s in labels):
+        return "wm_lesions"
+    return "tumour"
+
+
+def wrong_pathology(record):
+    from ..sim.pathology import LABELS
+
+    return record.replace(pathology=list(LABELS[WRONG_PATHOLOGY[pathology_kind(record)]]))
+
+

@@ -1,0 +1,103 @@
+"""Settings of one evaluation run (`contextmri evaluate`): cells, CFG weights, baselines, the sampler."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..settings import DDSConfig
+
+DEFAULT_MASKS = ("uniform1d:4", "uniform1d:8", "poisson2d:8", "poisson2d:15")
+DEFAULT_CFG = (0.0, 1.0, 2.0, 3.0)
+BASELINES = ("zerofilled", "sense", "l1wavelet", "tv", "bart-w", "bart-tv")
+BART_BASELINES = ("bart-w", "bart-tv")
+CLASSICAL_CS = ("l1wavelet", "tv", "bart-w", "bart-tv")   # "best classical" = max over these
+_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+LAMBDA_GRID = {"l1wavelet": _GRID, "tv": _GRID, "bart-w": _GRID, "bart-tv": _GRID}
+METRICS = ("psnr", "ssim", "nmse")
+CACHE_VERSION = 1
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run (see module docstring and `contextmri evaluate --help`)."""
+
+    model: str
+    data: str
+    out: str
+    masks: tuple = DEFAULT_MASKS
+    cfg: tuple = DEFAULT_CFG
+    sampler: DDSConfig = field(default_factory=DDSConfig)   # DDS settings (cfg and seed come from this config)
+    samples: int = 4            # posterior samples for the uncertainty panel (example slices only)
+    limit: int | None = None
+    seed: int = 0               # masks (seed·1_000_003 + slice) and DDS sampling
+    device: str = "auto"
+    batch: int = 8
+    split: str = "test"
+    val_split: str = "val"
+    tune_limit: int = 4
+    baselines: tuple | None = None        # None: every baseline, BART's skipped (with a note) without the binary
+    oracle_maps: bool = False             # also DDS with the export's fully sampled maps (maps.npy)
+    ablations: bool = True
+    ablation_cfg: float | None = None
+    ablation_masks: tuple | None = None   # cells for ablations/pathology (None: all)
+    pathology: bool = True
+    twin: str | None = None
+    convention: str = "fastmri"
+    figures: bool = True
+    command: str = ""
+
+    @property
+    def nfe(self) -> int:
+        return self.sampler.nfe
+
+    def dds_settings(self) -> DDSConfig:
+        """The sampler settings every DDS unit of this run uses (seed from this config; cfg set per unit)."""
+        return self.sampler.sampler().replace(seed=int(self.seed), samples=1)
+
+    def resolved_baselines(self, log=None) -> tuple:
+        """The baselines to run: explicit ones must all be runnable (a missing `bart` is an error);
+        the default set drops BART's when the binary is missing (and says so through `log`)."""
+        from .. import bart
+
+        if self.baselines is not None:
+            if any(b in BART_BASELINES for b in self.baselines) and not bart.available():
+                named = [b for b in self.baselines if b in BART_BASELINES]
+                raise InputError(f"baselines {', '.join(named)} need the 'bart' binary, which is not on PATH "
+                                 f"(Debian: apt-get install bart)")
+            return tuple(self.baselines)
+        if bart.available():
+            return BASELINES
+        if log:
+            log("evaluate: 'bart' is not on PATH: BART baselines (bart-w, bart-tv) skipped")
+        return tuple(b for b in BASELINES if b not in BART_BASELINES)
+
+    def check(self) -> None:
+        from ..masks import parse_mask_spec
+        from ..metrics import CONVENTIONS
+
+        if not self.masks:
+            raise InputError("masks: expected at least one KIND:ACCEL")
+        for m in self.masks:
+            parse_mask_spec(m)
+        if not self.cfg or any((not math.isfinite(w)) or w < 0 for w in self.cfg):
+            raise InputError(f"cfg: expected a list of weights ≥ 0, got {list(self.cfg)}")
+        if not isinstance(self.sampler, DDSConfig):
+            raise InputError(f"sampler: expected a DDSConfig, got {type(self.sampler).__name__}")
+        self.sampler.validate()
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"limit must be ≥ 1, got {self.limit}")
+        if self.batch < 1 or self.samples < 1 or self.tune_limit < 1:
+            raise InputError("batch, samples and tune-limit must be ≥ 1")
+        bad = [b for b in (self.baselines or ()) if b not in BASELINES]
+        if bad:
+            raise InputError(f"baselines: unknown {bad}, expected some of {', '.join(BASELINES)}")
+        if self.convention not in CONVENTIONS:
+            raise InputError(f"convention: expected one of {CONVENTIONS}, got {self.convention!r}")
+        if self.ablation_masks is not None and not set(self.ablation_masks) <= set(self.masks):
+            raise InputError(f"ablation masks {list(self.ablation_masks)} must be among --masks {list(self.masks)}")
+        if self.ablation_cfg is not None and self.ablation_cfg < 0:
+            raise InputError(f"ablation cfg must be ≥ 0, got {self.ablation_cfg}")
+
+
