@@ -32,7 +32,7 @@ def eps_mse_by_bin(prior, images: np.ndarray, records, n_bins: int = 10, seed: i
     centres = [int((b + 0.5) * T / n_bins) for b in range(n_bins)]
     g = torch.Generator().manual_seed(int(seed))
     noise_all = torch.randn((n_bins, n, *images.shape[1:]), generator=g)
-    x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    x_all = torch.from_numpy(np.array(images, dtype=np.float32))
     mse = []
     for b, t in enumerate(centres):
         acc = 0.0
