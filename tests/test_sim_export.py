@@ -33,10 +33,15 @@ def test_layout_and_normalisation(val_dir):
     from recon_core.mvue import mvue_from_kspace
     assert np.allclose(mvue_from_kspace(np.asarray(data.kspace), np.asarray(data.maps)), data.reference,
                        atol=1e-5 * np.abs(data.reference).max())
+    seen = {}
     for r, ix in zip(data.records, data.index):
         assert r.anatomy == "brain" and r.contrast in ("T1", "T1POST", "T2", "FLAIR", "PD")
         assert r.tr and r.te and r.flip_angle and r.field_strength in (1.5, 3.0) and r.age and r.sex in "MF"
-        assert r.pathology is not None and r.slice == ix["slice_index"] and 0 <= r.slice < export.STACK_SLICES
+        # slice = the scanner's slice counter within the subject's scan (0, 1, ... in acquisition order);
+        # the position in the virtual stack is kept in the index
+        assert r.pathology is not None and r.slice == seen.get(ix["subject_seed"], 0)
+        seen[ix["subject_seed"]] = r.slice + 1
+        assert ix["stack_position"] == ix["slice_index"] and 0 <= ix["stack_position"] < export.STACK_SLICES
     info = json.loads((val_dir / "val" / "info.json").read_text())
     assert info["count"] == 5 and info["subjects"] == 3 and info["config"]["split"] == "val"
     assert not any(p.name.startswith(".") for p in val_dir.iterdir())     # no partial directory left

@@ -14,8 +14,10 @@ Layout of `DIR/<split>/` (N slices):
   `index.jsonl`: {"subject_seed", "slice_index", "contrast", "z_mm"} per line; `info.json`.
 
 Subjects: `slices_per_subject` slices from one deformed subject (one scan: one contrast/protocol,
-slices chosen among a virtual full-brain stack of `STACK_SLICES` axial slices — `slice_index` is the
-position in that stack, 0 = most inferior). Subject seeds are disjoint between splits by construction:
+slices chosen among a virtual full-brain stack of `STACK_SLICES` axial slices; index.jsonl's
+`slice_index`/`stack_position` is the position in that stack, 0 = most inferior). The metadata record's
+`slice` is the scanner's definition: the slice counter of the subject's scan, 0..n−1 from inferior to
+superior — exactly what the gadget builds from a raw stream (`recon_core.metadata.header`). Subject seeds are disjoint between splits by construction:
 seed = (split code << 56) | ((--seed & 0xFFFFFF) << 32) | subject number. Each subject depends only on
 its own seed, so the export is deterministic, resumable (progress is kept in `DIR/.<split>.partial/`)
 and can be parallel over worker processes (identical output for any `workers`).
@@ -36,7 +38,7 @@ from recon_core.errors import InputError
 
 SPLITS = {"train": 1, "val": 2, "test": 3}
 STACK_SLICES = 16
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: metadata slice = scanner slice counter within the scan (1: virtual-stack position)
 PATHOLOGY_P = {"none": 0.6, "wm_lesions": 0.2, "tumour": 0.2}
 CHECKPOINT_SECONDS = 10.0
 
@@ -181,13 +183,14 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
         maps = espirit(ksp, cfg.calib, cfg.espirit_grid)
         mvue = mvue_from_kspace(ksp, maps)
         mvn, scale = normalize(mvue)
-    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=STACK_SLICES, n_coils=C,
+    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=n, n_coils=C,
                           fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm, accel=1.0, calibration_mode="embedded",
                           pathology_labels=subj.labels, seed=int(sseed) & 0xFFFFFFFF, acs_lines=cfg.calib)
-    base = slice_records(header, 1, subj.labels)[0]
-    records = [base.replace(slice=int(k)).to_dict() for k in stack]
-    index = [{"subject_seed": int(sseed), "slice_index": int(k), "contrast": contrast, "z_mm": round(float(zz), 2)}
-             for k, zz in zip(stack, z)]
+    # metadata "slice" = the scanner's slice counter of this scan (0..n−1, inferior to superior), the
+    # definition a scanner stream (and `simulate`) gives the gadget; the virtual-stack position is in index.jsonl
+    records = [r.to_dict() for r in slice_records(header, n, subj.labels)]
+    index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": contrast,
+              "z_mm": round(float(zz), 2)} for k, zz in zip(stack, z)]
     out = {"mvue": torch.stack([mvn.real, mvn.imag], 1).float().cpu().numpy(),
            "scale": scale.float().cpu().numpy(), "reference": mvue.cpu().numpy().astype(np.complex64),
            "records": records, "index": index}
