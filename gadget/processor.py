@@ -7,7 +7,7 @@ Replay, the Gadgetron gadget and the MRD server are thin front doors over `Strea
         ...
 
 Per slice: noise prewhitening, readout-oversampling removal, averaging of repeated lines
-(`kspace_assembly`), ESPIRiT maps from the ACS (`recon_core.coils.espirit_maps`, torch backend),
+(`recon_core.raw`), ESPIRiT maps from the ACS (`recon_core.raw.image.slice_maps`, torch backend),
 the metadata record and prompt from the header (+ overrides), then DDS (`recon_core.dds`) or a
 baseline (`recon_core.baselines`). Images carry reconSpace matrix/FOV, the acquisition geometry and
 counters, and meta attributes (prompt, model, NFE, CFG, seed, method, metadata JSON).
@@ -24,9 +24,12 @@ import numpy as np
 
 from recon_core.errors import InputError
 
+from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
+from recon_core.raw.image import crop_rows as _crop_rows
+from recon_core.raw.image import slice_maps
+from recon_core.raw.noise import unwhitened_intensity
+
 from .images import slice_images
-from .kspace_assembly import (MIN_ACS_LINES, Assembler, EncodingGeometry, SliceData, SliceKey, central_block,
-                              slice_key, unwhitened_intensity)
 from .params import ReconParams
 
 
@@ -61,13 +64,6 @@ def _as_header(header):
     from recon_core.metadata.header import parse_header
 
     return parse_header(header)
-
-
-def _crop_rows(x: np.ndarray | None, ny: int) -> np.ndarray | None:
-    if x is None or x.shape[-2] <= ny:
-        return x
-    start = (x.shape[-2] - ny) // 2
-    return x[..., start:start + ny, :]
 
 
 class StreamProcessor:
@@ -130,7 +126,7 @@ class StreamProcessor:
     def _check_acs(sd: SliceData) -> SliceKey:
         from recon_core.coils import calib_region
 
-        cy, cx = calib_region(_acs_mask(sd))
+        cy, cx = calib_region(acs_mask(sd.calib.shape[-2:], sd.acs_rows))
         if min(cy, cx) < 3:
             raise InputError(f"no usable ACS in slice {sd.key.slice}: the calibration region is {cy}×{cx}")
         return sd.key
@@ -155,19 +151,15 @@ class StreamProcessor:
             raise InputError(f"matrix {nx}x{ny} exceeds the cap max_matrix={self.params.max_matrix}")
         ksp = ksp.astype(np.complex64)
         rows = np.abs(ksp).sum(axis=(0, 2)) > 0
-        centre = ny // 2
+        calib, ref_rows = ksp, None
         if ref is not None:
             calib = np.asarray(ref).astype(np.complex64)
             if calib.shape != ksp.shape:
                 raise InputError(f"ref: expected shape {ksp.shape} like kspace, got {calib.shape}")
             ref_rows = np.abs(calib).sum(axis=(0, 2)) > 0
-            lo, hi = central_block(ref_rows, centre)
-            source = "calibration-lines"
-        else:
-            calib, source = ksp, "kspace-centre"
-            lo, hi = central_block(rows, centre)
-        if hi - lo < MIN_ACS_LINES:
-            raise InputError(f"no ACS: {hi - lo} contiguous central calibration lines (need at least {MIN_ACS_LINES})")
+            if not ref_rows.any():
+                raise InputError("no ACS: the reference (calibration) buffer is empty")
+        lo, hi, source = locate_acs(rows, ny // 2, ref_rows, where="the buffer")
         head = min(headers, key=lambda h: abs(int(h.idx.kspace_encode_step_1) - self.geom.center_line))
         sd = SliceData(slice_key(head), ksp, np.repeat(rows[:, None], nx, axis=1), calib, (lo, hi), source, head,
                        min(self.geom.rec_ny, ny))
@@ -219,12 +211,11 @@ class StreamProcessor:
 
     def reconstruct_arrays(self, sd: SliceData) -> SliceResult:
         """Maps, record/prompt and the reconstruction of one slice (no Image building)."""
-        from recon_core.coils import espirit_maps
         from recon_core.metadata.prompt import build_prompt
 
         p = self.params
         t0 = time.perf_counter()
-        maps = espirit_maps(sd.calib, mask=_acs_mask(sd), backend="torch")
+        maps = slice_maps(sd, backend="torch")
         t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
         prompt = build_prompt(record)
@@ -258,12 +249,3 @@ class StreamProcessor:
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
                           sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision)
         return res
-
-
-def _acs_mask(sd: SliceData) -> np.ndarray:
-    """(ny, nx) bool: the ACS rows of `sd.calib` (all readout columns)."""
-    ny, nx = sd.calib.shape[-2:]
-    m = np.zeros((ny, nx), bool)
-    lo, hi = sd.acs_rows
-    m[lo:hi] = True
-    return m

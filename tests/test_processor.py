@@ -6,7 +6,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from gadget.kspace_assembly import Assembler, EncodingGeometry
+from recon_core.raw import Assembler, EncodingGeometry
 from gadget.params import ReconParams
 from gadget.processor import StreamProcessor
 from recon_core.errors import InputError

@@ -195,12 +195,13 @@ def test_fastmri_h5_dataset(tmp_path):
     import ismrmrd
 
     from gadget.cli import main
-    from training.datasets import fastmri_dataset, read_ismrmrd_kspace
+    from recon_core.raw.reader import read_slices
+    from training.datasets import fastmri_dataset
 
     raw = tmp_path / "raw.h5"
     assert main(["simulate", "--out", str(raw), "--contrast", "FLAIR", "--slices", "2", "--matrix", "64",
                  "--coils", "4", "--mask", "uniform1d", "--accel", "1", "--seed", "1"]) == 0
-    _, slices = read_ismrmrd_kspace(raw)
+    slices = {sd.key.slice: sd.kspace for sd in read_slices(raw).slices}
     dset = ismrmrd.Dataset(str(raw), "dataset", False)
     xml = dset.read_xml_header()
     dset.close()

@@ -56,23 +56,10 @@ def load_export(path, split: str = "train") -> ImageDataset:
 
 
 def write_export_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict) -> Path:
-    """Write an export-layout split atomically (temp dir + rename): mvue.npy, scale.npy, metadata.jsonl,
-    index.jsonl, info.json."""
-    from recon_core.prior.checkpoint import _atomic_dir
+    """Write an export-layout split (the export's one writer: `recon_core.sim.export.write_split`)."""
+    from recon_core.sim.export import write_split
 
-    target = Path(directory) / split
-    tmp, commit = _atomic_dir(target)
-    np.save(tmp / "mvue.npy", np.ascontiguousarray(images, dtype=np.float32))
-    np.save(tmp / "scale.npy", np.asarray(scales, dtype=np.float32))
-    with open(tmp / "metadata.jsonl", "w") as fh:
-        for r in records:
-            fh.write(json.dumps(r.to_dict()) + "\n")
-    with open(tmp / "index.jsonl", "w") as fh:
-        for d in index:
-            fh.write(json.dumps(d) + "\n")
-    (tmp / "info.json").write_text(json.dumps(info, indent=2, default=str))
-    commit()
-    return target
+    return write_split(directory, split, images, scales, records, index, info)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,51 +150,39 @@ def fastmri_dataset(path, cache, resolution: int, progress: bool = True) -> Imag
     return _cached(cache, files, resolution, "fastmri", build)
 
 
-def read_ismrmrd_kspace(path):
-    """Fully sampled ISMRMRD raw .h5 → (header, {slice: k-space (C, ky, kx) complex64}) in reconSpace x.
+def ismrmrd_slices(path, min_fraction: float = 0.95):
+    """Fully sampled ISMRMRD raw .h5 → (header, [(SliceKey, image (ny, nx) complex64 scanner units)]).
 
-    Noise scans are skipped; readout oversampling (encoded x = 2 × recon x) is removed; lines are placed
-    at kspace_encode_step_1 relative to the encoding centre. Raises InputError if a slice is undersampled.
+    The raw data go through `recon_core.raw` exactly as in the stream processor (noise prewhitening,
+    oversampling removal, averaging, one entry per (slice, contrast, phase, repetition, set)) and the
+    image is `recon_core.raw.image.slice_mvue` (ESPIRiT from the ACS, MVUE, unwhitened intensity): what
+    the gadget would compute from the same stream. A slice with < `min_fraction` of its lines → InputError.
     """
-    import ismrmrd
+    from recon_core.raw.image import slice_mvue
+    from recon_core.raw.reader import read_slices
 
-    try:
-        dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
-    except Exception as exc:  # h5py/ismrmrd raise various types for non-ISMRMRD files
-        raise InputError(f"{path}: not an ISMRMRD dataset ({exc})") from exc
-    try:
-        header = ismrmrd.xsd.CreateFromDocument(dset.read_xml_header())
-        enc = header.encoding[0]
-        ny = int(enc.encodedSpace.matrixSize.y)
-        nx_enc, nx_rec = int(enc.encodedSpace.matrixSize.x), int(enc.reconSpace.matrixSize.x)
-        lim = enc.encodingLimits.kspace_encoding_step_1
-        centre = int(lim.center) if lim is not None and lim.center is not None else ny // 2
-        data, filled = {}, {}
-        for i in range(dset.number_of_acquisitions()):
-            acq = dset.read_acquisition(i)
-            if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-                continue
-            s, ky = int(acq.idx.slice), int(acq.idx.kspace_encode_step_1) - centre + ny // 2
-            if not 0 <= ky < ny:
-                raise InputError(f"{path}: acquisition {i} has phase-encode index outside the {ny}-line matrix")
-            if s not in data:
-                data[s] = np.zeros((acq.active_channels, ny, acq.number_of_samples), np.complex64)
-                filled[s] = np.zeros(ny, bool)
-            data[s][:, ky, :] = acq.data
-            filled[s][ky] = True
-    finally:
-        dset.close()
-    out = {}
-    from recon_core.fft import fft2c_np, ifft2c_np
+    raw = read_slices(path)
+    out = []
+    for sd in raw.slices:
+        frac = float(sd.mask[:, 0].mean())
+        if frac < min_fraction:
+            raise InputError(f"{path}: slice {sd.key.slice} (contrast {sd.key.contrast}, repetition "
+                             f"{sd.key.repetition}) has only {int(sd.mask[:, 0].sum())}/{sd.mask.shape[0]} phase-encode "
+                             f"lines; training needs fully sampled k-space")
+        img, _ = slice_mvue(sd)
+        out.append((sd.key, img))
+    return raw.header, out
 
-    for s, k in sorted(data.items()):
-        if filled[s].mean() < 0.95:
-            raise InputError(f"{path}: slice {s} has only {filled[s].sum()}/{ny} phase-encode lines; "
-                             f"training needs fully sampled k-space")
-        if k.shape[-1] != nx_rec and nx_enc == 2 * nx_rec:
-            k = fft2c_np(_centre_crop(ifft2c_np(k), ny, nx_rec)).astype(np.complex64)
-        out[s] = k
-    return header, out
+
+def image_to_training(img: np.ndarray, resolution: int):
+    """Complex image (ny, nx) → (normalised (2, R, R) float32, scale): centre crop/pad to R×R, divide by the
+    99th percentile of |image| (recon_core.mvue.normalize)."""
+    from recon_core import mvue
+
+    x = _centre_crop(np.asarray(img, np.complex64), resolution, resolution)
+    normed, scale = mvue.normalize(x)
+    return (np.stack([normed.real, normed.imag]).astype(np.float32),
+            float(np.asarray(scale).reshape(-1)[0]))
 
 
 def ismrmrd_dataset(path, cache, resolution: int, progress: bool = True) -> ImageDataset:
@@ -221,13 +196,14 @@ def ismrmrd_dataset(path, cache, resolution: int, progress: bool = True) -> Imag
     def build():
         images, scales, records, index = [], [], [], []
         for f in tqdm(files, desc="preprocess ISMRMRD", disable=not progress):
-            header, slices = read_ismrmrd_kspace(f)
-            for s, k in slices.items():
-                x, sc = slice_to_image(k, resolution)
+            header, slices = ismrmrd_slices(f)
+            for key, img in slices:
+                x, sc = image_to_training(img, resolution)
                 images.append(x)
                 scales.append(sc)
-                records.append(record_from_header(header, slice_index=s))
-                index.append({"file": str(f), "slice_index": s})
+                records.append(record_from_header(header, slice_index=key.slice))
+                index.append({"file": str(f), "slice_index": key.slice, "contrast_index": key.contrast,
+                              "phase": key.phase, "repetition": key.repetition, "set": key.set})
         return images, scales, records, index
 
     return _cached(cache, files, resolution, "ismrmrd", build)

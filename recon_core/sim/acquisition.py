@@ -103,12 +103,7 @@ def oversampled_kspace(coil_images: np.ndarray, factor: int = 2) -> np.ndarray:
 
 
 def remove_oversampling(ksp: np.ndarray, nx: int) -> np.ndarray:
-    """(…, ny, nx_os) k-space → (…, ny, nx): IFFT along the readout, crop the centre `nx`, FFT back (orthonormal)."""
-    nos = ksp.shape[-1]
-    if nos == nx:
-        return ksp
-    img = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(ksp, axes=-1), axis=-1, norm="ortho"), axes=-1)
-    lo = (nos - nx) // 2
-    img = img[..., lo:lo + nx]
-    out = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(img, axes=-1), axis=-1, norm="ortho"), axes=-1)
-    return out.astype(np.complex64)
+    """(…, ny, nx_os) k-space → (…, ny, nx): the raw layer's readout-oversampling removal (one definition)."""
+    from ..raw.oversampling import remove_readout_oversampling
+
+    return remove_readout_oversampling(ksp, nx)

@@ -286,20 +286,31 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
 
     def results():
         if workers <= 1:
-            for i, s, n in todo:
-                yield i, simulate_subject(cfg, s, n)
+            # one torch thread, as in each worker: the export is bit-identical for any `workers`
+            # (ESPIRiT's reductions differ in the last bit between 1 and 2 threads)
+            import torch
+
+            n_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for i, s, n in todo:
+                    yield i, simulate_subject(cfg, s, n)
+            finally:
+                torch.set_num_threads(n_threads)
         else:
             import multiprocessing as mp
 
-            # load the heavy modules and the tissue volume once, before forking (workers share them)
-            import sigpy.mri  # noqa: F401
-            import torch  # noqa: F401
-
-            import recon_core.coils  # noqa: F401
+            # the tissue volume is built (and cached on disk) once here; workers come from a fork server
+            # that imported the heavy modules but never ran torch, so no OpenMP thread pool is forked
+            # (forking a process whose torch pool is running can hang the children)
             from .phantom import _base_interleaved
             _base_interleaved()
 
-            ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+            if os.name == "nt":
+                ctx = mp.get_context("spawn")
+            else:
+                ctx = mp.get_context("forkserver")
+                ctx.set_forkserver_preload(["recon_core.sim.export", "recon_core.coils", "sigpy.mri", "torch"])
             with ctx.Pool(workers) as pool:
                 for (i, _, _), r in zip(todo, pool.imap(_worker, [(conf, s, n) for _, s, n in todo])):
                     yield i, r
@@ -336,6 +347,29 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
         shutil.rmtree(final)
     os.replace(part, final)
     return info
+
+
+def write_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict,
+                arrays: dict | None = None):
+    """Write a whole split in the export layout atomically (temp dir + rename): mvue.npy, scale.npy,
+    metadata.jsonl (MetadataRecord or dicts), index.jsonl, info.json, plus optional `arrays`
+    (reference/maps/kspace). Used by training's raw-file caches; `simulate_dataset` writes the same
+    layout incrementally (resumable) and `load_split` reads both."""
+    from recon_core.io_utils import atomic_directory
+
+    with atomic_directory(os.path.join(os.fspath(directory), split)) as tmp:
+        np.save(tmp / "mvue.npy", np.ascontiguousarray(images, dtype=np.float32))
+        np.save(tmp / "scale.npy", np.asarray(scales, dtype=np.float32))
+        for name, a in (arrays or {}).items():
+            np.save(tmp / f"{name}.npy", np.asarray(a))
+        with open(tmp / "metadata.jsonl", "w") as fh:
+            for r in records:
+                fh.write(json.dumps(r if isinstance(r, dict) else r.to_dict()) + "\n")
+        with open(tmp / "index.jsonl", "w") as fh:
+            for d in index:
+                fh.write(json.dumps(d) + "\n")
+        (tmp / "info.json").write_text(json.dumps({"version": FORMAT_VERSION, **info}, indent=2, default=str))
+    return os.path.join(os.fspath(directory), split)
 
 
 def _checkpoint(part, arrays, meta_lines, index_lines, conf, subjects_done):

@@ -332,17 +332,20 @@ def read_scan(path) -> RawScan:
     Readout oversampling is removed (encodedSpace x → reconSpace x). Missing file → InputError.
     """
     import ismrmrd
-    import ismrmrd.xsd
 
-    if not os.path.isfile(path):
-        raise InputError(f"raw file not found: {path}")
-    with ismrmrd.Dataset(path, "dataset", mode="r") as ds:
-        header = ismrmrd.xsd.CreateFromDocument(ds.read_xml_header())
+    from ..metadata.header import parse_header
+    from ..raw.reader import open_dataset
+
+    ds = open_dataset(path)   # the raw layer's reader and the one header parser
+    try:
+        header = parse_header(ds.read_xml_header())
         n = ds.number_of_acquisitions()
         acqs = [ds.read_acquisition(i) for i in range(n)]
         ref = None
         if "reference" in ds.list():
             ref = np.stack([ds.read_image("reference", i).data[0, 0] for i in range(ds.number_of_images("reference"))])
+    finally:
+        ds.close()
     enc = header.encoding[0]
     nx, ny = enc.reconSpace.matrixSize.x, enc.encodedSpace.matrixSize.y
     S = enc.encodingLimits.slice.maximum + 1 if enc.encodingLimits.slice is not None else 1
