@@ -25,7 +25,7 @@ import ismrmrd
 import numpy as np
 
 from gadget.mrd_protocol import exact_dtype_image
-from gadget.mrd_server import properties_from_xml
+from gadget.params import properties_from_xml
 from gadget.params import ReconParams
 from recon_core.errors import InputError
 
@@ -111,7 +111,7 @@ def _drain(connection) -> int:
 def _default_prior(params):
     if params.method != "dds":
         return None
-    from gadget.model_cache import get_prior
+    from recon_core.prior.cache import get_prior
 
     return get_prior(params.model, params.device)
 

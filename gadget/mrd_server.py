@@ -30,6 +30,7 @@ import ismrmrd
 
 from gadget.mrd_protocol import MID, ClientGone, Limits, MessageReader, MessageWriter, ProtocolError
 from recon_core.errors import InputError
+from gadget.params import properties_from_xml
 
 log = logging.getLogger("contextmri.serve")
 
@@ -60,30 +61,16 @@ class Worker:
     """Per-worker state: priors loaded once (keyed by model and device) and reused across connections."""
 
     def __init__(self, index: int = 0, prior_loader: Callable | None = None):
+        from recon_core.prior.cache import PriorCache
+
         self.index = index
-        self._priors: dict = {}
-        self._loader = prior_loader
+        self._priors = PriorCache(loader=prior_loader, log=lambda m: log.info("worker %d %s", index, m))
 
     def prior_for(self, params):
         """The prior `params` needs (None unless method == 'dds'); loaded on first use by this worker."""
         if params.method != "dds":
             return None
-        key = (params.model, params.device)
-        if key not in self._priors:
-            if self._loader is not None:
-                self._priors[key] = self._loader(params.model, params.device)
-            else:
-                from gadget.model_cache import resolve_model
-                from recon_core.device import resolve_device
-                from recon_core.prior import load_prior
-
-                t0 = time.time()
-                prior = load_prior(resolve_model(params.model), device=str(resolve_device(params.device)))
-                if hasattr(prior, "eval"):
-                    prior.eval()
-                self._priors[key] = prior
-                log.info("worker %d loaded prior %r in %.1f s", self.index, params.model, time.time() - t0)
-        return self._priors[key]
+        return self._priors.get(params.model, params.device)
 
 
 def params_from_text(text: str, what: str = "TEXT message") -> dict:
@@ -110,28 +97,6 @@ def params_from_text(text: str, what: str = "TEXT message") -> dict:
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object of reconstruction parameters, got {type(obj).__name__}")
     return {str(k): v for k, v in obj.items() if not (v is None or (isinstance(v, str) and v.strip() == ""))}
-
-
-def properties_from_xml(root) -> dict:
-    """{name: value} of every <property name=".." value=".."/> (or <name>/<value> children) under `root`.
-
-    Empty values are dropped (an empty property means "use the default").
-    """
-    out = {}
-    if root is None:
-        return out
-    for prop in root.iter("property"):
-        name = prop.get("name")
-        value = prop.get("value")
-        if name is None and prop.find("name") is not None:
-            name = prop.findtext("name")
-            value = prop.findtext("value")
-        if name is None:
-            continue
-        if value is None or value.strip() == "":
-            continue
-        out[name.strip()] = value.strip()
-    return out
 
 
 class RawWriter:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from recon_core.errors import InputError
-from recon_core.settings import DDSConfig, PRECISIONS, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
+from recon_core.settings import PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
 METHODS = ("dds", "sense", "l1wavelet", "tv", "zerofilled")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
@@ -92,3 +92,25 @@ class ReconParams(DDSConfig):
             kw[key] = parsed
         kw.update(fixed)
         return cls(**kw, extra=extra)
+
+
+def properties_from_xml(root) -> dict:
+    """{name: value} of every <property name=".." value=".."/> (or <name>/<value> children) under `root`.
+
+    Empty values are dropped (an empty property means "use the default").
+    """
+    out = {}
+    if root is None:
+        return out
+    for prop in root.iter("property"):
+        name = prop.get("name")
+        value = prop.get("value")
+        if name is None and prop.find("name") is not None:
+            name = prop.findtext("name")
+            value = prop.findtext("value")
+        if name is None:
+            continue
+        if value is None or value.strip() == "":
+            continue
+        out[name.strip()] = value.strip()
+    return out

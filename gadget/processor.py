@@ -70,7 +70,7 @@ class StreamProcessor:
     """Reconstruct a Cartesian 2-D (multi-slice) ISMRMRD stream.
 
     header: ismrmrd.xsd.ismrmrdHeader or its XML (str/bytes); params: ReconParams (default: DDS with the
-    default model); prior: an already loaded Prior (else loaded via `gadget.model_cache.get_prior` on
+    default model); prior: an already loaded Prior (else loaded via `recon_core.prior.cache.get_prior` on
     first DDS use); on_slice: optional callback(SliceResult) after each slice (progress bars, demo).
     """
 
@@ -90,7 +90,7 @@ class StreamProcessor:
     @property
     def prior(self):
         if self._prior is None:
-            from .model_cache import get_prior
+            from recon_core.prior.cache import get_prior
 
             self._prior = get_prior(self.params.model, self.params.device)
         return self._prior

@@ -73,7 +73,7 @@ def run(args):
 
     import numpy as np
 
-    from gadget.model_cache import get_prior
+    from recon_core.prior.cache import get_prior
     from gadget.params import ReconParams
     from gadget.replay import _write_images_h5, replay
     from recon_core.errors import InputError

@@ -88,11 +88,12 @@ def simulate_slice(matrix: int, coils: int, seed: int = 0):
 
 
 def load_bench_prior(model: str | None, preset: str | None, device):
-    from ..prior import build_prior, load_prior
+    from ..prior import build_prior
+    from ..prior.cache import get_prior
 
     if preset:
         return build_prior(preset).to(device).eval(), f"untrained preset {preset!r} (PSNR meaningless)"
-    return load_prior(model or "default", device=device), f"model {model or 'default'}"
+    return get_prior(model or "default", device), f"model {model or 'default'}"
 
 
 # ------------------------------------------------------------------------------------------ the bench

@@ -125,19 +125,17 @@ class Evaluation:
     @property
     def prior(self):
         if self._prior is None:
-            from ..device import resolve_device
-            from ..prior import load_prior
+            from ..prior.cache import get_prior
 
-            self._prior = load_prior(self.c.model, device=resolve_device(self.c.device))
+            self._prior = get_prior(self.c.model, self.c.device)
         return self._prior
 
     @property
     def twin(self):
         if self._twin is None:
-            from ..device import resolve_device
-            from ..prior import load_prior
+            from ..prior.cache import get_prior
 
-            self._twin = load_prior(self.c.twin, device=resolve_device(self.c.device))
+            self._twin = get_prior(self.c.twin, self.c.device)
         return self._twin
 
     # ---- cells ---------------------------------------------------------------------------------------
