@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recon_core.io_utils import atomic_path
+from recon_core.io_utils import default_mode as _default_mode
+
 from recon_core.errors import InputError
 
 from .params import ReconParams
@@ -153,22 +156,10 @@ def _tmp_path(target: str, suffix: str) -> str:
     return tmp
 
 
-def _default_mode(base: int) -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return base & ~umask
-
-
 def _atomic(path: str, suffix: str, writer) -> None:
-    """writer(tmp_path) then os.replace(tmp, path); the temp file is removed on failure."""
-    tmp = _tmp_path(path, suffix)
-    try:
+    """writer(tmp_path) then atomically into `path` (recon_core.io_utils); nothing left on failure."""
+    with atomic_path(path, suffix=suffix) as tmp:
         writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_images_h5(path: str, header_xml: str, groups: dict) -> None:

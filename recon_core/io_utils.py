@@ -20,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 
-def default_mode() -> int:
-    """0o666 less the process umask: the mode `open()` would give a new file (mkstemp gives 0o600)."""
+def default_mode(base: int = 0o666) -> int:
+    """`base` less the process umask: 0o666 → the mode `open()` gives a new file (mkstemp gives 0o600);
+    0o777 → a new directory's."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return base & ~umask
 
 
 @contextlib.contextmanager

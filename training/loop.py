@@ -204,7 +204,8 @@ def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, wo
                 precision=None):
     from safetensors.torch import save_file
 
-    from recon_core.prior.checkpoint import _atomic_dir, write_json_atomic
+    from recon_core.io_utils import atomic_dir as _atomic_dir
+    from recon_core.io_utils import write_json_atomic
 
     tmp, commit = _atomic_dir(out / STATE_DIR)
     try:
@@ -256,13 +257,13 @@ def _write_log(out: Path, rows: list[dict], title: str):
     """CSV log and PNG loss curve (rank 0)."""
     if not rows:
         return
+    from recon_core.io_utils import atomic_path
+
     keys = list(rows[0].keys())
-    tmp = out / ".log.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, out / "log.csv")
     try:
         import matplotlib
 
@@ -284,9 +285,9 @@ def _write_log(out: Path, rows: list[dict], title: str):
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / ".loss.png.tmp.png")
+        with atomic_path(out / "loss.png", suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-        os.replace(out / ".loss.png.tmp.png", out / "loss.png")
     except Exception as exc:  # the plot is a convenience; never lose a checkpoint over it
         print(f"warning: loss plot not written ({exc})")
 

@@ -46,8 +46,6 @@ def _records(spec):
 
 def save_grid(path, images, ncols: int):
     """Magnitude grid PNG of complex images (N, H, W), each scaled to its 99.5th percentile; atomic write."""
-    import os
-    import tempfile
 
     import numpy as np
     from PIL import Image
@@ -60,16 +58,10 @@ def save_grid(path, images, ncols: int):
         r, c = divmod(i, ncols)
         v = mag[i] / max(float(np.percentile(mag[i], 99.5)), 1e-8)
         grid[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = np.clip(v, 0, 1)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".generate.", suffix=".png", dir=d)
-    os.close(fd)
-    try:
+    from recon_core.io_utils import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray((grid * 255).round().astype(np.uint8)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args):
@@ -109,9 +101,10 @@ def run(args):
     cplx = (x[:, 0] + 1j * x[:, 1]).numpy().astype(np.complex64)
     save_grid(args.out, cplx, ncols=args.n)
     if args.npy:
-        tmp = args.npy + ".tmp.npy"
-        np.save(tmp, cplx)
-        os.replace(tmp, args.npy)
+        from recon_core.io_utils import atomic_path
+
+        with atomic_path(args.npy, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, cplx)
     print(f"wrote {args.out}: {cplx.shape[0]} samples ({desc}, cfg {args.cfg}, {args.nfe} DDIM steps, "
           f"{prior.resolution}x{prior.resolution})")
     return 0

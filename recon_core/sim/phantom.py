@@ -82,10 +82,10 @@ def base_volume() -> np.ndarray:
     base = _build_base()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        from ..io_utils import atomic_path
+
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, base=base)
-        os.replace(tmp, path)
     except OSError:  # read-only home: keep it in memory only
         pass
     return base

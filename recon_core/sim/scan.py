@@ -27,7 +27,6 @@ ESPIRiT/SENSE reconstruction of fully sampled data returns x up to noise.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -265,9 +264,9 @@ def write_scan(path, scan: SimulatedScan) -> str:
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise InputError(f"output directory does not exist: {d}")
-    fd, tmp = tempfile.mkstemp(prefix=".sim-", suffix=".h5.tmp", dir=d)
-    os.close(fd)
-    try:
+    from ..io_utils import atomic_path
+
+    with atomic_path(path, suffix=".h5") as tmp:
         with ismrmrd.Dataset(tmp, "dataset", mode="w") as ds:
             ds.write_xml_header(scan.xml.encode("utf-8") if isinstance(scan.xml, str) else scan.xml)
             # acquisitions in one bulk write with ismrmrd's own compound dtype (same layout as append_acquisition)
@@ -281,11 +280,6 @@ def write_scan(path, scan: SimulatedScan) -> str:
             ds._dataset.create_dataset("data", data=arr, maxshape=(None,), chunks=True)
             for img in reference_images(scan):
                 ds.append_image("reference", img)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -29,8 +29,6 @@ def add_arguments(parser):
 
 def run(args):
     import json
-    import os
-    import tempfile
 
     from recon_core.evaluation.bench import format_report, run_bench
     from recon_core.errors import InputError
@@ -55,18 +53,8 @@ def run(args):
                     log=(lambda *a: None) if args.quiet else print)
     print(format_report(res))
     if args.json:
-        d = os.path.dirname(os.path.abspath(args.json))
-        fd, tmp = tempfile.mkstemp(prefix=".bench.", suffix=".json", dir=d)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(res, fh, indent=1)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, args.json)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from recon_core.io_utils import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(res, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -8,8 +8,6 @@ records (the unconditional branch of classifier-free guidance); `dim` = D; `kind
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -42,16 +40,9 @@ def as_records(records) -> list[MetadataRecord]:
 
 
 def atomic_write_bytes(path: Path, data: bytes):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ...io_utils import write_bytes_atomic
+
+    write_bytes_atomic(path, data)
 
 
 def write_json(path: Path, obj: dict):
