@@ -316,6 +316,94 @@ def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None)
 
 
 # ------------------------------------------------------------------------------------------------
+def _state_dir(out, resume) -> tuple[Path, Path | None]:
+    """(output dir, train_state dir to resume from or None)."""
+    if out is None:
+        if resume is None:
+            raise InputError("train: give an output directory (--out) or --resume DIR")
+        out = resume
+    state_dir = None
+    if resume is not None:
+        r = Path(resume)
+        state_dir = r if (r / "state.json").is_file() else r / STATE_DIR
+        if not (state_dir / "state.json").is_file():
+            raise InputError(f"--resume {resume}: no training state (expected {state_dir / 'state.json'})")
+    return Path(out), state_dir
+
+
+def _build_model(cfg: dict, seed: int):
+    """The prior to train: built from the preset, or loaded from `init` (+ LoRA adapters); (prior, lora?)."""
+    from recon_core.prior import build_prior, load_prior
+
+    lora = cfg["lora"] is not None
+    if cfg["init"]:
+        prior = load_prior(cfg["init"], device="cpu")
+        prior.train()
+        if lora:
+            from recon_core.prior.lora import DEFAULT_TARGETS, add_lora
+
+            lc = cfg["lora"]
+            torch.manual_seed(seed)
+            add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
+                     targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
+    else:
+        prior = build_prior(cfg["prior"], seed=seed)
+    return prior, lora
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM → a stop reason the loop polls (main thread only; restored by `restore`)."""
+
+    def __init__(self):
+        self.reason = None
+        self._old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: no signal handling
+            pass
+
+    def _on_signal(self, signum, _frame):
+        self.reason = signal.Signals(signum).name
+
+    def restore(self):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, precision, accum, sync) -> float:
+    """Forward + backward of one micro-batch (CFG dropout, phase augmentation, noising, weighted ε-MSE);
+    returns its loss. The RNG draws are in a fixed order (exact resume)."""
+    from recon_core.device import autocast
+
+    bs = len(batch_items)
+    x0 = torch.from_numpy(np.stack([it[0] for it in batch_items])).float()
+    recs = condition_records([it[1] for it in batch_items], cc["mode"], cc, nprng)
+    if cfg["data"]["augment_phase"]:
+        x0 = _phase_rotate(x0, gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, n_t, (bs,), generator=gen)
+    x0, noise, t = x0.to(dev), noise.to(dev), t.to(dev)
+    a = alphas[t].float()[:, None, None, None]
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    with (model.no_sync() if not sync else _null()):
+        with autocast(dev, precision):
+            eps = model(xt, t, records=recs)
+        wts = loss_weights(a[:, 0, 0, 0], tc)
+        per = (eps.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = per.mean() if wts is None else (wts * per).mean()
+        (loss / accum).backward()
+    return float(loss.detach())
+
+
+def _write_config(out: Path, cfg: dict) -> None:
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_source"},
+                                                    sort_keys=False))
+
+
 def train(config, out=None, resume=None, max_steps: int | None = None, device: str | None = None,
           max_minutes: float | None = None, dataset=None, progress: bool = True,
           overrides: dict | None = None) -> TrainResult:
@@ -327,8 +415,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     """
     from tqdm.auto import tqdm
 
-    from recon_core.device import autocast, resolve_device
-    from recon_core.prior import build_prior, load_prior
+    from recon_core.device import resolve_device
     from training.config import load_config
     from training.datasets import build_dataset
     from training.ema import make_ema
@@ -345,33 +432,11 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         dev = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(dev)
     rank, world = dist.rank, dist.world
-    if out is None:
-        if resume is None:
-            raise InputError("train: give an output directory (--out) or --resume DIR")
-        out = resume
-    out = Path(out)
-    state_dir = None
-    if resume is not None:
-        r = Path(resume)
-        state_dir = r if (r / "state.json").is_file() else r / STATE_DIR
-        if not (state_dir / "state.json").is_file():
-            raise InputError(f"--resume {resume}: no training state (expected {state_dir / 'state.json'})")
+    out, state_dir = _state_dir(out, resume)
 
     seed = int(cfg["seed"])
     # model (same initial weights on every rank; DDP also broadcasts rank 0's at wrap time)
-    lora = cfg["lora"] is not None
-    if cfg["init"]:
-        prior = load_prior(cfg["init"], device="cpu")
-        prior.train()
-        if lora:
-            from recon_core.prior.lora import DEFAULT_TARGETS, add_lora
-
-            lc = cfg["lora"]
-            torch.manual_seed(seed)
-            add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
-                     targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
-    else:
-        prior = build_prior(cfg["prior"], seed=seed)
+    prior, lora = _build_model(cfg, seed)
     prior.to(dev).train()
     named = _trainable(prior)
     if not named:
@@ -398,35 +463,17 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         torch.set_rng_state(mine["torch"])
     total = int(tc["max_steps"])
     prec = _training_precision(tc, prior, ds, dev, state, (lambda m: print(m, flush=True)) if rank == 0 else None)
-    precision = prec.precision
-    prec_meta = prec.to_meta()
+    precision, prec_meta = prec.precision, prec.to_meta()
 
     model = prior
     if dist.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             prior, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
-
-    stop = {"reason": None}
-
-    def _on_signal(signum, _frame):
-        stop["reason"] = signal.Signals(signum).name
-
-    old_handlers = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, _on_signal)
-    except ValueError:  # not the main thread: no signal handling
-        pass
-
+    stop = _StopFlag()
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_source"},
-                                                        sort_keys=False))
-    sched = prior.scheduler
-    alphas = sched.alphas_cumprod.to(dev)
-    n_t = sched.config.num_train_timesteps
+        _write_config(out, cfg)
+    alphas = prior.scheduler.alphas_cumprod.to(dev)
+    n_t = prior.scheduler.config.num_train_timesteps
     accum, bs = tc["grad_accum"], tc["batch_size"]
     t_start = time.time()
     deadline = t_start + 60.0 * tc["max_minutes"] if tc["max_minutes"] else None
@@ -449,33 +496,16 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     try:
         while step < total:
             t0 = time.time()
-            step_loss = 0.0
             lr_now = lr_at(step, tc)
             for group in opt.param_groups:
                 group["lr"] = lr_now
+            step_loss = 0.0
             for micro in range(accum):
                 idx = order.next_batch()
                 seen.extend(idx)
-                items = [ds[i] for i in idx]
-                x0 = torch.from_numpy(np.stack([it[0] for it in items])).float()
-                recs = condition_records([it[1] for it in items], cc["mode"], cc, nprng)
-                if cfg["data"]["augment_phase"]:
-                    x0 = _phase_rotate(x0, gen)
-                noise = torch.randn(x0.shape, generator=gen)
-                t = torch.randint(0, n_t, (bs,), generator=gen)
-                x0, noise, t = x0.to(dev), noise.to(dev), t.to(dev)
-                a = alphas[t].float()[:, None, None, None]
-                xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
                 sync = (micro == accum - 1) or not dist.enabled
-                ctx = model.no_sync() if not sync else _null()
-                with ctx:
-                    with autocast(dev, precision):
-                        eps = model(xt, t, records=recs)
-                    wts = loss_weights(a[:, 0, 0, 0], tc)
-                    per = (eps.float() - noise).pow(2).mean(dim=(1, 2, 3))
-                    loss = per.mean() if wts is None else (wts * per).mean()
-                    (loss / accum).backward()
-                step_loss += float(loss.detach()) / accum
+                step_loss += _micro_step(model, [ds[i] for i in idx], cc, cfg, tc, nprng, gen, alphas, n_t, dev,
+                                         precision, accum, sync) / accum
             if not math.isfinite(step_loss):
                 raise RuntimeError(f"training diverged: loss {step_loss} at step {step + 1}")
             if tc["grad_clip"] > 0:
@@ -500,17 +530,16 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
                                  "ema_decay": round(float(ema.cur_decay_value or 0.0), 6),
                                  "samples_per_s": round(sps, 3),
                                  "elapsed_s": round(elapsed0 + time.time() - t_start, 1)})
-            halt = stop["reason"] is not None or (deadline is not None and time.time() > deadline)
+            halt = stop.reason is not None or (deadline is not None and time.time() > deadline)
             if dist.any(halt):
-                reason = stop["reason"] or "max_minutes"
+                reason = stop.reason or "max_minutes"
                 break
             if step % tc["checkpoint_every"] == 0 and step < total:
                 checkpoint()
         checkpoint()
     finally:
         bar.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
+        stop.restore()
         dist.close()
     sec = (time.time() - t_first) / (steps_this_run - 1) if steps_this_run > 1 and t_first else float("nan")
     return TrainResult(step=step, reason=reason, out=out, losses=losses, prior=prior, seen=seen,
