@@ -49,7 +49,8 @@ class DDSConfig:
     warm_init: str = _f("sense", "str", "classical estimate a warm start noises", choices=WARM_INITS)
     samples: int = _f(1, "int", "posterior samples (> 1 adds a std map)", lo=1, hi=64)
     seed: int = _f(0, "int", "random seed (sample k uses seed + k)", lo=0, hi=2 ** 63 - 1)
-    precision: str = _f("fp32", "str", "network autocast precision (auto: timed trial)", choices=PRECISIONS)
+    precision: str = _f("auto", "str", "network autocast precision (auto: a timed fp32-vs-bf16 trial picks bf16 "
+                        "only where faster and accurate; recorded in image meta)", choices=PRECISIONS)
     scale: str = _f("sense", "str", "how the intensity normalisation is estimated from the data",
                     choices=SCALE_METHODS)
     clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",

@@ -188,7 +188,7 @@ class CountingPrior:
 def test_cfg_branches_and_single_batched_forward(prior, data):
     x, ksp, maps, mask = data
     recs = records(2)
-    kw = dict(nfe=5, seed=3, samples=2)
+    kw = dict(nfe=5, seed=3, samples=2, precision="fp32")   # fp32: no timed precision trial among the counted calls
     # w = 0 → only the unconditional branch, batch K·B; equals a w = 3 run whose cond branch is uncond
     p0 = CountingPrior(prior)
     r0 = dds_reconstruct(p0, ksp, maps, mask, recs, cfg=0.0, **kw)
@@ -318,7 +318,7 @@ def test_warm_start_runs_the_tail_of_the_grid(prior, data):
     tail, _, _ = sampling_timesteps(prior.scheduler.config, DDSConfig(nfe=10, warm_start=0.3))
     assert full[-len(tail):] == tail and tail == [300, 200, 100, 0]
     p = CountingPrior(prior)
-    r = dds_reconstruct(p, ksp, maps, mask, records(2), nfe=10, warm_start=0.3, seed=0)
+    r = dds_reconstruct(p, ksp, maps, mask, records(2), nfe=10, warm_start=0.3, seed=0, precision="fp32")
     assert len(p.calls) == 4 and r.nfe == 4 and r.timesteps == tail and r.config["warm_start"] == 0.3
     # an exact prior started from the classical estimate still returns the true image
     scale = np.array([1000.0, 1000.0])

@@ -85,6 +85,11 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     m = imgs[0].meta
     assert (m["method"], m["NFE"], m["CFG"], m["seed"], m["samples"]) == ("dds", "2", "1.5", "5", "2")
     assert m["model"] == tiny_model and "FLAIR" in m["prompt"]
+    # the sampler settings travel with the image; precision is what actually ran (auto → fp32 or bf16)
+    assert m["precision"] in ("fp32", "bf16")
+    import json
+
+    assert json.loads(m["sampler"])["nfe"] == 2
 
 
 def test_replay_full_scanner_stream_outputs(sim_files, tmp_path):

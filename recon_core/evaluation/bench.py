@@ -99,7 +99,7 @@ def load_bench_prior(model: str | None, preset: str | None, device):
 # ------------------------------------------------------------------------------------------ the bench
 def run_bench(model: str | None = "default", preset: str | None = None, matrix: int | None = None, coils: int = 8,
               nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
-              precision: str = "fp32", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
+              precision: str = "auto", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
               repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print) -> dict:
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
     import torch
@@ -121,6 +121,11 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
         torch.cuda.reset_peak_memory_stats(dev)
     prior, model_desc = load_bench_prior(model, preset, dev)
     matrix = int(matrix or prior.resolution)
+    from ..precision import choose_inference_precision
+
+    nb_guess = 2 if 0 < cfg != 1 else 1
+    choice = choose_inference_precision(prior, precision, nb_guess, (int(matrix or prior.resolution),) * 2, dev, log=log)
+    precision = choice.precision
     log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {precision}, "
         f"device {dev}, torch threads {torch.get_num_threads()}")
     full, ref, record = simulate_slice(matrix, coils, seed)
@@ -183,7 +188,8 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     zf = reconstruct("zerofilled", kb, maps, m.mask)
     out = {
         "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
-                  "realised_accel": m.accel, "nfe": nfe, "cfg": cfg, "precision": precision, "device": str(dev),
+                  "realised_accel": m.accel, "nfe": nfe, "cfg": cfg, "precision": precision,
+                  "precision_choice": choice.to_meta(), "device": str(dev),
                   "torch_threads": torch.get_num_threads(), "forward_batch": nb, "seed": seed,
                   "psnr_convention": "fastmri (magnitude, data range = max |reference|)"},
         "time_s": {"io": t_io, "espirit": t_esp, "espirit_sigpy": t_esp_sigpy, "dds_total": t_dds,

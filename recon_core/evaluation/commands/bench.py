@@ -15,7 +15,8 @@ def add_arguments(parser):
     parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--mask", default="uniform1d:4", help="KIND:ACCEL")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="network precision of the main run (auto: timed trial; the choice is in the JSON)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
