@@ -39,3 +39,13 @@ def _private_cache_dir(tmp_path_factory):
         os.environ.pop("CONTEXTMRI_CACHE_DIR", None)
     else:
         os.environ["CONTEXTMRI_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tiny tensors (fastest, no OpenMP spinning on a busy 2-core box);
+    modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,19 +8,13 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 from recon_core.evaluation.bench import read_cfl, run_bench, write_cfl
 
 HAVE_BART = shutil.which("bart") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cfl_roundtrip(tmp_path):

@@ -102,13 +102,7 @@ def rel_residual(x, ksp, maps, mask):
     return float(np.linalg.norm(sense_A(x, maps, mask) - y) / np.linalg.norm(y))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spin contention on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _multi_file(tmp_path):
