@@ -99,12 +99,20 @@ def params_from_text(text: str, what: str = "TEXT message") -> dict:
     return {str(k): v for k, v in obj.items() if not (v is None or (isinstance(v, str) and v.strip() == ""))}
 
 
+def private_dir(path) -> Path:
+    """Create (or tighten) a directory for raw data: mode 0700, owner only."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
 class RawWriter:
     """Writes header + acquisitions (+ waveforms) to an ISMRMRD HDF5 file; `.tmp` until `finish()`."""
 
     def __init__(self, directory: str | os.PathLike, stem: str):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.final = self.dir / f"{stem}.h5"
         self.tmp = self.dir / f".{stem}.h5.tmp"
         self.ds = ismrmrd.Dataset(str(self.tmp), "dataset", create_if_needed=True)
@@ -127,6 +135,7 @@ class RawWriter:
         """Close the file and move it to its final name (suffix _incomplete if the stream broke)."""
         self.ds.close()
         final = self.final if complete else self.final.with_name(self.final.stem + "_incomplete.h5")
+        os.chmod(self.tmp, 0o600)          # raw data may hold patient name and birth date: owner only
         os.replace(self.tmp, final)
         return str(final)
 
@@ -330,7 +339,7 @@ class MRDServer:
         if self.config.workers < 1:
             raise InputError(f"--workers must be >= 1, got {self.config.workers}")
         if self.config.save_raw:
-            Path(self.config.save_raw).mkdir(parents=True, exist_ok=True)
+            private_dir(self.config.save_raw)
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

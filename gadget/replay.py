@@ -223,6 +223,19 @@ def write_png_mosaic(path: str, images: list, title: str | None = None) -> None:
         plt.close(fig)
 
 
+def _check_writable(label: str, target: str, parent: str) -> None:
+    """Before any reconstruction: a temporary file can be created beside `target` (the error names the
+    user's path, not the hidden temporary)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(target) or 'out'}.probe.", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{label} {target!r}: cannot write in {parent!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    if os.path.exists(target) and not os.path.isdir(target) and not os.access(target, os.W_OK):
+        raise InputError(f"{label} {target!r} exists and is not writable")
+
+
 def _check_output_targets(raw: str, out: str | None, png: str | None, dicom: str | None):
     src = os.path.realpath(raw)
     for label, p in (("--out", out), ("--png", png), ("--dicom", dicom)):
@@ -233,6 +246,7 @@ def _check_output_targets(raw: str, out: str | None, png: str | None, dicom: str
         parent = os.path.dirname(os.path.abspath(p))
         if not os.path.isdir(parent):
             raise InputError(f"{label} {p!r}: directory {parent!r} does not exist")
+        _check_writable(label, p, parent)
     if dicom is not None and os.path.exists(dicom) and (not os.path.isdir(dicom) or os.listdir(dicom)):
         raise InputError(f"--dicom {dicom!r} exists and is not an empty directory")
     if out is not None and os.path.isdir(out):

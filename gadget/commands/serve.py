@@ -6,7 +6,8 @@ HELP = "run the MRD streaming server: raw ISMRMRD acquisitions in, reconstructed
 
 def add_arguments(parser):
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1, loopback only; 0.0.0.0 for all interfaces)")
+                        help="address to bind (default 127.0.0.1, loopback only; 0.0.0.0 for all interfaces, with a warning: "
+                             "no authentication)")
     parser.add_argument("--port", type=int, default=9002, help="TCP port (default 9002)")
     parser.add_argument("--model", default=None, help="prior: 'default' or a saved model directory")
     parser.add_argument("--method", default=None, help="dds|sense|l1wavelet|tv|zerofilled (default dds)")
@@ -49,7 +50,10 @@ def run(args):
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be 0..65535, got {args.port}")
+    from gadget.netutil import warn_if_exposed
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_if_exposed(args.host, "contextmri serve")
     config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
                           defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout)
     server = MRDServer(config).start()

@@ -142,8 +142,16 @@ class Assembler:
     `flush()` → the rest at end of stream. Validates coil counts, finite samples and line indices.
     """
 
-    def __init__(self, geom: EncodingGeometry, min_acs: int = MIN_ACS_LINES):
+    #: at most this many slices buffered at once, and this many bytes (a stream that never closes its
+    #: slices cannot grow the process without bound)
+    MAX_BUFFERS = 256
+    MAX_BUFFER_BYTES = 2 << 30
+
+    def __init__(self, geom: EncodingGeometry, min_acs: int = MIN_ACS_LINES, max_buffers: int | None = None,
+                 max_bytes: int | None = None):
         self.geom = geom
+        self.max_buffers = int(max_buffers or self.MAX_BUFFERS)
+        self.max_bytes = int(max_bytes or self.MAX_BUFFER_BYTES)
         self.min_acs = min_acs
         self.noise = NoiseAccumulator()
         self.buffers: dict[SliceKey, SliceBuffer] = {}
@@ -155,6 +163,8 @@ class Assembler:
         self._W_dwell = None
 
     def _check_coils(self, n: int, what: str):
+        if n > self.geom.max_channels:
+            raise InputError(f"{what} has {n} channels, more than the cap max_channels={self.geom.max_channels}")
         if self.n_coils is None:
             self.n_coils = n
         elif n != self.n_coils:
@@ -203,6 +213,7 @@ class Assembler:
         key = slice_key(acq)
         buf = self.buffers.get(key)
         if buf is None:
+            self._check_new_buffer(key, data.shape[0])
             buf = self.buffers[key] = SliceBuffer(key, data.shape[0], g.enc_ny, g.enc_nx)
         head = acq.getHead()
         buf.add(row, col0, data, calibration=calib_only or calib_img, imaging=not calib_only or calib_img, head=head)
@@ -211,6 +222,22 @@ class Assembler:
         if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and not calib_only:
             return [self._finish(key)]
         return []
+
+    def _check_new_buffer(self, key: SliceKey, n_coils: int) -> None:
+        """Refuse counters outside the header's encoding limits and more buffered data than the caps."""
+        lim = self.geom.limits or {}
+        for name in ("slice", "contrast", "phase", "repetition", "set"):
+            v = getattr(key, name)
+            if v < 0 or (name in lim and v >= lim[name]):
+                top = f"0..{lim[name] - 1}" if name in lim else "≥ 0"
+                raise InputError(f"acquisition {self.n_acquisitions} has {name} index {v}, outside the header's "
+                                 f"encoding limits ({top})")
+        if len(self.buffers) >= self.max_buffers:
+            raise InputError(f"more than {self.max_buffers} slices open at once (none completed with LAST_IN_SLICE)")
+        need = (len(self.buffers) + 1) * self.geom.buffer_bytes(n_coils)
+        if need > self.max_bytes:
+            raise InputError(f"buffering slice {key.slice} would hold {need / 2**20:.0f} MiB of k-space, more than "
+                             f"the cap of {self.max_bytes / 2**20:.0f} MiB")
 
     def _finish(self, key: SliceKey) -> SliceData:
         buf = self.buffers.pop(key)

@@ -23,9 +23,17 @@ class EncodingGeometry:
     center_line: int
     n_slices: int
     acc_factor: tuple = (1, 1)
+    limits: dict = None            # {"slice", "contrast", "phase", "repetition", "set"} → count (max + 1), or None
+    max_channels: int = 256
+
+    def buffer_bytes(self, n_coils: int) -> int:
+        """Bytes of one slice buffer (imaging + calibration sums, complex64) at the encoded size."""
+        return 2 * int(n_coils) * self.enc_ny * self.enc_nx * 8
 
     @classmethod
-    def from_header(cls, header, max_matrix: int = 512) -> "EncodingGeometry":
+    def from_header(cls, header, max_matrix: int = 512, max_channels: int = 256) -> "EncodingGeometry":
+        """max_matrix caps the reconstructed matrix and the encoded phase-encode size, and the encoded
+        readout at 2 × max_matrix (2× readout oversampling is standard); max_channels caps the coils."""
         try:
             enc = header.encoding[0]
             es, rs = enc.encodedSpace, enc.reconSpace
@@ -41,6 +49,15 @@ class EncodingGeometry:
         biggest = max(rec_nx, rec_ny, enc_ny)
         if biggest > max_matrix:
             raise InputError(f"matrix {rec_nx}x{max(rec_ny, enc_ny)} exceeds the cap max_matrix={max_matrix}")
+        if enc_nx > 2 * max_matrix:
+            raise InputError(f"encoded readout {enc_nx} exceeds the cap 2 × max_matrix = {2 * max_matrix} "
+                             f"(max_matrix={max_matrix})")
+        try:
+            ch = header.acquisitionSystemInformation.receiverChannels
+        except AttributeError:
+            ch = None
+        if ch is not None and int(ch) > max_channels:
+            raise InputError(f"header declares {int(ch)} receiver channels, more than the cap max_channels={max_channels}")
         if enc_nx < rec_nx:
             raise InputError(f"encodedSpace readout {enc_nx} is smaller than reconSpace readout {rec_nx}")
         lim = enc.encodingLimits
@@ -58,7 +75,14 @@ class EncodingGeometry:
         if pi is not None and pi.accelerationFactor is not None:
             af = pi.accelerationFactor
             acc = (int(af.kspace_encoding_step_1 or 1), int(af.kspace_encoding_step_2 or 1))
-        return cls(enc_nx, enc_ny, rec_nx, rec_ny, fov, center, n_slices, acc)
+        limits = None
+        if lim is not None:
+            limits = {}
+            for name in ("slice", "contrast", "phase", "repetition", "set"):
+                lt = getattr(lim, name, None)
+                if lt is not None and lt.maximum is not None:
+                    limits[name] = int(lt.maximum) + 1
+        return cls(enc_nx, enc_ny, rec_nx, rec_ny, fov, center, n_slices, acc, limits, int(max_channels))
 
     @property
     def line_offset(self) -> int:

@@ -1,0 +1,116 @@
+"""Reliability under hostile clients and odd data (issue 14): bounded buffers, matrix/channel caps,
+exposure warnings, private raw data, early output checks, non-finite parameters. Loopback only, small."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from recon_core.errors import InputError
+
+
+def _header(nx=32, ny=32, slices=1, channels=4, enc_nx=None):
+    from recon_core.sim import simulate_scan
+
+    scan = simulate_scan("T1", n_slices=slices, matrix=nx, coils=channels, mask="uniform1d", accel=1, seed=0)
+    h = ismrmrd.xsd.CreateFromDocument(scan.xml)
+    if enc_nx is not None:
+        h.encoding[0].encodedSpace.matrixSize.x = enc_nx
+    return h, scan
+
+
+def test_new_slice_index_beyond_the_header_limits_is_refused():
+    from recon_core.raw import Assembler, EncodingGeometry
+
+    h, scan = _header(slices=2)
+    asm = Assembler(EncodingGeometry.from_header(h))
+    acq = next(a for a in scan.acquisitions if not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT))
+    bad = ismrmrd.Acquisition.from_array(np.ascontiguousarray(acq.data))
+    bad.setHead(acq.getHead())
+    bad.idx.slice = 150
+    with pytest.raises(InputError, match="slice index 150, outside the header's encoding limits"):
+        asm.add(bad)
+
+
+def test_buffer_count_and_bytes_are_capped():
+    from recon_core.raw import Assembler, EncodingGeometry
+
+    h, scan = _header(slices=2)
+    h.encoding[0].encodingLimits.slice.maximum = 999          # a header that allows many slices
+    geom = EncodingGeometry.from_header(h)
+    data = [a for a in scan.acquisitions if not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    asm = Assembler(geom, max_buffers=3)
+    with pytest.raises(InputError, match="more than 3 slices open at once"):
+        for s in range(10):
+            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data[0].data))
+            b.setHead(data[0].getHead())
+            b.idx.slice = s
+            b.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+            asm.add(b)
+    asm = Assembler(geom, max_bytes=geom.buffer_bytes(4) * 2)
+    with pytest.raises(InputError, match="MiB of k-space"):
+        for s in range(10):
+            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data[0].data))
+            b.setHead(data[0].getHead())
+            b.idx.slice = s
+            b.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+            asm.add(b)
+
+
+def test_matrix_cap_covers_the_encoded_readout_and_channels():
+    from recon_core.raw import EncodingGeometry
+
+    h, _ = _header(enc_nx=100000)
+    with pytest.raises(InputError, match="encoded readout 100000 exceeds"):
+        EncodingGeometry.from_header(h, max_matrix=512)
+    h, _ = _header()
+    h.acquisitionSystemInformation.receiverChannels = 1024
+    with pytest.raises(InputError, match="1024 receiver channels"):
+        EncodingGeometry.from_header(h, max_channels=256)
+
+
+def test_loopback_detection_and_exposure_warning(capsys):
+    from gadget.netutil import is_loopback, warn_if_exposed
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("")
+    assert not warn_if_exposed("127.0.0.1", "x")
+    assert warn_if_exposed("0.0.0.0", "contextmri serve")
+    err = capsys.readouterr().err
+    assert "0.0.0.0" in err and "no authentication" in err
+
+
+def test_saved_raw_data_is_private(tmp_path):
+    from gadget.mrd_server import RawWriter
+
+    h, scan = _header()
+    w = RawWriter(tmp_path / "raw", "peer-1")
+    w.header(h)
+    for a in scan.acquisitions[:3]:
+        w.acquisition(a)
+    path = w.finish(True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "raw").st_mode) == 0o700
+
+
+def test_replay_checks_the_output_before_reconstructing(tmp_path, capsys):
+    from gadget.cli import main
+    from recon_core.sim import simulate_scan, write_scan
+
+    raw = write_scan(str(tmp_path / "raw.h5"), simulate_scan("T1", n_slices=1, matrix=32, coils=4, seed=0))
+    rc = main(["replay", raw, "--out", "/proc/contextmri-test.h5", "--method", "zerofilled"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "/proc/contextmri-test.h5" in err and ".tmp" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("setting", ["seed=inf", "nfe=1e400", "cfg=nan"])
+def test_serve_refuses_non_finite_settings_with_one_line(setting, capsys):
+    from gadget.cli import main
+
+    rc = main(["serve", "--port", "0", "--set", setting])
+    err = capsys.readouterr().err
+    assert rc == 2 and setting.split("=")[0] in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
