@@ -148,10 +148,11 @@ def _stem(peer: str, counter: int) -> str:
 def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | None = None,
                    worker: Worker | None = None, save_raw: str | os.PathLike | None = None,
                    peer: str = "?", counter: int = 0, limits: Limits | None = None,
-                   processor_factory: Callable | None = None) -> SessionResult:
+                   processor_factory: Callable | None = None, policy=None) -> SessionResult:
     """Run one MRD session over binary streams (socket files or BytesIO). Never raises for bad input.
 
-    defaults: parameter strings from the command line (TEXT/CONFIG parameters override them).
+    defaults: parameter strings from the command line; TEXT/CONFIG parameters override them only as
+    `policy` (gadget.client_policy.ClientPolicy, default: the standard policy) allows.
     processor_factory(header, params, prior) -> object with `.process(iterable of Acquisition)`
     yielding ismrmrd.Image (default: `gadget.processor.StreamProcessor`). Returns a SessionResult.
     """
@@ -200,7 +201,9 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
 
         from gadget.params import ReconParams
 
-        merged = {**(defaults or {}), **text_params}
+        from gadget.client_policy import ClientPolicy
+
+        merged = (policy or ClientPolicy()).merge(defaults or {}, text_params)
         params = ReconParams.from_mapping(merged)
         res.params = {k: v for k, v in merged.items()}
         if params.extra:
@@ -313,6 +316,7 @@ class ServerConfig:
     save_raw: str | None = None
     timeout: float = 600.0          # seconds of silence before a connection is dropped
     limits: Limits = field(default_factory=Limits)
+    policy: object = None           # gadget.client_policy.ClientPolicy (None: the standard policy)
 
 
 class MRDServer:
@@ -394,7 +398,7 @@ class MRDServer:
         rfile = conn.makefile("rb")
         wfile = conn.makefile("wb")
         try:
-            res = handle_session(rfile, wfile, defaults=self.config.defaults, worker=worker,
+            res = handle_session(rfile, wfile, defaults=self.config.defaults, worker=worker, policy=self.config.policy,
                                  save_raw=self.config.save_raw, peer=peer, counter=counter,
                                  limits=self.config.limits, processor_factory=self.processor_factory)
         except Exception as exc:  # pragma: no cover - handle_session does not raise for bad input

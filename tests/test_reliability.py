@@ -114,3 +114,37 @@ def test_serve_refuses_non_finite_settings_with_one_line(setting, capsys):
     rc = main(["serve", "--port", "0", "--set", setting])
     err = capsys.readouterr().err
     assert rc == 2 and setting.split("=")[0] in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_client_cannot_lift_the_operators_limits():
+    from gadget.client_policy import ClientPolicy
+
+    pol = ClientPolicy(models=("/models/knee",))
+    op = {"max_matrix": "256", "nfe": "30", "model": "default"}
+    assert pol.merge(op, {"cfg": "3", "nfe": "20", "foo": "1"})["nfe"] == "20"            # lower: fine
+    for client, msg in [({"max_matrix": 100000}, "max_matrix=100000 exceeds"), ({"nfe": 31}, "nfe=31 exceeds"),
+                        ({"samples": 9}, "samples=9 exceeds the server's ceiling 8"),
+                        ({"device": "cuda"}, "device is set by the server operator"),
+                        ({"precision": "fp16"}, "precision is set by the server operator"),
+                        ({"model": "/etc"}, "model '/etc' is not offered"),
+                        ({"nfe": "1e400"}, "nfe must be an integer")]:
+        with pytest.raises(InputError, match=msg):
+            pol.merge(op, client)
+    assert pol.merge(op, {"model": "/models/knee"})["model"] == "/models/knee"
+    with pytest.raises(InputError, match="method 'dds' is not offered"):
+        ClientPolicy(methods=("sense",)).merge({}, {"method": "dds"})
+
+
+def test_server_session_reports_a_refused_parameter_and_keeps_serving():
+    from gadget.mrd_server import session_from_bytes
+    from tests.test_server_replay import client_bytes
+    from recon_core.sim import simulate_scan, write_scan
+    import tempfile
+
+    d = tempfile.mkdtemp()
+    f = write_scan(os.path.join(d, "s.h5"), simulate_scan("T1", n_slices=1, matrix=32, coils=4, seed=0))
+    res, out = session_from_bytes(client_bytes(f, {"method": "zerofilled", "max_matrix": 100000}),
+                                  defaults={"max_matrix": "64"})
+    assert res.outcome.startswith("error") and "max_matrix" in res.outcome and b"max_matrix" in out
+    ok, _ = session_from_bytes(client_bytes(f, {"method": "zerofilled"}), defaults={"max_matrix": "64"})
+    assert ok.outcome == "ok"

@@ -75,10 +75,11 @@ def test_server_matches_replay_sense(sim_file, tmp_path):
 
 
 def test_server_matches_replay_dds_tiny_prior(sim_file, tiny_model, tmp_path):
-    params = {"method": "dds", "model": tiny_model, "nfe": 2, "seed": 5, "device": "cpu"}
+    params = {"method": "dds", "nfe": 2, "seed": 5}                   # what a client may choose
+    operator = {"model": tiny_model, "device": "cpu"}                 # what only the operator sets
     worker = Worker()
-    res1, out1 = session_from_bytes(client_bytes(sim_file, params), worker=worker)
-    res2, out2 = session_from_bytes(client_bytes(sim_file, params), worker=worker)
+    res1, out1 = session_from_bytes(client_bytes(sim_file, params), worker=worker, defaults=operator)
+    res2, out2 = session_from_bytes(client_bytes(sim_file, params), worker=worker, defaults=operator)
     assert res1.outcome == res2.outcome == "ok"
     assert len(worker._priors) == 1                          # loaded once, reused by the next connection
     served = parse_reply(out1)[0]

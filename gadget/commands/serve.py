@@ -13,7 +13,10 @@ def add_arguments(parser):
     parser.add_argument("--method", default=None, help="dds|sense|l1wavelet|tv|zerofilled (default dds)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda (default auto)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
-                        help="default for any reconstruction parameter (repeatable); a client's TEXT JSON overrides")
+                        help="any reconstruction parameter (repeatable): the operator's value; clients may override only the "
+                             "client parameters, and cost parameters (nfe, samples, ...) never above this value")
+    parser.add_argument("--allow-model", dest="allow_models", action="append", default=[], metavar="NAME",
+                        help="a model a client may select (repeatable); by default clients get the operator's model")
     parser.add_argument("--workers", type=int, default=1, help="connections reconstructed at once (default 1)")
     parser.add_argument("--save-raw", default=None, metavar="DIR",
                         help="write every connection's header and acquisitions to DIR/*.h5 before reconstruction")
@@ -54,8 +57,11 @@ def run(args):
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warn_if_exposed(args.host, "contextmri serve")
+    from gadget.client_policy import ClientPolicy
+
     config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
-                          defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout)
+                          defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout,
+                          policy=ClientPolicy(models=tuple(args.allow_models)))
     server = MRDServer(config).start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     host, port = server.address
