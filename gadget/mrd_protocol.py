@@ -86,7 +86,12 @@ def _clean_text(raw: bytes, what: str) -> str:
 
 
 def parse_header(text: str | bytes):
-    """ISMRMRD XML header (str/bytes, NUL-tolerant) -> `ismrmrd.xsd.ismrmrdHeader`; ProtocolError if not valid."""
+    """ISMRMRD XML header (str/bytes, NUL-tolerant) -> `ismrmrd.xsd.ismrmrdHeader`; ProtocolError if not valid.
+
+    The one header parser of every front door (`recon_core.metadata.header.parse_header`: elements outside
+    the ISMRMRD schema are ignored with a warning, as in replay and the Gadgetron gadget)."""
+    from recon_core.metadata.header import parse_header as _parse
+
     if isinstance(text, bytes):
         text = _clean_text(text, "ISMRMRD header")
     text = text.rstrip("\x00").strip()
@@ -94,10 +99,9 @@ def parse_header(text: str | bytes):
         snippet = text[:40].encode("unicode_escape").decode("ascii")
         raise ProtocolError(f"ISMRMRD header is not XML: expected '<?xml ...' or '<ismrmrdHeader', got {snippet!r}")
     try:
-        header = ismrmrd.xsd.CreateFromDocument(text)
-    except Exception as exc:  # xsdata raises several parser error types
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ProtocolError(f"ISMRMRD header XML could not be parsed: {msg[:200]}") from None
+        header = _parse(text)
+    except ValueError as exc:  # InputError
+        raise ProtocolError(str(exc)[:300]) from None
     if not isinstance(header, ismrmrd.xsd.ismrmrdHeader):
         raise ProtocolError(f"ISMRMRD header XML has root {type(header).__name__}, expected ismrmrdHeader")
     return header

@@ -148,3 +148,20 @@ def test_server_session_reports_a_refused_parameter_and_keeps_serving():
     assert res.outcome.startswith("error") and "max_matrix" in res.outcome and b"max_matrix" in out
     ok, _ = session_from_bytes(client_bytes(f, {"method": "zerofilled"}), defaults={"max_matrix": "64"})
     assert ok.outcome == "ok"
+
+
+def test_one_header_tolerance_for_every_front_door():
+    """An element outside the ISMRMRD schema: the server's parser and replay's accept it alike (warning)."""
+    import re
+
+    from gadget.mrd_protocol import ProtocolError
+    from gadget.mrd_protocol import parse_header as server_parse
+    from recon_core.metadata.header import parse_header as core_parse
+
+    h, scan = _header()
+    xml = scan.xml if isinstance(scan.xml, str) else scan.xml.decode()
+    odd = re.sub(r"(<ismrmrdHeader[^>]*>)", r"\1<vendorSpecificThing>7</vendorSpecificThing>", xml, count=1)
+    a, b = server_parse(odd.encode() + b"\x00"), core_parse(odd)
+    assert a.encoding[0].encodedSpace.matrixSize.x == b.encoding[0].encodedSpace.matrixSize.x
+    with pytest.raises(ProtocolError):
+        server_parse(b"<ismrmrdHeader><encoding>")
