@@ -279,6 +279,12 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
             pass
     except (TimeoutError, socket.timeout):
         res.outcome = "error: timed out waiting for the client"
+        try:  # tell the client why (MRD TEXT + CLOSE), then free the worker
+            send("contextmri error (timeout): no data from the client within the server's --timeout; session ended")
+            if writer is not None:
+                writer.close()
+        except Exception:
+            pass
     except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
         res.outcome = "error: connection lost"
     except Exception as exc:  # noqa: BLE001 - every failure ends this connection, never the server
@@ -314,7 +320,7 @@ class ServerConfig:
     workers: int = 1
     defaults: dict = field(default_factory=dict)
     save_raw: str | None = None
-    timeout: float = 600.0          # seconds of silence before a connection is dropped
+    timeout: float = 60.0           # seconds of client silence (per read) before the session is ended
     limits: Limits = field(default_factory=Limits)
     policy: object = None           # gadget.client_policy.ClientPolicy (None: the standard policy)
 

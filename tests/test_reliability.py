@@ -165,3 +165,33 @@ def test_one_header_tolerance_for_every_front_door():
     assert a.encoding[0].encodedSpace.matrixSize.x == b.encoding[0].encodedSpace.matrixSize.x
     with pytest.raises(ProtocolError):
         server_parse(b"<ismrmrdHeader><encoding>")
+
+
+def test_idle_client_gets_an_error_message_and_frees_the_worker():
+    import socket
+    import time
+
+    from gadget.mrd_server import MRDServer, ServerConfig
+    from tests.test_server_support import parse_reply
+
+    srv = MRDServer(ServerConfig(host="127.0.0.1", port=0, workers=1, defaults={"method": "zerofilled"},
+                                 timeout=1.0)).start()
+    try:
+        idle = socket.create_connection(srv.address, timeout=10)
+        t0 = time.time()
+        data = b""
+        while True:
+            chunk = idle.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        waited = time.time() - t0
+        idle.close()
+        images, texts, closed = parse_reply(data)
+        assert closed and texts and "timeout" in texts[0] and waited < 8
+        # the single worker is free again: a second idle client is handled the same way
+        again = socket.create_connection(srv.address, timeout=10)
+        assert again.recv(65536)
+        again.close()
+    finally:
+        srv.shutdown()

@@ -20,8 +20,9 @@ def add_arguments(parser):
     parser.add_argument("--workers", type=int, default=1, help="connections reconstructed at once (default 1)")
     parser.add_argument("--save-raw", default=None, metavar="DIR",
                         help="write every connection's header and acquisitions to DIR/*.h5 before reconstruction")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds of client silence before a connection is dropped (default 600)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds of client silence (per read) before the session ends with an MRD error "
+                             "message and the worker is freed (default 60)")
 
 
 def defaults_from_args(args) -> dict:
@@ -49,6 +50,10 @@ def run(args):
     from gadget.mrd_server import MRDServer, ServerConfig
     from recon_core.errors import InputError
 
+    import math
+
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     if not 0 <= args.port <= 65535:
