@@ -16,6 +16,7 @@ counters, and meta attributes (prompt, model, NFE, CFG, seed, method, metadata J
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -30,6 +31,9 @@ from recon_core.raw.image import slice_maps
 from recon_core.raw.noise import unwhitened_intensity
 
 from .images import slice_images
+
+log = logging.getLogger("contextmri.processor")
+COVERAGE_WARN = 0.97   # calibration coverage below this is reported (log + image meta)
 from .params import ReconParams
 
 
@@ -52,6 +56,7 @@ class SliceResult:
     head: object
     timings: dict = field(default_factory=dict)
     precision: str | None = None   # what the network ran in (precision "auto" resolves per machine)
+    calibration: dict = field(default_factory=dict)   # recon_core.raw.image.calibration_quality
 
 
 def _as_header(header):
@@ -84,6 +89,8 @@ class StreamProcessor:
         self.on_slice = on_slice
         self._index: dict[int, int] = {}
         self.results: list[SliceResult] = []  # light copies kept for callers (no maps)
+        self._domain_warned = False
+        self.domain_warning: str | None = None
         self.keep_results = False
 
     # ------------------------------------------------------------------ model
@@ -192,6 +199,10 @@ class StreamProcessor:
             "prompt": res.prompt,
             "metadata": json.dumps(res.record.to_dict(), sort_keys=True),
             "acs_source": res.acs_source,
+            "calibration_coverage": round(float(res.calibration.get("coverage", float("nan"))), 4),
+            "calibration_acs_lines": int(res.calibration.get("acs_lines", 0)),
+            "espirit_crop": float(res.calibration.get("crop", float("nan"))),
+            **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
             "ImageComment": f"contextmri {p.method}",
         }
         if p.method == "dds":
@@ -202,6 +213,16 @@ class StreamProcessor:
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
+
+    def _check_prior_domain(self, shape) -> None:
+        """Say so (once, log + image meta) when the matrix differs from what the prior was trained on."""
+        res = int(getattr(self.prior, "resolution", 0) or 0)
+        if res and tuple(shape) != (res, res) and not self._domain_warned:
+            self._domain_warned = True
+            msg = (f"the prior was trained on {res}×{res} images; this scan is {shape[0]}×{shape[1]}: quality is "
+                   f"not what the evaluation measured (fine-tune, LoRA or train at this size; README 'Your own data')")
+            self.domain_warning = msg
+            log.warning(msg)
 
     def record_for(self, slice_index: int):
         """MetadataRecord of slice `slice_index` from the header + params overrides."""
@@ -215,7 +236,12 @@ class StreamProcessor:
 
         p = self.params
         t0 = time.perf_counter()
-        maps = slice_maps(sd, backend="torch")
+        calq: dict = {}
+        maps = slice_maps(sd, backend="torch", info=calq)
+        if calq["coverage"] < COVERAGE_WARN:
+            log.warning("slice %d: the coil maps cover only %.1f %% of the calibration image's signal energy "
+                        "(%d ACS lines); object outside the ESPIRiT support is lost — acquire more calibration "
+                        "lines or check the FOV", sd.key.slice, 100 * calq["coverage"], calq["acs_lines"])
         t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
         prompt = build_prompt(record)
@@ -224,6 +250,7 @@ class StreamProcessor:
         if p.method == "dds":
             from recon_core.dds import dds_reconstruct
 
+            self._check_prior_domain(sd.kspace.shape[-2:])
             out = dds_reconstruct(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
                                   config=p.sampler(), device=p.device)
             precision = out.timings.get("precision")
@@ -247,5 +274,5 @@ class StreamProcessor:
             zf = None if zf is None else zf * f
         res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision)
+                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq)
         return res

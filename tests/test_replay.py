@@ -53,10 +53,11 @@ def test_replay_reproduces_direct_baseline(sim_files, tmp_path):
     plain_path = sim_files[0]
     out = tmp_path / "sense.h5"
     replay(plain_path, str(out), ReconParams(method="sense", device="cpu"), progress=False)
-    got, _ = _magnitudes(out)
+    got, imgs = _magnitudes(out)
+    crops = {im.slice: float(im.meta["espirit_crop"]) for im in imgs}   # the crop the coverage rule chose
     raw, acs = _direct_inputs(plain_path)
     for s in range(S):
-        maps = espirit_maps(raw.kspace[s], mask=acs)
+        maps = espirit_maps(raw.kspace[s], mask=acs, crop=crops[s])
         want = np.abs(baselines.reconstruct("sense", raw.kspace[s][None], maps[None], raw.mask))[0]
         np.testing.assert_allclose(got[s], want, rtol=1e-4, atol=1e-5 * want.max())
 
@@ -75,8 +76,9 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     std, _ = _magnitudes(out, series=3)
     raw, acs = _direct_inputs(plain_path)
     prior = load_prior(tiny_model, device="cpu")
+    crops = {im.slice: float(im.meta["espirit_crop"]) for im in imgs}
     for s in range(S):
-        maps = espirit_maps(raw.kspace[s], mask=acs)
+        maps = espirit_maps(raw.kspace[s], mask=acs, crop=crops[s])
         rec = record_from_header(raw.header, slice_index=s, overrides={"contrast": "FLAIR"})
         res = dds_reconstruct(prior, raw.kspace[s][None], maps[None], raw.mask, [rec], cfg=1.5, nfe=2, samples=2,
                               seed=5, device="cpu")

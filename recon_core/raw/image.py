@@ -10,12 +10,35 @@ from .assembly import SliceData
 from .noise import unwhitened_intensity
 
 
-def slice_maps(sd: SliceData, backend: str = "torch") -> np.ndarray:
-    """ESPIRiT maps (C, ny, nx) complex64 from the slice's ACS rows (`recon_core.coils.espirit_maps`)."""
+#: ESPIRiT eigenvalue crops tried in turn until the maps cover the calibration image's signal
+CROPS = (0.95, 0.9, 0.8, 0.7)
+COVERAGE_TARGET = 0.99
+
+
+def slice_maps(sd: SliceData, backend: str = "torch", info: dict | None = None) -> np.ndarray:
+    """ESPIRiT maps (C, ny, nx) complex64 from the slice's ACS rows (`recon_core.coils.espirit_maps`).
+
+    The eigenvalue crop starts at ESPIRiT's usual 0.95; where that support would drop object pixels
+    (`calibration_quality`: coverage < COVERAGE_TARGET or any signal pixel outside the support, e.g. an
+    object filling the FOV), the crop is lowered
+    step by step (CROPS) and the first that covers the signal — else the best — is kept. `info`, when
+    given, receives {"crop", **calibration_quality}.
+    """
     from ..coils import espirit_maps
 
-    maps = espirit_maps(sd.calib, mask=acs_mask(sd.calib.shape[-2:], sd.acs_rows), backend=backend)
-    return np.asarray(maps).astype(np.complex64)
+    mask = acs_mask(sd.calib.shape[-2:], sd.acs_rows)
+    best = None
+    for crop in CROPS:
+        maps = np.asarray(espirit_maps(sd.calib, mask=mask, backend=backend, crop=crop)).astype(np.complex64)
+        q = calibration_quality(sd, maps)
+        score = (q["coverage"] >= COVERAGE_TARGET and q["signal_outside_support"] == 0, q["coverage"])
+        if best is None or score > best[2]:
+            best = (maps, {"crop": crop, **q}, score)
+        if score[0]:
+            break
+    if info is not None:
+        info.update(best[1])
+    return best[0]
 
 
 def crop_rows(x: np.ndarray | None, ny: int) -> np.ndarray | None:
@@ -39,3 +62,27 @@ def slice_mvue(sd: SliceData, maps: np.ndarray | None = None) -> tuple[np.ndarra
     if f is not None:
         img = img * f
     return crop_rows(img, sd.rec_ny).astype(np.complex64), maps
+
+
+def calibration_quality(sd: SliceData, maps: np.ndarray, threshold: float = 0.1) -> dict:
+    """How well the coil maps cover the object, from the data alone.
+
+    The low-resolution coil images of the ACS block (always fully sampled) give a sum-of-squares image;
+    its pixels above `threshold` × its maximum are "signal". coverage = fraction of the signal energy
+    that lies where the maps are non-zero (1.0: ESPIRiT's crop keeps every signal pixel; below ~0.97 the
+    reconstruction loses object there). Also the fraction of signal pixels outside the support and the
+    support's share of the field of view. Returns plain floats (for image meta and logs).
+    """
+    from ..fft import ifft2c_np
+
+    lo, hi = sd.acs_rows
+    k = np.zeros_like(sd.calib)
+    k[:, lo:hi] = sd.calib[:, lo:hi]
+    sos = np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(axis=0))
+    support = (np.abs(maps) ** 2).sum(axis=0) > 0
+    sig = sos > threshold * float(sos.max() or 1.0)
+    e = sos ** 2
+    total = float(e[sig].sum()) or 1.0
+    return {"coverage": float(e[sig & support].sum()) / total,
+            "signal_outside_support": float((sig & ~support).sum()) / max(int(sig.sum()), 1),
+            "support_fraction": float(support.mean()), "acs_lines": int(hi - lo)}
