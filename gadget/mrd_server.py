@@ -99,6 +99,27 @@ def params_from_text(text: str, what: str = "TEXT message") -> dict:
     return {str(k): v for k, v in obj.items() if not (v is None or (isinstance(v, str) and v.strip() == ""))}
 
 
+def enforce_quota(directory, quota_bytes: int, keep: str | None = None) -> list[str]:
+    """Delete the oldest saved raw files (*.h5, by modification time) until the directory holds at most
+    `quota_bytes`; never the file `keep` (the one just written). Returns the deleted paths."""
+    files = sorted(Path(directory).glob("*.h5"), key=lambda p: (p.stat().st_mtime, p.name))
+    total = sum(p.stat().st_size for p in files)
+    removed = []
+    for p in files:
+        if total <= quota_bytes:
+            break
+        if keep is not None and os.path.realpath(p) == os.path.realpath(keep):
+            continue
+        size = p.stat().st_size
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(str(p))
+    return removed
+
+
 def private_dir(path) -> Path:
     """Create (or tighten) a directory for raw data: mode 0700, owner only."""
     path = Path(path)
@@ -320,6 +341,7 @@ class ServerConfig:
     workers: int = 1
     defaults: dict = field(default_factory=dict)
     save_raw: str | None = None
+    save_raw_quota_mb: float = 10240.0   # oldest saved raw files are deleted beyond this total
     timeout: float = 60.0           # seconds of client silence (per read) before the session is ended
     limits: Limits = field(default_factory=Limits)
     policy: object = None           # gadget.client_policy.ClientPolicy (None: the standard policy)
@@ -414,6 +436,10 @@ class MRDServer:
             wfile.flush()
         except Exception:
             pass
+        if self.config.save_raw and res.raw_file:
+            for gone in enforce_quota(self.config.save_raw, int(self.config.save_raw_quota_mb * 2 ** 20),
+                                      keep=res.raw_file):
+                log.info("save-raw quota %.0f MB: deleted the oldest raw file %s", self.config.save_raw_quota_mb, gone)
         (log.info if res.outcome == "ok" else log.warning)("%s", res.log_line())
         with self._lock:
             self.results.append(res)

@@ -239,3 +239,18 @@ def test_poor_coverage_is_measured():
     holed[:, :, : maps.shape[-1] // 2] = 0                     # maps that lost half the field of view
     assert calibration_quality(sds[0], maps)["coverage"] > 0.97
     assert calibration_quality(sds[0], holed)["coverage"] < 0.8
+
+
+def test_save_raw_quota_deletes_the_oldest_first(tmp_path):
+    from gadget.mrd_server import enforce_quota
+
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"s{i}.h5"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (1000 + i, 1000 + i))
+        paths.append(p)
+    (tmp_path / "notes.txt").write_bytes(b"y" * 5000)             # not raw data: never touched
+    gone = enforce_quota(tmp_path, 2500, keep=str(paths[0]))
+    assert gone == [str(paths[1]), str(paths[2])] and paths[0].exists() and paths[3].exists()
+    assert (tmp_path / "notes.txt").exists()

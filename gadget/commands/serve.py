@@ -20,6 +20,8 @@ def add_arguments(parser):
     parser.add_argument("--workers", type=int, default=1, help="connections reconstructed at once (default 1)")
     parser.add_argument("--save-raw", default=None, metavar="DIR",
                         help="write every connection's header and acquisitions to DIR/*.h5 before reconstruction")
+    parser.add_argument("--save-raw-quota", type=float, default=10240.0, metavar="MB",
+                        help="total size of --save-raw files kept; the oldest are deleted beyond it (default 10240)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds of client silence (per read) before the session ends with an MRD error "
                              "message and the worker is freed (default 60)")
@@ -54,6 +56,8 @@ def run(args):
 
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if not (math.isfinite(args.save_raw_quota) and args.save_raw_quota > 0):
+        raise InputError(f"--save-raw-quota must be a positive number of MB, got {args.save_raw_quota}")
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     if not 0 <= args.port <= 65535:
@@ -66,6 +70,7 @@ def run(args):
 
     config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
                           defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout,
+                          save_raw_quota_mb=args.save_raw_quota,
                           policy=ClientPolicy(models=tuple(args.allow_models)))
     server = MRDServer(config).start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
