@@ -38,10 +38,8 @@ def _pm(p, unit=" dB"):
     return f"{p['mean']:+.2f}{sem}{unit} ({p['wins']}/{p['n']} slices better)"
 
 
-def render_markdown(res: dict) -> str:
-    cells = res["cells"]
-    c = res["config"]
-    L = []
+def _header(res: dict) -> list:
+    c, L = res["config"], []
     L.append("# Evaluation results\n")
     L.append(f"Command: `{res['command']}`\n" if res.get("command") else "")
     L.append(f"Model: `{res['model']['path']}` {json.dumps(res['model'].get('manifest', {}), default=str)}  ")
@@ -62,6 +60,11 @@ def render_markdown(res: dict) -> str:
         L.append(f"> note: {n}\n")
     for w in res.get("warnings") or []:
         L.append(f"> warning: {w}\n")
+    return L
+
+
+def _table1(res: dict) -> list:
+    cells, L = res["cells"], []
     # Table 1
     L.append("## Table 1: reconstruction quality per mask × acceleration\n")
     head = "| Method | " + " | ".join(f"{cell['label']} PSNR | SSIM | NMSE" for cell in cells) + " |"
@@ -99,6 +102,11 @@ def render_markdown(res: dict) -> str:
     L.append("Scale estimate / true 99th percentile (DDS normalisation): " +
              "; ".join(f"{cell['label']} {cell['scale_ratio']['mean']:.3f} ± {cell['scale_ratio']['std']:.3f}"
                        for cell in cells if cell.get("scale_ratio", {}).get("mean") is not None) + ".\n")
+    return L
+
+
+def _headline(res: dict) -> list:
+    L = []
     # headline
     L.append("## Headline comparisons (paired over slices, PSNR)\n")
     for s in res["summary"]:
@@ -110,6 +118,11 @@ def render_markdown(res: dict) -> str:
                          f"{_pm(s['dds_minus_best_cs_psnr'])}")
         L.append("- " + "; ".join(parts))
     L.append("")
+    return L
+
+
+def _ablations(res: dict) -> list:
+    cells, L = res["cells"], []
     # ablations
     if any("ablations" in cell for cell in cells):
         L.append("## Metadata ablation (cumulative removal; DDS at the cell's best w)\n")
@@ -125,6 +138,11 @@ def render_markdown(res: dict) -> str:
                         "–" if v == "all" else _pm(cell["ablations"]["minus_all"][v], " dB")]
             L.append("| " + " | ".join(row) + " |")
         L.append("")
+    return L
+
+
+def _pathology(res: dict) -> list:
+    cells, L = res["cells"], []
     if any("pathology" in cell for cell in cells):
         L.append("## Pathology in the condition: correct vs wrong vs unknown vs unconditional\n")
         cl = [cell for cell in cells if "pathology" in cell]
@@ -143,6 +161,11 @@ def render_markdown(res: dict) -> str:
             L.append(f"- {cell['label']} (w = {p['cfg']:g}, {p['slices_with_pathology']} slices with pathology): "
                      f"correct − wrong {_pm(p['correct_minus_wrong'])}; wrong − uncond {_pm(p['wrong_minus_uncond'])}")
         L.append("")
+    return L
+
+
+def _twin(res: dict) -> list:
+    cells, L = res["cells"], []
     if any("twin" in cell for cell in cells):
         L.append(f"## Conditional model vs unconditional twin (`{res['twin']['path']}`)\n")
         L.append("| Cell | twin PSNR | conditional best-w PSNR | cond − twin | cond w = 0 − twin |")
@@ -153,6 +176,11 @@ def render_markdown(res: dict) -> str:
                 L.append(f"| {cell['label']} | {_fmt(t['twin'], 'psnr')} | {_fmt(t['cond_best'], 'psnr')} (w = {t['cfg']:g}) | "
                          f"{_pm(t['cond_minus_twin'])} | {_pm(t['cond_w0_minus_twin'])} |")
         L.append("")
+    return L
+
+
+def _timing(res: dict) -> list:
+    cells, L = res["cells"], []
     tm = res.get("timings", {})
     L.append("## Time\n")
     sec = []
@@ -165,6 +193,14 @@ def render_markdown(res: dict) -> str:
         L.append(f"Wall time of this invocation: {tm['total_s']:.0f} s.\n")
     L.append("Figures: `fig_psnr_vs_cfg.png` (PSNR vs CFG per cell), `examples_<cell>.png` (reference | zero-filled | "
              "best CS | DDS uncond | DDS cond | |error| | uncertainty).\n")
+    return L
+
+
+def render_markdown(res: dict) -> str:
+    """results.md from the results dict: set-up, Table 1, headline pairs, ablations, pathology, twin, time."""
+    L = []
+    for section in (_header, _table1, _headline, _ablations, _pathology, _twin, _timing):
+        L += section(res)
     return "\n".join(L)
 
 
