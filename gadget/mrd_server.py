@@ -166,6 +166,38 @@ def _stem(peer: str, counter: int) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_{counter:05d}_{safe}"
 
 
+def _read_preamble(reader: MessageReader, res: SessionResult):
+    """CONFIG_FILE/CONFIG_TEXT, optional TEXT parameters, the HEADER, then TEXT until the first other
+    message → (header, client parameters dict, that first other message)."""
+    text_params: dict = {}
+    header = None
+    while header is None:
+        msg = reader.read()
+        if msg.mid in (MID.CONFIG_FILE, MID.CONFIG_TEXT):
+            if msg.mid == MID.CONFIG_FILE:
+                res.config = str(msg.value)
+            else:
+                res.config = "<config text>"
+                s = str(msg.value).strip()
+                if s.startswith("<") or s.startswith("{"):
+                    text_params.update(params_from_text(s, "CONFIG_TEXT message"))
+        elif msg.mid == MID.TEXT:
+            text_params.update(params_from_text(str(msg.value)))
+        elif msg.mid == MID.HEADER:
+            header = msg.value
+        elif msg.mid == MID.CLOSE:
+            raise ProtocolError("CLOSE received before the ISMRMRD HEADER: nothing to reconstruct")
+        else:
+            raise ProtocolError(f"{msg.name} received before the ISMRMRD HEADER: expected "
+                                "CONFIG_FILE/CONFIG_TEXT, HEADER, optional TEXT parameters, then acquisitions")
+    # parameters may also follow the header, before the first acquisition
+    pending = reader.read()
+    while pending.mid == MID.TEXT:
+        text_params.update(params_from_text(str(pending.value)))
+        pending = reader.read()
+    return header, text_params, pending
+
+
 def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | None = None,
                    worker: Worker | None = None, save_raw: str | os.PathLike | None = None,
                    peer: str = "?", counter: int = 0, limits: Limits | None = None,
@@ -191,34 +223,7 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
             writer.send(obj)
 
     try:
-        # ---- preamble: configs, text parameters, header --------------------------------------
-        text_params: dict = {}
-        header = None
-        while header is None:
-            msg = reader.read()
-            if msg.mid in (MID.CONFIG_FILE, MID.CONFIG_TEXT):
-                if msg.mid == MID.CONFIG_FILE:
-                    res.config = str(msg.value)
-                else:
-                    res.config = "<config text>"
-                    s = str(msg.value).strip()
-                    if s.startswith("<") or s.startswith("{"):
-                        text_params.update(params_from_text(s, "CONFIG_TEXT message"))
-            elif msg.mid == MID.TEXT:
-                text_params.update(params_from_text(str(msg.value)))
-            elif msg.mid == MID.HEADER:
-                header = msg.value
-            elif msg.mid == MID.CLOSE:
-                raise ProtocolError("CLOSE received before the ISMRMRD HEADER: nothing to reconstruct")
-            else:
-                raise ProtocolError(f"{msg.name} received before the ISMRMRD HEADER: expected "
-                                    "CONFIG_FILE/CONFIG_TEXT, HEADER, optional TEXT parameters, then acquisitions")
-
-        # ---- parameters (TEXT may also follow the header, before the first acquisition) -------
-        pending = reader.read()
-        while pending.mid == MID.TEXT:
-            text_params.update(params_from_text(str(pending.value)))
-            pending = reader.read()
+        header, text_params, pending = _read_preamble(reader, res)
 
         from gadget.params import ReconParams
 
