@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from recon_core.errors import InputError
-from recon_core.settings import PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
+from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
 METHODS = ("dds", "sense", "l1wavelet", "tv", "zerofilled")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
@@ -87,7 +87,7 @@ class ReconParams(DDSConfig):
                 extra[str(raw_key)] = value
                 continue
             parsed = parse_value(fields[key], value)
-            if parsed is not None and parsed.__class__.__name__ == "_Keep":
+            if parsed is _KEEP:
                 continue
             kw[key] = parsed
         kw.update(fixed)

@@ -25,6 +25,7 @@ from pathlib import Path
 from .errors import InputError
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+_MEMO: dict = {}   # this process's choices (the file cache is read once per workload, not once per slice)
 
 
 @dataclass
@@ -126,6 +127,13 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
         return PrecisionChoice(precision=req, requested=req, source="fixed", hardware=hw)
     cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
     ckey = f"{hw}|torch {torch.__version__}|{key}"
+    if ckey in _MEMO:
+        from dataclasses import replace
+
+        ch = replace(_MEMO[ckey], source="cache")
+        if log:
+            log(ch.describe())
+        return ch
     if cache_on:
         hit = _cache_read().get(ckey)
         if isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16"):
@@ -133,6 +141,7 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
                                  rel_diff=hit.get("rel_diff"), source="cache", hardware=hw)
             if log:
                 log(ch.describe())
+            _MEMO[ckey] = ch
             return ch
     t32, out32 = _time(lambda: trial("fp32"), reps)
     t16, out16 = _time(lambda: trial("bf16"), reps)
@@ -145,6 +154,7 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
         data = _cache_read()
         data[ckey] = {"precision": pick, "seconds": ch.seconds, "rel_diff": diff, "measured": time.time()}
         _cache_write(data)
+        _MEMO[ckey] = ch
     if log:
         log(ch.describe())
     return ch

@@ -43,22 +43,18 @@ def test_buffer_count_and_bytes_are_capped():
     h.encoding[0].encodingLimits.slice.maximum = 999          # a header that allows many slices
     geom = EncodingGeometry.from_header(h)
     data = [a for a in scan.acquisitions if not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
-    asm = Assembler(geom, max_buffers=3)
+    def feed(asm):
+        for s in range(10):
+            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data[0].data))
+            b.setHead(data[0].getHead())
+            b.idx.slice = s
+            b.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+            asm.add(b)
+
     with pytest.raises(InputError, match="more than 3 slices open at once"):
-        for s in range(10):
-            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data[0].data))
-            b.setHead(data[0].getHead())
-            b.idx.slice = s
-            b.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
-            asm.add(b)
-    asm = Assembler(geom, max_bytes=geom.buffer_bytes(4) * 2)
+        feed(Assembler(geom, max_buffers=3))
     with pytest.raises(InputError, match="MiB of k-space"):
-        for s in range(10):
-            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data[0].data))
-            b.setHead(data[0].getHead())
-            b.idx.slice = s
-            b.clear_flag(ismrmrd.ACQ_LAST_IN_SLICE)
-            asm.add(b)
+        feed(Assembler(geom, max_bytes=geom.buffer_bytes(4) * 2))
 
 
 def test_matrix_cap_covers_the_encoded_readout_and_channels():
