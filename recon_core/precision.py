@@ -168,8 +168,15 @@ def prior_key(prior) -> str:
     return hashlib.sha1(cfg.encode()).hexdigest()[:12]
 
 
+TRIAL_BATCH = 2   # cond + uncond of one slice: the inference trial's batch, whatever the caller's batch
+
+
 def choose_inference_precision(prior, requested: str, batch: int, shape, device, log=None) -> PrecisionChoice:
-    """`choose_precision` for the prior's guided forward at `batch` images of `shape` (ny, nx)."""
+    """`choose_precision` for the prior's guided forward on images of `shape` (ny, nx).
+
+    One choice per (model, shape), measured at TRIAL_BATCH: every batch of slices then runs in the same
+    precision, so a slice's reconstruction does not depend on which slices share its batch (`batch` is
+    accepted for the interface and not used)."""
     import torch
 
     from .device import autocast
@@ -179,13 +186,13 @@ def choose_inference_precision(prior, requested: str, batch: int, shape, device,
         return choose_precision(req, device, None, "", log=log)
     dev = torch.device(device)
     g = torch.Generator().manual_seed(1234)
-    x = torch.randn((int(batch), 2, *shape), generator=g).to(dev)
-    t = torch.full((int(batch),), 500, dtype=torch.long, device=dev)
-    tok = prior.uncondition(int(batch)).to(dev)
+    x = torch.randn((TRIAL_BATCH, 2, *shape), generator=g).to(dev)
+    t = torch.full((TRIAL_BATCH,), 500, dtype=torch.long, device=dev)
+    tok = prior.uncondition(TRIAL_BATCH).to(dev)
 
     def trial(p):
         with torch.no_grad(), autocast(dev, p):
             return prior.predict_eps(x, t, tok).float()
 
-    key = f"infer:{prior_key(prior)}:b{int(batch)}:{shape[0]}x{shape[1]}"
+    key = f"infer:{prior_key(prior)}:{shape[0]}x{shape[1]}"
     return choose_precision("auto", dev, trial, key, log=log)
