@@ -202,6 +202,8 @@ class StreamProcessor:
             "calibration_coverage": round(float(res.calibration.get("coverage", float("nan"))), 4),
             "calibration_acs_lines": int(res.calibration.get("acs_lines", 0)),
             "espirit_crop": float(res.calibration.get("crop", float("nan"))),
+            "coil_maps": str(res.calibration.get("maps", "espirit")),
+            **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
             "ImageComment": f"contextmri {p.method}",
         }
@@ -238,7 +240,10 @@ class StreamProcessor:
         t0 = time.perf_counter()
         calq: dict = {}
         maps = slice_maps(sd, backend="torch", info=calq)
-        if calq["coverage"] < COVERAGE_WARN:
+        if calq.get("fallback"):
+            log.warning("slice %d: %s; using low-resolution coil maps (smoother, less exact than ESPIRiT: "
+                        "acquire more calibration lines)", sd.key.slice, calq["fallback"])
+        elif calq["coverage"] < COVERAGE_WARN:
             log.warning("slice %d: the coil maps cover only %.1f %% of the calibration image's signal energy "
                         "(%d ACS lines); object outside the ESPIRiT support is lost — acquire more calibration "
                         "lines or check the FOV", sd.key.slice, 100 * calq["coverage"], calq["acs_lines"])

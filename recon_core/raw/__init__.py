@@ -3,7 +3,7 @@
     geometry      EncodingGeometry (matrix, FOV, centre line, limits) from the header
     noise         NoiseAccumulator, prewhiten, unwhitened_intensity
     oversampling  remove_readout_oversampling
-    acs           the one ACS rule (central_block, locate_acs, acs_mask, MIN_ACS_LINES)
+    acs           the one ACS rule (central_block, locate_acs, acs_mask, MIN_ACS_LINES, MIN_CALIB_LINES)
     assembly      SliceKey, SliceData, Assembler (line placement, averaging, flags)
     image         slice_maps (ESPIRiT from the ACS), slice_mvue (coil-combined image), crop_rows
     reader        read_slices(path): a raw .h5 file through one Assembler
@@ -12,12 +12,12 @@ Every path that reads raw data uses it: the stream processor (gadget, MRD server
 ISMRMRD dataset, and the simulator's reader.
 """
 
-from .acs import MIN_ACS_LINES, acs_mask, central_block, locate_acs
+from .acs import MIN_ACS_LINES, MIN_CALIB_LINES, acs_mask, central_block, locate_acs
 from .assembly import Assembler, SliceBuffer, SliceData, SliceKey, finish_slice, slice_key
 from .geometry import EncodingGeometry
 from .noise import NoiseAccumulator, prewhiten, unwhitened_intensity
 from .oversampling import remove_readout_oversampling
 
-__all__ = ["MIN_ACS_LINES", "Assembler", "EncodingGeometry", "NoiseAccumulator", "SliceBuffer", "SliceData",
+__all__ = ["MIN_ACS_LINES", "MIN_CALIB_LINES", "Assembler", "EncodingGeometry", "NoiseAccumulator", "SliceBuffer", "SliceData",
            "SliceKey", "acs_mask", "central_block", "finish_slice", "locate_acs", "prewhiten",
            "remove_readout_oversampling", "slice_key", "unwhitened_intensity"]

@@ -2,9 +2,10 @@
 
 The ACS is the largest contiguous run of acquired rows that contains the k-space centre row, taken from
 the calibration-flagged lines when there are any (else from the imaging lines); calibration lines that
-do not touch the centre but form one contiguous block are accepted too. Fewer than `MIN_ACS_LINES`
-(the masks' own floor, `recon_core.masks`) is "no ACS". ESPIRiT (`recon_core.coils`) is then given
-exactly these rows (`acs_mask`).
+do not touch the centre but form one contiguous block are accepted too. Fewer than `MIN_CALIB_LINES`
+(4) is "no ACS". ESPIRiT (`recon_core.coils`) is then given exactly these rows (`acs_mask`) when there
+are at least `MIN_ACS_LINES` (8, the masks' own floor, `recon_core.masks`); a smaller block gets the
+low-resolution coil maps instead (`recon_core.raw.image.slice_maps`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..masks import MIN_ACS_LINES
+
+#: the smallest calibration block accepted at all (below MIN_ACS_LINES: low-resolution maps, not ESPIRiT)
+MIN_CALIB_LINES = 4
 
 
 def central_block(rows: np.ndarray, center: int) -> tuple[int, int]:
@@ -29,7 +33,7 @@ def central_block(rows: np.ndarray, center: int) -> tuple[int, int]:
     return lo, hi
 
 
-def locate_acs(rows: np.ndarray, centre: int, ref_rows: np.ndarray | None = None, min_acs: int = MIN_ACS_LINES,
+def locate_acs(rows: np.ndarray, centre: int, ref_rows: np.ndarray | None = None, min_acs: int = MIN_CALIB_LINES,
                where: str = "slice") -> tuple[int, int, str]:
     """(lo, hi, source) of the ACS block: rows (ny,) bool acquired imaging rows; ref_rows (ny,) bool
     calibration-flagged rows or None. source "calibration-lines" | "kspace-centre". InputError if none."""

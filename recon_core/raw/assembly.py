@@ -16,7 +16,7 @@ import ismrmrd
 import numpy as np
 
 from ..errors import InputError
-from .acs import MIN_ACS_LINES, locate_acs
+from .acs import MIN_CALIB_LINES, locate_acs
 from .geometry import EncodingGeometry
 from .noise import NoiseAccumulator, prewhiten
 from .oversampling import remove_readout_oversampling
@@ -111,7 +111,7 @@ class SliceData:
 
 
 def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
-                 min_acs: int = MIN_ACS_LINES) -> SliceData:
+                 min_acs: int = MIN_CALIB_LINES) -> SliceData:
     """Average repeated lines, prewhiten, remove oversampling, locate ACS. Raises InputError on no data/ACS."""
     key = buf.key
     if buf.n_lines == 0:
@@ -147,7 +147,7 @@ class Assembler:
     MAX_BUFFERS = 256
     MAX_BUFFER_BYTES = 2 << 30
 
-    def __init__(self, geom: EncodingGeometry, min_acs: int = MIN_ACS_LINES, max_buffers: int | None = None,
+    def __init__(self, geom: EncodingGeometry, min_acs: int = MIN_CALIB_LINES, max_buffers: int | None = None,
                  max_bytes: int | None = None):
         self.geom = geom
         self.max_buffers = int(max_buffers or self.MAX_BUFFERS)

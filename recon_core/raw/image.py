@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .acs import acs_mask
+from .acs import MIN_ACS_LINES, acs_mask
 from .assembly import SliceData
 from .noise import unwhitened_intensity
 
@@ -13,29 +13,47 @@ from .noise import unwhitened_intensity
 #: ESPIRiT eigenvalue crops tried in turn until the maps cover the calibration image's signal
 CROPS = (0.95, 0.9, 0.8, 0.7)
 COVERAGE_TARGET = 0.99
+#: below this coverage after every crop, ESPIRiT has failed (holes in the object): low-resolution maps
+FALLBACK_COVERAGE = 0.9
 
 
 def slice_maps(sd: SliceData, backend: str = "torch", info: dict | None = None) -> np.ndarray:
-    """ESPIRiT maps (C, ny, nx) complex64 from the slice's ACS rows (`recon_core.coils.espirit_maps`).
+    """Coil maps (C, ny, nx) complex64 from the slice's ACS rows: ESPIRiT, or low-resolution maps where
+    the calibration is too small for it.
 
-    The eigenvalue crop starts at ESPIRiT's usual 0.95; where that support would drop object pixels
-    (`calibration_quality`: coverage < COVERAGE_TARGET or any signal pixel outside the support, e.g. an
-    object filling the FOV), the crop is lowered
-    step by step (CROPS) and the first that covers the signal — else the best — is kept. `info`, when
-    given, receives {"crop", **calibration_quality}.
+    ESPIRiT (`recon_core.coils.espirit_maps`): the eigenvalue crop starts at the usual 0.95; where that
+    support would drop object pixels (`calibration_quality`: coverage < COVERAGE_TARGET or any signal
+    pixel outside the support, e.g. an object filling the FOV) the crop is lowered step by step (CROPS)
+    and the first that covers the signal — else the best — is kept. Fallback to
+    `recon_core.coils.lowres_maps` (no holes by construction) when the block has fewer than
+    MIN_ACS_LINES rows, or when even the best crop covers less than FALLBACK_COVERAGE of the signal.
+    `info`, when given, receives {"maps": "espirit" | "lowres", "fallback": reason or "",
+    "crop" (nan for lowres), **calibration_quality}.
     """
-    from ..coils import espirit_maps
+    from ..coils import espirit_maps, lowres_maps
 
-    mask = acs_mask(sd.calib.shape[-2:], sd.acs_rows)
+    lo, hi = sd.acs_rows
     best = None
-    for crop in CROPS:
-        maps = np.asarray(espirit_maps(sd.calib, mask=mask, backend=backend, crop=crop)).astype(np.complex64)
-        q = calibration_quality(sd, maps)
-        score = (q["coverage"] >= COVERAGE_TARGET and q["signal_outside_support"] == 0, q["coverage"])
-        if best is None or score > best[2]:
-            best = (maps, {"crop": crop, **q}, score)
-        if score[0]:
-            break
+    reason = ""
+    if hi - lo >= MIN_ACS_LINES:
+        mask = acs_mask(sd.calib.shape[-2:], sd.acs_rows)
+        for crop in CROPS:
+            maps = np.asarray(espirit_maps(sd.calib, mask=mask, backend=backend, crop=crop)).astype(np.complex64)
+            q = calibration_quality(sd, maps)
+            score = (q["coverage"] >= COVERAGE_TARGET and q["signal_outside_support"] == 0, q["coverage"])
+            if best is None or score > best[2]:
+                best = (maps, {"maps": "espirit", "fallback": "", "crop": crop, **q}, score)
+            if score[0]:
+                break
+        if best[1]["coverage"] < FALLBACK_COVERAGE:
+            reason = (f"ESPIRiT maps cover only {100 * best[1]['coverage']:.1f} % of the signal with "
+                      f"{hi - lo} ACS lines")
+    else:
+        reason = f"{hi - lo} ACS lines are too few for ESPIRiT (needs {MIN_ACS_LINES})"
+    if reason:
+        maps = lowres_maps(sd.calib, sd.acs_rows)
+        best = (maps, {"maps": "lowres", "fallback": reason, "crop": float("nan"),
+                       **calibration_quality(sd, maps)}, None)
     if info is not None:
         info.update(best[1])
     return best[0]
