@@ -48,6 +48,7 @@ class Limits:
     max_channels: int = 1024                      # ISMRMRD channel masks hold 1024 channels
     max_trajectory_dims: int = 16
     max_acquisition_bytes: int = 256 * 1024 * 1024
+    max_session_bytes: int = 8 * 1024 ** 3           # everything one connection may send (8 GiB)
 
 
 @dataclass
@@ -117,27 +118,38 @@ class MessageReader:
     def __init__(self, stream: BinaryIO, limits: Limits | None = None):
         self.stream = stream
         self.limits = limits or Limits()
+        self.bytes_read = 0
+
+    def _take(self, n: int, what: str) -> bytes:
+        """Read exactly n bytes, counted against Limits.max_session_bytes (ProtocolError beyond it)."""
+        if self.bytes_read + n > self.limits.max_session_bytes:
+            raise ProtocolError(f"the session exceeds the server's limit of {self.limits.max_session_bytes} bytes "
+                                f"(at {what}); split the data into several sessions")
+        data = _read_exactly(self.stream, n, what)
+        self.bytes_read += n
+        return data
 
     def _u32(self, what: str) -> int:
-        return struct.unpack("<I", _read_exactly(self.stream, 4, what + " length"))[0]
+        return struct.unpack("<I", self._take(4, what + " length"))[0]
 
     def _string(self, what: str) -> str:
         n = self._u32(what)
         if n > self.limits.max_text_bytes:
             raise ProtocolError(f"{what} length {n} bytes exceeds the limit of {self.limits.max_text_bytes}")
-        return _clean_text(_read_exactly(self.stream, n, what), what)
+        return _clean_text(self._take(n, what), what)
 
     def read(self) -> Message:
         first = self.stream.read(2)
         if not first:
             raise ClientGone("connection closed by peer")
+        self.bytes_read += len(first)
         if len(first) < 2:
-            first += _read_exactly(self.stream, 2 - len(first), "message id")
+            first += self._take(2 - len(first), "message id")
         mid = struct.unpack("<H", first)[0]
         if mid == MID.CLOSE:
             return Message(mid)
         if mid == MID.CONFIG_FILE:
-            raw = _read_exactly(self.stream, CONFIG_FILE_SIZE, "CONFIG_FILE message")
+            raw = self._take(CONFIG_FILE_SIZE, "CONFIG_FILE message")
             return Message(mid, ConfigFile(_clean_text(raw.split(b"\x00", 1)[0], "CONFIG_FILE name")))
         if mid == MID.CONFIG_TEXT:
             return Message(mid, ConfigText(self._string("CONFIG_TEXT message")))
@@ -156,7 +168,7 @@ class MessageReader:
             + ", ".join(f"{v} ({k})" for v, k in sorted(MESSAGE_NAMES.items()) if v != MID.NDARRAY))
 
     def _acquisition(self) -> ismrmrd.Acquisition:
-        head_bytes = _read_exactly(self.stream, _ACQ_HEADER_SIZE, "ACQUISITION header")
+        head_bytes = self._take(_ACQ_HEADER_SIZE, "ACQUISITION header")
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(head_bytes)
         ns, nc, nt = int(head.number_of_samples), int(head.active_channels), int(head.trajectory_dimensions)
         lim = self.limits
@@ -167,27 +179,27 @@ class MessageReader:
         nbytes = ns * nt * 4 + ns * nc * 8
         if nbytes > lim.max_acquisition_bytes:
             raise ProtocolError(f"ACQUISITION payload of {nbytes} bytes exceeds the limit {lim.max_acquisition_bytes}")
-        payload = _read_exactly(self.stream, nbytes, "ACQUISITION data")
+        payload = self._take(nbytes, "ACQUISITION data")
         return ismrmrd.Acquisition.from_bytes(head_bytes + payload)
 
     def _waveform(self) -> ismrmrd.Waveform:
-        head_bytes = _read_exactly(self.stream, _WAV_HEADER_SIZE, "WAVEFORM header")
+        head_bytes = self._take(_WAV_HEADER_SIZE, "WAVEFORM header")
         head = ismrmrd.WaveformHeader.from_buffer_copy(head_bytes)
         nbytes = int(head.number_of_samples) * int(head.channels) * 4
         if nbytes > self.limits.max_acquisition_bytes:
             raise ProtocolError(f"WAVEFORM payload of {nbytes} bytes exceeds the limit")
-        payload = _read_exactly(self.stream, nbytes, "WAVEFORM data")
+        payload = self._take(nbytes, "WAVEFORM data")
         return ismrmrd.Waveform.from_bytes(head_bytes + payload)
 
     def _image(self) -> ismrmrd.Image:
         from ismrmrd.image import get_dtype_from_data_type
 
-        head_bytes = _read_exactly(self.stream, ctypes.sizeof(ismrmrd.ImageHeader), "IMAGE header")
+        head_bytes = self._take(ctypes.sizeof(ismrmrd.ImageHeader), "IMAGE header")
         head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
-        attr_len = struct.unpack("<Q", _read_exactly(self.stream, 8, "IMAGE attribute length"))[0]
+        attr_len = struct.unpack("<Q", self._take(8, "IMAGE attribute length"))[0]
         if attr_len > self.limits.max_text_bytes:
             raise ProtocolError(f"IMAGE attribute string of {attr_len} bytes exceeds the limit")
-        attrs = _read_exactly(self.stream, attr_len, "IMAGE attributes")
+        attrs = self._take(attr_len, "IMAGE attributes")
         try:
             itemsize = get_dtype_from_data_type(head.data_type).itemsize
         except Exception:
@@ -195,7 +207,7 @@ class MessageReader:
         n = int(head.channels) * int(head.matrix_size[0]) * int(head.matrix_size[1]) * int(head.matrix_size[2])
         if n * itemsize > self.limits.max_acquisition_bytes:
             raise ProtocolError(f"IMAGE payload of {n * itemsize} bytes exceeds the limit")
-        data = _read_exactly(self.stream, n * itemsize, "IMAGE data")
+        data = self._take(n * itemsize, "IMAGE data")
         blob = head_bytes + struct.pack("<Q", attr_len) + attrs + data
         import io
 

@@ -216,15 +216,20 @@ class StreamProcessor:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
 
-    def _check_prior_domain(self, shape) -> None:
-        """Say so (once, log + image meta) when the matrix differs from what the prior was trained on."""
-        res = int(getattr(self.prior, "resolution", 0) or 0)
-        if res and tuple(shape) != (res, res) and not self._domain_warned:
+    def _check_prior_domain(self, shape, record) -> None:
+        """Say so (once per session, log + image meta) when the scan lies outside the prior's training
+        domain: matrix, anatomy, contrast, field strength, field of view (`recon_core.prior.domain`)."""
+        from recon_core.prior.domain import ADVICE, domain_of, domain_warnings
+
+        if self._domain_warned:
+            return
+        prior = self.prior
+        issues = domain_warnings(domain_of(prior), record, self.geom.fov_mm, shape,
+                                 int(getattr(prior, "resolution", 0) or 0) or None)
+        if issues:
             self._domain_warned = True
-            msg = (f"the prior was trained on {res}×{res} images; this scan is {shape[0]}×{shape[1]}: quality is "
-                   f"not what the evaluation measured (fine-tune, LoRA or train at this size; README 'Your own data')")
-            self.domain_warning = msg
-            log.warning(msg)
+            self.domain_warning = "; ".join(issues) + f": quality is not what the evaluation measured ({ADVICE})"
+            log.warning(self.domain_warning)
 
     def record_for(self, slice_index: int):
         """MetadataRecord of slice `slice_index` from the header + params overrides."""
@@ -255,7 +260,7 @@ class StreamProcessor:
         if p.method == "dds":
             from recon_core.dds import dds_reconstruct
 
-            self._check_prior_domain(sd.kspace.shape[-2:])
+            self._check_prior_domain(sd.kspace.shape[-2:], record)
             out = dds_reconstruct(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
                                   config=p.sampler(), device=p.device)
             precision = out.timings.get("precision")

@@ -287,3 +287,27 @@ def test_espirit_is_kept_when_the_calibration_suffices(tmp_path):
     info = {}
     slice_maps(sd, info=info)
     assert info["maps"] == "espirit" and info["fallback"] == "" and info["coverage"] > 0.99
+
+
+def test_total_bytes_per_session_are_capped(tmp_path):
+    """A session that sends more than Limits.max_session_bytes ends with an MRD error naming the limit; the
+    same stream under a larger limit reconstructs (the cap, not the data, refused it)."""
+    from gadget.mrd_protocol import Limits
+    from gadget.mrd_server import session_from_bytes
+    from recon_core.sim import simulate_scan, write_scan
+    from tests.test_server_replay import client_bytes
+
+    f = write_scan(str(tmp_path / "s.h5"), simulate_scan("T1", n_slices=1, matrix=32, coils=4, seed=0))
+    data = client_bytes(f, {"method": "zerofilled"})
+    res, out = session_from_bytes(data, limits=Limits(max_session_bytes=len(data) // 2))
+    assert res.outcome.startswith("error") and "limit of" in res.outcome and b"split the data" in out
+    ok, _ = session_from_bytes(data, limits=Limits(max_session_bytes=len(data)))
+    assert ok.outcome == "ok" and ok.images >= 1
+
+
+def test_serve_refuses_a_non_positive_session_cap(capsys):
+    from gadget.cli import main
+
+    assert main(["serve", "--max-session-mb", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-session-mb" in err[0]

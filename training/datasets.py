@@ -23,13 +23,14 @@ from recon_core.errors import InputError
 class ImageDataset:
     """Images (N, 2, H, W) float32 (array or memmap) + N MetadataRecords. Item i → (image (2,H,W) float32, record)."""
 
-    def __init__(self, images, records, source: str = "memory"):
+    def __init__(self, images, records, source: str = "memory", fov_mm=None):
         images = images if isinstance(images, np.ndarray) else np.asarray(images)
         if images.ndim != 4 or images.shape[1] != 2:
             raise InputError(f"{source}: images must be (N, 2, H, W) (real, imag), got shape {images.shape}")
         if len(records) != images.shape[0]:
             raise InputError(f"{source}: {images.shape[0]} images but {len(records)} metadata records")
         self.images, self.records, self.source = images, list(records), source
+        self.fov_mm = fov_mm  # reconSpace FOV in mm (one value or (min, max)), None when unknown
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -42,7 +43,7 @@ class ImageDataset:
         return np.asarray(self.images[i], dtype=np.float32), self.records[i]
 
     def subset(self, n: int) -> "ImageDataset":
-        return ImageDataset(self.images[:n], self.records[:n], self.source)
+        return ImageDataset(self.images[:n], self.records[:n], self.source, self.fov_mm)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ def load_export(path, split: str = "train") -> ImageDataset:
     from recon_core.sim.export import load_split
 
     sd = load_split(Path(path), split)
-    return ImageDataset(sd.mvue, sd.records, source=str(Path(path) / split))
+    fov = (sd.info.get("config") or {}).get("fov_mm")
+    return ImageDataset(sd.mvue, sd.records, source=str(Path(path) / split), fov_mm=fov)
 
 
 def write_export_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict) -> Path:

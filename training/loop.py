@@ -292,7 +292,7 @@ def _write_log(out: Path, rows: list[dict], title: str):
         print(f"warning: loss plot not written ({exc})")
 
 
-def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None):
+def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None, domain=None):
     from training.ema import ema_weights
 
     training = {"steps": step, "config": cfg.get("_source"), "name": cfg["name"],
@@ -301,7 +301,7 @@ def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None)
                 "batch_size": cfg["train"]["batch_size"], "grad_accum": cfg["train"]["grad_accum"],
                 "recipe": {k: cfg["train"][k] for k in ("lr", "lr_schedule", "warmup_steps", "lr_min_ratio",
                                                         "loss_weighting", "min_snr_gamma")},
-                "precision": precision}
+                "precision": precision, "domain": domain}
     with ema_weights(ema, [p for _, p in named]):
         if lora:
             from recon_core.prior.lora import save_adapter
@@ -448,6 +448,9 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
 
     ds = dataset if dataset is not None else build_dataset(cfg["data"], prior.resolution, progress and rank == 0)
     order = _Order(len(ds), tc["batch_size"], rank, world, seed)
+    from recon_core.prior.domain import describe_domain
+
+    domain = describe_domain(getattr(ds, "records", []), getattr(ds, "fov_mm", None), (prior.resolution,) * 2)
 
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * rank + 1)
     nprng = np.random.default_rng([seed, rank, 17])
@@ -489,7 +492,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         if rank == 0:
             el = elapsed0 + time.time() - t_start
             _save_state(out, prior, named, ema, opt, step, order, rng_all, cfg, world, el, log_rows, prec_meta)
-            _export(out, prior, named, ema, cfg, step, lora, prec_meta)
+            _export(out, prior, named, ema, cfg, step, lora, prec_meta, domain)
             _write_log(out, log_rows, f"{cfg['name']}: ε-MSE")
         dist.barrier()
 

@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds of client silence (per read) before the session ends with an MRD error "
                              "message and the worker is freed (default 60)")
+    parser.add_argument("--max-session-mb", type=float, default=8192.0, metavar="MB",
+                        help="most bytes one connection may send; beyond it the session ends with an MRD error "
+                             "message (default 8192)")
 
 
 def defaults_from_args(args) -> dict:
@@ -58,6 +61,8 @@ def run(args):
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if not (math.isfinite(args.save_raw_quota) and args.save_raw_quota > 0):
         raise InputError(f"--save-raw-quota must be a positive number of MB, got {args.save_raw_quota}")
+    if not (math.isfinite(args.max_session_mb) and args.max_session_mb > 0):
+        raise InputError(f"--max-session-mb must be a positive number of MB, got {args.max_session_mb}")
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     if not 0 <= args.port <= 65535:
@@ -67,10 +72,12 @@ def run(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warn_if_exposed(args.host, "contextmri serve")
     from gadget.client_policy import ClientPolicy
+    from gadget.mrd_protocol import Limits
 
     config = ServerConfig(host=args.host, port=args.port, workers=args.workers,
                           defaults=defaults_from_args(args), save_raw=args.save_raw, timeout=args.timeout,
                           save_raw_quota_mb=args.save_raw_quota,
+                          limits=Limits(max_session_bytes=int(args.max_session_mb * 1024 * 1024)),
                           policy=ClientPolicy(models=tuple(args.allow_models)))
     server = MRDServer(config).start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
