@@ -198,6 +198,102 @@ def _read_preamble(reader: MessageReader, res: SessionResult):
     return header, text_params, pending
 
 
+def _session_params(defaults, text_params, policy, res: SessionResult, peer: str):
+    """The session's ReconParams: the operator's defaults merged with the client's TEXT parameters as the
+    policy allows (InputError naming a refused parameter)."""
+    from gadget.client_policy import ClientPolicy
+    from gadget.params import ReconParams
+
+    merged = (policy or ClientPolicy()).merge(defaults or {}, text_params)
+    params = ReconParams.from_mapping(merged)
+    res.params = dict(merged)
+    if params.extra:
+        log.warning("peer=%s ignoring unknown parameters %s", peer, sorted(params.extra))
+    return params
+
+
+def _acquisitions(reader: MessageReader, pending, res: SessionResult, raw, state: dict, peer: str):
+    """Yield acquisitions from `pending` on until CLOSE (state["closed"] = True); waveforms are counted and
+    saved with --save-raw but not reconstructed; TEXT after the first acquisition is ignored."""
+    msg = pending
+    while True:
+        if msg.mid == MID.ACQUISITION:
+            res.acquisitions += 1
+            if raw is not None:
+                raw.acquisition(msg.value)
+            yield msg.value
+        elif msg.mid == MID.WAVEFORM:
+            res.waveforms += 1
+            if raw is not None:
+                raw.waveform(msg.value)
+        elif msg.mid == MID.CLOSE:
+            state["closed"] = True
+            return
+        elif msg.mid == MID.TEXT:
+            log.warning("peer=%s TEXT after the first acquisition ignored: %.80r", peer, msg.value)
+        else:
+            raise ProtocolError(f"unexpected {msg.name} message among the acquisitions")
+        msg = reader.read()
+
+
+def _drain(stream) -> None:
+    """Read a lazy acquisition stream to its end (CLOSE), ignoring errors: keeps the protocol in step."""
+    try:
+        for _ in stream:
+            pass
+    except Exception:
+        pass
+
+
+def _reconstruct(processor, stream, send, res: SessionResult, state: dict) -> None:
+    """Send every image the processor yields; on a reconstruction failure read the rest of the stream first
+    (the client is not cut off mid-send), then re-raise."""
+    lazy = not isinstance(stream, list)
+    try:
+        for image in processor.process(stream):
+            send(image)
+            res.images += 1
+    except (ProtocolError, ClientGone, OSError):
+        raise
+    except Exception:
+        if lazy and not state["closed"]:
+            _drain(stream)
+        raise
+    if lazy and not state["closed"]:  # the processor stopped reading early
+        for _ in stream:
+            pass
+
+
+def _tell_client(send, writer, text: str) -> None:
+    """Best effort: an MRD TEXT error message and CLOSE (the client may already be gone)."""
+    try:
+        send(text)
+        if writer is not None:
+            writer.close()
+    except Exception:
+        pass
+
+
+def _outcome_of(exc: BaseException, res: SessionResult, send, writer, peer: str) -> str:
+    """The session's outcome line for a failure, after telling the client why where it can still hear."""
+    if isinstance(exc, ClientGone):  # the client may only have half-closed its side
+        _tell_client(send, writer, "contextmri error (bad input): the stream ended before CLOSE")
+        return "error: client disconnected before CLOSE"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        _tell_client(send, writer, "contextmri error (timeout): no data from the client within the server's "
+                                   "--timeout; session ended")
+        return "error: timed out waiting for the client"
+    if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+        return "error: connection lost"
+    kind = "bad input" if isinstance(exc, ValueError) else type(exc).__name__
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, ValueError):
+        log.exception("peer=%s reconstruction failed (%d acquisitions, %d images sent)",
+                      peer, res.acquisitions, res.images)
+    _tell_client(send, writer, f"contextmri error ({kind}): {msg}")
+    return f"error: {msg}"
+
+
 def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | None = None,
                    worker: Worker | None = None, save_raw: str | os.PathLike | None = None,
                    peer: str = "?", counter: int = 0, limits: Limits | None = None,
@@ -215,7 +311,6 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
     reader = MessageReader(rfile, limits)
     writer = MessageWriter(wfile) if wfile is not None else None
     raw: RawWriter | None = None
-    raw_complete = False
     state = {"closed": False}
 
     def send(obj):
@@ -224,110 +319,24 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
 
     try:
         header, text_params, pending = _read_preamble(reader, res)
-
-        from gadget.params import ReconParams
-
-        from gadget.client_policy import ClientPolicy
-
-        merged = (policy or ClientPolicy()).merge(defaults or {}, text_params)
-        params = ReconParams.from_mapping(merged)
-        res.params = {k: v for k, v in merged.items()}
-        if params.extra:
-            log.warning("peer=%s ignoring unknown parameters %s", peer, sorted(params.extra))
-
+        params = _session_params(defaults, text_params, policy, res, peer)
         if save_raw is not None:
             raw = RawWriter(save_raw, _stem(peer, counter))
             raw.header(header)
-
-        def acquisitions():
-            """Yield acquisitions until CLOSE; waveforms are ignored (saved with --save-raw)."""
-            msg = pending
-            while True:
-                if msg.mid == MID.ACQUISITION:
-                    res.acquisitions += 1
-                    if raw is not None:
-                        raw.acquisition(msg.value)
-                    yield msg.value
-                elif msg.mid == MID.WAVEFORM:
-                    res.waveforms += 1
-                    if raw is not None:
-                        raw.waveform(msg.value)
-                elif msg.mid == MID.CLOSE:
-                    state["closed"] = True
-                    return
-                elif msg.mid == MID.TEXT:
-                    log.warning("peer=%s TEXT after the first acquisition ignored: %.80r", peer, msg.value)
-                else:
-                    raise ProtocolError(f"unexpected {msg.name} message among the acquisitions")
-                msg = reader.read()
-
-        if raw is not None:
-            # Save everything before reconstruction: nothing is lost if the recon fails.
-            stream = list(acquisitions())
-            res.raw_file = raw.finish(complete=True)
-            raw_complete = True
-            raw = None
-        else:
-            stream = acquisitions()
-
+        stream = _acquisitions(reader, pending, res, raw, state, peer)
+        if raw is not None:  # save everything before reconstruction: nothing is lost if the recon fails
+            stream = list(stream)
+            res.raw_file, raw = raw.finish(complete=True), None
         prior = worker.prior_for(params)
         if processor_factory is None:
             from gadget.processor import StreamProcessor as processor_factory  # noqa: N813
-        processor = processor_factory(header, params, prior)
-        try:
-            for image in processor.process(stream):
-                send(image)
-                res.images += 1
-        except (ProtocolError, ClientGone, OSError):
-            raise
-        except Exception:
-            # Recon failed: read the rest of the stream so the client is not cut off mid-send.
-            if not state["closed"] and not isinstance(stream, list):
-                try:
-                    for _ in stream:
-                        pass
-                except Exception:
-                    pass
-            raise
-        if not isinstance(stream, list) and not state["closed"]:
-            # The processor stopped reading early; consume to CLOSE so the protocol stays in step.
-            for _ in stream:
-                pass
+        _reconstruct(processor_factory(header, params, prior), stream, send, res, state)
         if writer is not None:
             writer.close()
-    except ClientGone:
-        res.outcome = "error: client disconnected before CLOSE"
-        try:  # the client may only have half-closed its side: tell it why nothing came back
-            send("contextmri error (bad input): the stream ended before CLOSE")
-            if writer is not None:
-                writer.close()
-        except Exception:
-            pass
-    except (TimeoutError, socket.timeout):
-        res.outcome = "error: timed out waiting for the client"
-        try:  # tell the client why (MRD TEXT + CLOSE), then free the worker
-            send("contextmri error (timeout): no data from the client within the server's --timeout; session ended")
-            if writer is not None:
-                writer.close()
-        except Exception:
-            pass
-    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-        res.outcome = "error: connection lost"
     except Exception as exc:  # noqa: BLE001 - every failure ends this connection, never the server
-        kind = "bad input" if isinstance(exc, ValueError) else type(exc).__name__
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        res.outcome = f"error: {msg}"
-        if not isinstance(exc, ValueError):
-            log.exception("peer=%s reconstruction failed (%d acquisitions, %d images sent)",
-                          peer, res.acquisitions, res.images)
-        try:
-            send(f"contextmri error ({kind}): {msg}")
-            if writer is not None:
-                writer.close()
-        except Exception:
-            pass
+        res.outcome = _outcome_of(exc, res, send, writer, peer)
     finally:
-        if raw is not None and not raw_complete:
+        if raw is not None:  # the stream broke off while being saved: keep what came, marked incomplete
             try:
                 res.raw_file = raw.finish(complete=False)
             except Exception:
