@@ -87,44 +87,9 @@ def load_bench_prior(model: str | None, preset: str | None, device):
     return get_prior(model or "default", device), f"model {model or 'default'}"
 
 
-# ------------------------------------------------------------------------------------------ the bench
-def run_bench(model: str | None = "default", preset: str | None = None, matrix: int | None = None, coils: int = 8,
-              nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
-              precision: str = "auto", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
-              repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print) -> dict:
-    """Run the benchmark; returns a JSON-able dict (see module docstring)."""
-    import torch
-
-    from ..baselines import reconstruct
-    from ..coils import calib_region, espirit_maps
-    from ..dds import dds_reconstruct
-    from ..device import autocast, resolve_device
-    from ..masks import make_mask, parse_mask_spec
-    from ..metrics import psnr
-
-    if nfe < 1 or any(n < 1 for n in sweep):
-        raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
-    if cfg < 0:
-        raise InputError(f"cfg must be ≥ 0, got {cfg}")
-    dev = resolve_device(device)
-    rss0 = _peak_rss_mb()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    prior, model_desc = load_bench_prior(model, preset, dev)
-    matrix = int(matrix or prior.resolution)
-    from ..precision import choose_inference_precision
-
-    nb_guess = 2 if 0 < cfg != 1 else 1
-    choice = choose_inference_precision(prior, precision, nb_guess, (int(matrix or prior.resolution),) * 2, dev, log=log)
-    precision = choice.precision
-    log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {precision}, "
-        f"device {dev}, torch threads {torch.get_num_threads()}")
-    full, ref, record = simulate_slice(matrix, coils, seed)
-    kind, accel = parse_mask_spec(mask)
-    m = make_mask(kind, (matrix, matrix), accel, seed=seed)
-    ksp = (full * m.mask[None]).astype(np.complex64)
-
-    # I/O
+# ------------------------------------------------------------------------------------------ bench parts
+def _time_io(ksp: np.ndarray) -> float:
+    """Seconds to load one slice's k-space from .npy and write one image (the replay's file I/O floor)."""
     with tempfile.TemporaryDirectory() as d:
         p_in, p_out = os.path.join(d, "k.npy"), os.path.join(d, "x.npy")
         np.save(p_in, ksp)
@@ -133,14 +98,15 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
         np.save(p_out, np.zeros(ksp.shape[-2:], np.complex64))
         t_io = time.perf_counter() - t0
     assert k_loaded.shape == ksp.shape
+    return t_io
 
-    # ESPIRiT
-    kb = ksp[None]
-    espirit_maps(kb, mask=m.mask)  # warm-up
-    maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
-    _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
 
-    # network floor: one batched forward as DDS does it
+def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, repeat: int):
+    """(seconds of one batched forward as DDS does it, forward batch size)."""
+    import torch
+
+    from ..device import autocast
+
     both = 0 < cfg != 1
     nb = 2 if both else 1
     x = torch.randn(nb, 2, matrix, matrix, device=dev)
@@ -156,26 +122,102 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
         return out
 
     fwd()
-    _, t_fwd = _timed(fwd, max(repeat, 3))
+    return _timed(fwd, max(repeat, 3))[1], nb
+
+
+def _sigpy_l1(ref, kb, maps, mask) -> dict:
+    """sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
+    favourable to the baseline); the time is that of one run at that λ."""
+    from ..baselines import reconstruct
+    from ..metrics import psnr
+    from .config import LAMBDA_GRID
+
+    grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, mask, lamda=lam)[0]))
+            for lam in LAMBDA_GRID["l1wavelet"]}
+    lam_best = max(grid, key=grid.get)
+    l1, t_l1 = _timed(lambda: reconstruct("l1wavelet", kb, maps, mask, lamda=lam_best), 1)
+    return {"time_s": t_l1, "psnr": float(psnr(ref, l1[0])), "lambda": lam_best,
+            "lambda_choice": "best PSNR of the evaluation grid on this slice (oracle)",
+            "psnr_by_lambda": {str(k): v for k, v in grid.items()}}
+
+
+def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
+    """BART ecalib + pics on the same slice (its own maps), timed."""
+    from ..coils import calib_region
+    from ..metrics import psnr
+
+    cy, cx = calib_region(mask)
+    b = run_bart(ksp, min(cy, cx))
+    return {"ecalib_s": b["ecalib_s"], "pics_s": b["pics_s"], "psnr_pics": float(psnr(ref, b["image"])),
+            "command": f"bart ecalib -m1 -r {min(cy, cx)} -k {bart_kernel(min(cy, cx))}; "
+                       "bart pics -S -R W:3:0:0.005 -i 100 -p MASK (data / 99th pct of |zero-filled|)",
+            "our_espirit_over_bart_ecalib": t_esp / b["ecalib_s"], "espirit_meets_target": bool(t_esp <= b["ecalib_s"])}
+
+
+def _sweep(prior, kb, maps, mask, record, ref, cfg, seed, dev, sweep, precisions) -> list:
+    """PSNR and time of DDS per (precision, NFE): the quality–time trade-off."""
+    from ..dds import dds_reconstruct
+    from ..metrics import psnr
+
+    rows = []
+    for prec in precisions:
+        for n in sweep:
+            r = dds_reconstruct(prior, kb, maps, mask, [record], cfg=cfg, nfe=int(n), seed=seed, device=dev,
+                                precision=prec)
+            rows.append({"nfe": int(n), "precision": prec, "psnr": float(psnr(ref, r.image[0])),
+                         "dds_s": r.timings["total"], "network_s": r.timings["network"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ the bench
+def run_bench(model: str | None = "default", preset: str | None = None, matrix: int | None = None, coils: int = 8,
+              nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
+              precision: str = "auto", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
+              repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print) -> dict:
+    """Run the benchmark; returns a JSON-able dict (see module docstring)."""
+    import torch
+
+    from ..baselines import reconstruct
+    from ..coils import espirit_maps
+    from ..dds import dds_reconstruct
+    from ..device import resolve_device
+    from ..masks import make_mask, parse_mask_spec
+    from ..metrics import psnr
+    from ..precision import choose_inference_precision
+
+    if nfe < 1 or any(n < 1 for n in sweep):
+        raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
+    if cfg < 0:
+        raise InputError(f"cfg must be ≥ 0, got {cfg}")
+    dev = resolve_device(device)
+    rss0 = _peak_rss_mb()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    prior, model_desc = load_bench_prior(model, preset, dev)
+    matrix = int(matrix or prior.resolution)
+    choice = choose_inference_precision(prior, precision, 2 if 0 < cfg != 1 else 1, (matrix, matrix), dev, log=log)
+    precision = choice.precision
+    log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {precision}, "
+        f"device {dev}, torch threads {torch.get_num_threads()}")
+    full, ref, record = simulate_slice(matrix, coils, seed)
+    kind, accel = parse_mask_spec(mask)
+    m = make_mask(kind, (matrix, matrix), accel, seed=seed)
+    ksp = (full * m.mask[None]).astype(np.complex64)
+    kb = ksp[None]
+
+    t_io = _time_io(ksp)
+    espirit_maps(kb, mask=m.mask)  # warm-up
+    maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
+    _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
+    t_fwd, nb = _network_floor(prior, record, cfg, matrix, dev, precision, repeat)
     floor = nfe * t_fwd
 
-    # DDS
     dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=precision)
     res = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
                           precision=precision, progress=progress)
     t_dds = res.timings["total"]
-    p_dds = float(psnr(ref, res.image[0]))
     slice_total = t_io + t_esp + t_dds
-
-    # sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
-    # favourable to the baseline); the time is that of one run at that λ
-    from .config import LAMBDA_GRID
-
-    grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, m.mask, lamda=lam)[0]))
-            for lam in LAMBDA_GRID["l1wavelet"]}
-    lam_best = max(grid, key=grid.get)
-    l1, t_l1 = _timed(lambda: reconstruct("l1wavelet", kb, maps, m.mask, lamda=lam_best), 1)
-    p_l1 = float(psnr(ref, l1[0]))
+    l1 = _sigpy_l1(ref, kb, maps, m.mask)
     zf = reconstruct("zerofilled", kb, maps, m.mask)
     out = {
         "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
@@ -189,34 +231,16 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
         "network_floor": {"one_forward_s": t_fwd, "floor_s": floor, "dds_over_floor": t_dds / floor,
                           "slice_over_floor": slice_total / floor, "target": 1.3,
                           "meets_target": bool(t_dds / floor <= 1.3)},
-        "psnr": {"zerofilled": float(psnr(ref, zf[0])), "dds": p_dds, "l1wavelet_sigpy": p_l1},
-        "l1wavelet_sigpy": {"time_s": t_l1, "psnr": p_l1, "lambda": lam_best,
-                            "lambda_choice": "best PSNR of the evaluation grid on this slice (oracle)",
-                            "psnr_by_lambda": {str(k): v for k, v in grid.items()}},
-        "ratio_dds_slice_to_l1wavelet": slice_total / t_l1,
+        "psnr": {"zerofilled": float(psnr(ref, zf[0])), "dds": float(psnr(ref, res.image[0])),
+                 "l1wavelet_sigpy": l1["psnr"]},
+        "l1wavelet_sigpy": l1,
+        "ratio_dds_slice_to_l1wavelet": slice_total / l1["time_s"],
+        "bart": None,
     }
-    # BART
     if use_bart and shutil.which("bart"):
-        cy, cx = calib_region(m.mask)
-        b = run_bart(ksp, min(cy, cx))
-        pb = float(psnr(ref, b["image"]))
-        out["bart"] = {"ecalib_s": b["ecalib_s"], "pics_s": b["pics_s"], "psnr_pics": pb,
-                       "command": f"bart ecalib -m1 -r {min(cy, cx)} -k {bart_kernel(min(cy, cx))}; "
-                                  "bart pics -S -R W:3:0:0.005 -i 100 -p MASK (data / 99th pct of |zero-filled|)",
-                       "our_espirit_over_bart_ecalib": t_esp / b["ecalib_s"],
-                       "espirit_meets_target": bool(t_esp <= b["ecalib_s"])}
-        out["psnr"]["bart_pics"] = pb
-    else:
-        out["bart"] = None
-    # quality–time trade-off
-    sweep_rows = []
-    for prec in sweep_precisions:
-        for n in sweep:
-            r = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=int(n), seed=seed, device=dev,
-                                precision=prec)
-            sweep_rows.append({"nfe": int(n), "precision": prec, "psnr": float(psnr(ref, r.image[0])),
-                               "dds_s": r.timings["total"], "network_s": r.timings["network"]})
-    out["sweep"] = sweep_rows
+        out["bart"] = _bart_row(ksp, m.mask, ref, t_esp)
+        out["psnr"]["bart_pics"] = out["bart"]["psnr_pics"]
+    out["sweep"] = _sweep(prior, kb, maps, m.mask, record, ref, cfg, seed, dev, sweep, sweep_precisions)
     out["memory"] = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_before_mb": rss0,
                      "cuda_max_allocated_mb": (torch.cuda.max_memory_allocated(dev) / 2 ** 20) if dev.type == "cuda"
                      else None}
