@@ -223,53 +223,49 @@ def _arrays_spec(cfg: ExportConfig) -> dict:
     return spec
 
 
-def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int = 1, overwrite: bool = False) -> dict:
-    """Write `out/<split>/` (see module docstring); resumes an interrupted run with the same config.
+def _existing(final: str, conf: dict, overwrite: bool) -> dict | None:
+    """info of a finished split with the same config (nothing to do), None to (re)build; InputError when a
+    different finished split is in the way and `overwrite` is not set."""
+    if not os.path.exists(final):
+        return None
+    info_path = os.path.join(final, "info.json")
+    if os.path.exists(info_path) and not overwrite:
+        with open(info_path) as fh:
+            old = json.load(fh)
+        if old.get("config") == conf:
+            return old
+    if not overwrite:
+        raise InputError(f"{final} already exists with a different configuration; use --overwrite or another --out")
+    return None
 
-    Returns the info dict (also written to info.json), including the measured slices/s.
-    """
-    from numpy.lib.format import open_memmap
-    from tqdm import tqdm
 
-    _check(cfg)
-    out = os.fspath(out)
-    final = os.path.join(out, cfg.split)
-    part = os.path.join(out, f".{cfg.split}.partial")
-    conf = cfg.resolved()
-    if os.path.exists(final):
-        info_path = os.path.join(final, "info.json")
-        if os.path.exists(info_path) and not overwrite:
-            with open(info_path) as fh:
-                old = json.load(fh)
-            if old.get("config") == conf:
-                return old
-        if not overwrite:
-            raise InputError(f"{final} already exists with a different configuration; use --overwrite or "
-                             f"another --out")
-    os.makedirs(out, exist_ok=True)
-    state_path = os.path.join(part, "progress.json")
-    done_subjects = 0
+def _resume_point(part: str, conf: dict) -> int:
+    """Subjects already written in the partial directory for this config (0: start afresh, removing a
+    partial directory of another config or an unreadable one)."""
     if os.path.isdir(part):
         try:
-            with open(state_path) as fh:
+            with open(os.path.join(part, "progress.json")) as fh:
                 st = json.load(fh)
             if st.get("config") == conf:
-                done_subjects = int(st["subjects_done"])
-            else:
-                shutil.rmtree(part)
+                return int(st["subjects_done"])
+            shutil.rmtree(part)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(part)
+    return 0
+
+
+def _open_partial(part: str, cfg: ExportConfig, done_subjects: int):
+    """(arrays {name: memmap}, metadata lines, index lines, subjects done) of the partial directory; the
+    lines are trusted only when their count matches the subjects done (else everything restarts)."""
+    from numpy.lib.format import open_memmap
+
     os.makedirs(part, exist_ok=True)
-    spec = _arrays_spec(cfg)
     arrays = {}
-    for name, (shape, dt) in spec.items():
+    for name, (shape, dt) in _arrays_spec(cfg).items():
         p = os.path.join(part, f"{name}.npy")
         arrays[name] = open_memmap(p, mode="r+" if (done_subjects and os.path.exists(p)) else "w+", dtype=dt,
                                    shape=shape)
     K = cfg.slices_per_subject
-    n_subj = math.ceil(cfg.n_slices / K)
-    jobs = [(i, subject_seed(cfg.seed, cfg.split, i), min(K, cfg.n_slices - i * K)) for i in range(n_subj)]
-
     meta_lines, index_lines = [], []
     for fname, lst in (("metadata.jsonl", meta_lines), ("index.jsonl", index_lines)):
         p = os.path.join(part, fname)
@@ -278,49 +274,72 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
                 lst.extend(fh.read().splitlines()[: done_subjects * K])
     if len(meta_lines) != min(done_subjects * K, cfg.n_slices) or len(index_lines) != len(meta_lines):
         done_subjects, meta_lines, index_lines = 0, [], []
+    return arrays, meta_lines, index_lines, done_subjects
+
+
+def _subject_results(cfg: ExportConfig, conf: dict, todo: list, workers: int):
+    """Yield (subject index, simulate_subject result) for the jobs `todo` [(i, seed, n)], in order."""
+    if workers <= 1:
+        # one torch thread, as in each worker: the export is bit-identical for any `workers`
+        # (ESPIRiT's reductions differ in the last bit between 1 and 2 threads)
+        import torch
+
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for i, s, n in todo:
+                yield i, simulate_subject(cfg, s, n)
+        finally:
+            torch.set_num_threads(n_threads)
+        return
+    import multiprocessing as mp
+
+    # the tissue volume is built (and cached on disk) once here; workers come from a fork server that
+    # imported the heavy modules but never ran torch, so no OpenMP thread pool is forked (forking a
+    # process whose torch pool is running can hang the children)
+    from .phantom import _base_interleaved
+    _base_interleaved()
+
+    if os.name == "nt":
+        ctx = mp.get_context("spawn")
+    else:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["recon_core.sim.export", "recon_core.coils", "sigpy.mri", "torch"])
+    with ctx.Pool(workers) as pool:
+        for (i, _, _), r in zip(todo, pool.imap(_worker, [(conf, s, n) for _, s, n in todo])):
+            yield i, r
+
+
+def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int = 1, overwrite: bool = False) -> dict:
+    """Write `out/<split>/` (see module docstring); resumes an interrupted run with the same config.
+
+    Returns the info dict (also written to info.json), including the measured slices/s.
+    """
+    from tqdm import tqdm
+
+    _check(cfg)
+    out = os.fspath(out)
+    final = os.path.join(out, cfg.split)
+    part = os.path.join(out, f".{cfg.split}.partial")
+    conf = cfg.resolved()
+    old = _existing(final, conf, overwrite)
+    if old is not None:
+        return old
+    os.makedirs(out, exist_ok=True)
+    arrays, meta_lines, index_lines, done_subjects = _open_partial(part, cfg, _resume_point(part, conf))
+    K = cfg.slices_per_subject
+    n_subj = math.ceil(cfg.n_slices / K)
+    jobs = [(i, subject_seed(cfg.seed, cfg.split, i), min(K, cfg.n_slices - i * K)) for i in range(n_subj)]
 
     t0 = time.time()
-    todo = jobs[done_subjects:]
     bar = tqdm(total=cfg.n_slices, initial=min(done_subjects * K, cfg.n_slices), unit="slice",
                desc=f"simulate {cfg.split}", disable=not progress)
-
-    def results():
-        if workers <= 1:
-            # one torch thread, as in each worker: the export is bit-identical for any `workers`
-            # (ESPIRiT's reductions differ in the last bit between 1 and 2 threads)
-            import torch
-
-            n_threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for i, s, n in todo:
-                    yield i, simulate_subject(cfg, s, n)
-            finally:
-                torch.set_num_threads(n_threads)
-        else:
-            import multiprocessing as mp
-
-            # the tissue volume is built (and cached on disk) once here; workers come from a fork server
-            # that imported the heavy modules but never ran torch, so no OpenMP thread pool is forked
-            # (forking a process whose torch pool is running can hang the children)
-            from .phantom import _base_interleaved
-            _base_interleaved()
-
-            if os.name == "nt":
-                ctx = mp.get_context("spawn")
-            else:
-                ctx = mp.get_context("forkserver")
-                ctx.set_forkserver_preload(["recon_core.sim.export", "recon_core.coils", "sigpy.mri", "torch"])
-            with ctx.Pool(workers) as pool:
-                for (i, _, _), r in zip(todo, pool.imap(_worker, [(conf, s, n) for _, s, n in todo])):
-                    yield i, r
-
     last_flush = time.time()
     n_new = 0
-    for i, r in results():
+    for i, r in _subject_results(cfg, conf, jobs[done_subjects:], workers):
         a = i * K
         b = a + len(r["scale"])
-        for name in spec:
+        for name in arrays:
             arrays[name][a:b] = r[name]
         meta_lines.extend(json.dumps(d) for d in r["records"])
         index_lines.extend(json.dumps(d) for d in r["index"])
@@ -332,17 +351,16 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
     bar.close()
     elapsed = time.time() - t0
     _checkpoint(part, arrays, meta_lines, index_lines, conf, n_subj)
-    for a in arrays.values():
-        del a
+    names = sorted(arrays)
     arrays.clear()
     info = {"version": FORMAT_VERSION, "split": cfg.split, "count": cfg.n_slices, "matrix": cfg.matrix,
             "coils": cfg.coils, "seed": cfg.seed, "subjects": n_subj,
             "subject_seeds": [subject_seed(cfg.seed, cfg.split, 0), subject_seed(cfg.seed, cfg.split, n_subj - 1)],
-            "arrays": sorted(spec), "config": conf, "normalisation": "99th percentile of |MVUE| per slice",
+            "arrays": names, "config": conf, "normalisation": "99th percentile of |MVUE| per slice",
             "slices_per_second": round(n_new / elapsed, 2) if elapsed > 0 and n_new else None}
     with open(os.path.join(part, "info.json"), "w") as fh:
         json.dump(info, fh, indent=1)
-    os.remove(state_path)
+    os.remove(os.path.join(part, "progress.json"))
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(part, final)
