@@ -122,20 +122,9 @@ def _bandwidth_dwell_us(protocol, n_samples: int, rng) -> float:
     return float(1e6 / (bw * n_samples))            # oversampled dwell time (µs)
 
 
-def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, coils: int = 8,
-                  mask: str = "equispaced1d", accel: float = 4.0, seed: int = 0, field: float | None = None,
-                  pathology: str | None = None, snr: float = 30.0, tr=None, te=None, ti=None, flip=None,
-                  sequence: str | None = None, acs_mode: str = "embedded", acs_lines: int | None = None,
-                  fov_mm: float = 240.0, thickness_mm: float = 4.0, oversampling: int = 2, noise_readouts: int = 4,
-                  subject_seed: int | None = None, render_oversample: int = 1) -> SimulatedScan:
-    """Simulate one scan (see the module docstring). Field None → random 1.5/3 T from the seed.
-
-    Times in ms, flip in degrees, field in T, SNR in dB (σ = mean brain |x| / 10^(SNR/20)).
-    """
-    import ismrmrd
-
-    from recon_core.masks import make_mask
-
+def _check_scan_args(mask, acs_mode, matrix, n_slices, coils, accel, acs_lines, thickness_mm, fov_mm, snr, field,
+                     oversampling) -> None:
+    """InputError naming the first impossible simulate_scan argument."""
     if mask == "poisson2d":
         raise InputError("mask poisson2d undersamples within the readout, which a 2-D Cartesian scan cannot do "
                          "(every readout is fully sampled); use uniform1d, equispaced1d or gaussian1d, or apply "
@@ -149,38 +138,15 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
         raise InputError(f"field strength: expected 1.5 or 3 (T), got {field}")
     if oversampling not in (1, 2):
         raise InputError(f"readout oversampling: expected 1 or 2, got {oversampling}")
-    pathology = canonical(pathology)
-    M, S, C = int(matrix), int(n_slices), int(coils)
-    seed = int(seed)
-    rng = np.random.default_rng([seed, 0xC0FFEE])
 
-    span = Z_RANGE_MM[1] - Z_RANGE_MM[0]
-    z_mm, _ = slice_positions(S, rng, spacing_mm=min(thickness_mm * 1.25, span / S))
-    subj = make_subject(seed if subject_seed is None else int(subject_seed), field=field, pathology=pathology,
-                        slab_mm=(float(z_mm.min()), float(z_mm.max())))
-    protocol = draw_protocol(contrast, rng, field=subj.field, sequence=sequence, tr=tr, te=te, ti=ti, flip=flip,
-                             t1_csf=float(subj.table.t1[INDEX["csf"]]))
-    slab = render_slab(subj, z_mm, matrix=M, fov_mm=fov_mm, thickness_mm=thickness_mm, oversample=render_oversample)
-    x = image_from_slab(slab, subj, protocol, rng)                       # (S, M, M) complex64, scanner units
-    maps = acqmod.coil_maps(C, M, rng)
-    psi = acqmod.noise_covariance(C, rng)
-    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
 
-    mres = make_mask(mask, (M, M), accel, seed=seed, acs_lines=acs_lines)
-    rows = np.nonzero(mres.mask[:, 0])[0]
-    acs = np.asarray(mres.acs_lines, dtype=int)
-    nos = oversampling * M
-    k_os = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)          # (S, C, M, nos)
-    k_os += acqmod.correlated_noise(k_os.shape, psi, sigma, rng)
-    kspace = acqmod.remove_oversampling(k_os, M)
-    calib = None
-    if acs_mode == "separate":
-        calib = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)[:, :, acs]
-        calib += acqmod.correlated_noise(calib.shape, psi, sigma, rng)
+def _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng) -> list:
+    """The scan as ISMRMRD acquisitions, in scanner order: noise readouts, then per slice the separate
+    calibration lines (if any) and the imaging lines (ACS flagged when embedded); k_os (S, C, M, nos)
+    oversampled k-space. Draws the dwell time, the measurement uid and the noise from `rng`."""
+    import ismrmrd
 
-    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=S, n_coils=C, fov_mm=fov_mm,
-                          thickness_mm=thickness_mm, accel=accel, calibration_mode=acs_mode,
-                          oversampling=oversampling, pathology_labels=subj.labels, seed=seed, acs_lines=len(acs))
+    S, C, _, nos = k_os.shape
     dwell = _bandwidth_dwell_us(protocol, nos, rng)
     acqs = []
     counter = [0]
@@ -227,6 +193,59 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
         acqs[first].set_flag(ismrmrd.ACQ_FIRST_IN_SLICE)
         acqs[-1].set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
     acqs[-1].set_flag(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
+
+    return acqs
+
+
+def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, coils: int = 8,
+                  mask: str = "equispaced1d", accel: float = 4.0, seed: int = 0, field: float | None = None,
+                  pathology: str | None = None, snr: float = 30.0, tr=None, te=None, ti=None, flip=None,
+                  sequence: str | None = None, acs_mode: str = "embedded", acs_lines: int | None = None,
+                  fov_mm: float = 240.0, thickness_mm: float = 4.0, oversampling: int = 2, noise_readouts: int = 4,
+                  subject_seed: int | None = None, render_oversample: int = 1) -> SimulatedScan:
+    """Simulate one scan (see the module docstring). Field None → random 1.5/3 T from the seed.
+
+    Times in ms, flip in degrees, field in T, SNR in dB (σ = mean brain |x| / 10^(SNR/20)).
+    """
+    import ismrmrd
+
+    from recon_core.masks import make_mask
+
+    _check_scan_args(mask, acs_mode, matrix, n_slices, coils, accel, acs_lines, thickness_mm, fov_mm, snr, field,
+                     oversampling)
+    pathology = canonical(pathology)
+    M, S, C = int(matrix), int(n_slices), int(coils)
+    seed = int(seed)
+    rng = np.random.default_rng([seed, 0xC0FFEE])
+
+    span = Z_RANGE_MM[1] - Z_RANGE_MM[0]
+    z_mm, _ = slice_positions(S, rng, spacing_mm=min(thickness_mm * 1.25, span / S))
+    subj = make_subject(seed if subject_seed is None else int(subject_seed), field=field, pathology=pathology,
+                        slab_mm=(float(z_mm.min()), float(z_mm.max())))
+    protocol = draw_protocol(contrast, rng, field=subj.field, sequence=sequence, tr=tr, te=te, ti=ti, flip=flip,
+                             t1_csf=float(subj.table.t1[INDEX["csf"]]))
+    slab = render_slab(subj, z_mm, matrix=M, fov_mm=fov_mm, thickness_mm=thickness_mm, oversample=render_oversample)
+    x = image_from_slab(slab, subj, protocol, rng)                       # (S, M, M) complex64, scanner units
+    maps = acqmod.coil_maps(C, M, rng)
+    psi = acqmod.noise_covariance(C, rng)
+    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
+
+    mres = make_mask(mask, (M, M), accel, seed=seed, acs_lines=acs_lines)
+    rows = np.nonzero(mres.mask[:, 0])[0]
+    acs = np.asarray(mres.acs_lines, dtype=int)
+    nos = oversampling * M
+    k_os = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)          # (S, C, M, nos)
+    k_os += acqmod.correlated_noise(k_os.shape, psi, sigma, rng)
+    kspace = acqmod.remove_oversampling(k_os, M)
+    calib = None
+    if acs_mode == "separate":
+        calib = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)[:, :, acs]
+        calib += acqmod.correlated_noise(calib.shape, psi, sigma, rng)
+
+    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=S, n_coils=C, fov_mm=fov_mm,
+                          thickness_mm=thickness_mm, accel=accel, calibration_mode=acs_mode,
+                          oversampling=oversampling, pathology_labels=subj.labels, seed=seed, acs_lines=len(acs))
+    acqs = _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng)
 
     records = slice_records(header, S, subj.labels)
     return SimulatedScan(header=header, acquisitions=acqs, reference=x, kspace=kspace,
