@@ -65,34 +65,93 @@ def _panel(path, ref, recs, err, std, scores):
     plt.close(fig)
 
 
+def _replay_methods(raw, runs: dict, prior, samples: int, quiet: bool):
+    """Replay `raw` once per ReconParams in `runs` → (images per method (S, ny, nx) in slice order, image
+    groups for images.h5, seconds per method, the conditional run's slice-0 prompt, its std map)."""
+    import time
+
+    import numpy as np
+
+    from gadget.replay import replay
+
+    recs, groups, times, prompt, std = {}, {}, {}, "", None
+    for name, params in runs.items():
+        t0 = time.perf_counter()
+        res = replay(raw, None, params, prior=prior, progress=not quiet)
+        times[name] = time.perf_counter() - t0
+        order = sorted(range(len(res.results)), key=lambda i: res.results[i].key.slice)
+        recs[name] = np.stack([res.results[i].image for i in order])
+        if name == "dds_cond":
+            std = (np.stack([res.results[i].std for i in order]) if samples > 1
+                   else np.zeros(recs[name].shape, np.float32))
+            prompt = res.results[order[0]].prompt
+        groups["images" if name == "dds_cond" else name] = res.images
+        print(f"  {LABELS[name]:<12} {times[name]:6.1f} s")
+    return recs, groups, times, prompt, std
+
+
+def _reference_group(scan) -> list:
+    """The simulator's ground truth as magnitude ISMRMRD images (DataRole Reference), one per slice."""
+    import numpy as np
+
+    from gadget.images import make_image
+    from recon_core.sim.scan import reference_images
+
+    out = []
+    for im in reference_images(scan):
+        out.append(make_image(np.abs(im.data[0, 0]), "magnitude", None, im.field_of_view, im.slice + 1,
+                              {"DataRole": "Reference"}))
+        out[-1].slice = im.slice
+        out[-1].position[:] = im.position
+    return out
+
+
+def _publish(work: str, out: str, names) -> None:
+    """Move the finished files from the private work directory into --out (umask permissions)."""
+    import os
+
+    from gadget.replay import _default_mode
+
+    for name in names:
+        os.chmod(os.path.join(work, name), _default_mode(0o666))
+        os.replace(os.path.join(work, name), os.path.join(out, name))
+
+
+def _check_out(path: str) -> str:
+    import os
+
+    from recon_core.errors import InputError
+
+    out = os.path.abspath(path)
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent):
+        raise InputError(f"--out {path!r}: parent directory {parent!r} does not exist")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {path!r} exists and is not a directory")
+    return out
+
+
 def run(args):
     import json
     import os
+    import shutil
     import tempfile
     import time
 
     import numpy as np
 
-    from recon_core.prior.cache import get_prior
     from gadget.params import ReconParams
-    from gadget.replay import _write_images_h5, replay
-    from recon_core.errors import InputError
-    from recon_core.metrics import psnr, ssim
-    from recon_core.sim import simulate_scan, write_scan
-
+    from gadget.replay import _write_images_h5
     from recon_core.device import set_threads
-
+    from recon_core.metrics import psnr, ssim
+    from recon_core.prior.cache import get_prior
     from recon_core.settings import DDSConfig
+    from recon_core.sim import simulate_scan, write_scan
 
     set_threads(args.threads)
     dds = DDSConfig.from_args(args)
     t_start = time.perf_counter()
-    out = os.path.abspath(args.out)
-    parent = os.path.dirname(out)
-    if not os.path.isdir(parent):
-        raise InputError(f"--out {args.out!r}: parent directory {parent!r} does not exist")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {args.out!r} exists and is not a directory")
+    out = _check_out(args.out)
     # the model first: a missing default model is the most likely problem, say so before any work
     prior = get_prior(args.model, args.device)
     os.makedirs(out, exist_ok=True)
@@ -111,52 +170,23 @@ def run(args):
             "dds_uncond": ReconParams(method="dds", **{**dds.to_meta(), "cfg": 0.0}, **common),
             "dds_cond": ReconParams(method="dds", **dds.to_meta(), send_std=dds.samples > 1, **common),
         }
-        recs, groups, times, prompt = {}, {}, {}, ""
-        for name, params in runs.items():
-            t0 = time.perf_counter()
-            res = replay(raw_tmp, None, params, prior=prior, progress=not args.quiet)
-            times[name] = time.perf_counter() - t0
-            order = sorted(range(len(res.results)), key=lambda i: res.results[i].key.slice)
-            recs[name] = np.stack([res.results[i].image for i in order])
-            if name == "dds_cond":
-                std = (np.stack([res.results[i].std for i in order]) if dds.samples > 1
-                       else np.zeros(recs[name].shape, np.float32))
-                prompt = res.results[order[0]].prompt
-            groups["images" if name == "dds_cond" else name] = res.images
-            print(f"  {LABELS[name]:<12} {times[name]:6.1f} s")
+        recs, groups, times, prompt, std = _replay_methods(raw_tmp, runs, prior, dds.samples, args.quiet)
         ref = scan.reference
         scores = {name: {"psnr": [float(v) for v in np.atleast_1d(psnr(ref, recs[name]))],
                          "ssim": [float(v) for v in np.atleast_1d(ssim(ref, recs[name]))]} for name in METHODS}
         err = np.abs(np.abs(recs["dds_cond"]) - np.abs(ref))
-
-        from gadget.images import make_image
-        from recon_core.sim.scan import reference_images
-
-        ref_imgs = []
-        for im in reference_images(scan):
-            ref_imgs.append(make_image(np.abs(im.data[0, 0]), "magnitude", None, im.field_of_view, im.slice + 1,
-                                       {"DataRole": "Reference"}))
-            ref_imgs[-1].slice = im.slice
-            ref_imgs[-1].position[:] = im.position
-        groups["reference"] = ref_imgs
+        groups["reference"] = _reference_group(scan)
         _write_images_h5(os.path.join(work, "images.h5"), scan.xml, groups)
         _panel(os.path.join(work, "panel.png"), ref, recs, err, std, scores)
         summary = {"convention": "fastmri (magnitude, data_range = max |reference|)", "prompt_slice0": prompt,
                    "model": args.model, "nfe": dds.nfe, "cfg": dds.cfg, "samples": dds.samples,
-                   "sampler": dds.to_meta(),
-                   "seconds": times, "scores": scores,
+                   "sampler": dds.to_meta(), "seconds": times, "scores": scores,
                    "geometry": {"slices": args.slices, "matrix": args.matrix, "coils": args.coils,
                                 "mask": "uniform1d", "accel": args.accel}}
         with open(os.path.join(work, "metrics.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        from gadget.replay import _default_mode
-
-        for name in ("raw.h5", "images.h5", "panel.png", "metrics.json"):
-            os.chmod(os.path.join(work, name), _default_mode(0o666))
-            os.replace(os.path.join(work, name), os.path.join(out, name))
+        _publish(work, out, ("raw.h5", "images.h5", "panel.png", "metrics.json"))
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     print(f"prompt (slice 0): {prompt!r}")
     print(f"{'method':<12} {'PSNR dB':>8} {'SSIM':>7}   (mean over {args.slices} slices; fastMRI convention)")
