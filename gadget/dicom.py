@@ -34,10 +34,58 @@ def _geometry(im):
     return ipp, read, phase, (dy, dx), fov[2]
 
 
+def _header_tags(ds, header) -> None:
+    """Patient name/ID, field strength, TR/TE/TI (ms) and flip angle from the ISMRMRD header, where given."""
+    subj = getattr(header, "subjectInformation", None)
+    if subj is not None:
+        if getattr(subj, "patientName", None):
+            ds.PatientName = str(subj.patientName)
+        if getattr(subj, "patientID", None):
+            ds.PatientID = str(subj.patientID)
+    sys_info = getattr(header, "acquisitionSystemInformation", None)
+    if sys_info is not None and getattr(sys_info, "systemFieldStrength_T", None):
+        ds.MagneticFieldStrength = float(sys_info.systemFieldStrength_T)
+    seq = getattr(header, "sequenceParameters", None)
+    if seq is not None:
+        for name, tag in (("TR", "RepetitionTime"), ("TE", "EchoTime"), ("TI", "InversionTime"),
+                          ("flipAngle_deg", "FlipAngle")):
+            if getattr(seq, name, None):
+                setattr(ds, tag, float(getattr(seq, name)[0]))
+
+
+def _geometry_tags(ds, im) -> None:
+    """Image position/orientation, pixel spacing, thickness and slice location from the ISMRMRD image."""
+    ipp, read, phase, spacing, thick = _geometry(im)
+    ds.ImagePositionPatient = [float(f"{v:.6g}") for v in ipp]
+    ds.ImageOrientationPatient = [float(f"{v:.6g}") for v in np.concatenate([read, phase])]
+    ds.PixelSpacing = [float(f"{v:.6g}") for v in spacing]
+    ds.SliceThickness = float(f"{thick:.6g}")
+    normal = np.cross(read, phase)
+    ds.SliceLocation = float(f"{float(np.dot(np.asarray(im.position, np.float64), normal)):.6g}")
+
+
+def _pixel_tags(ds, im) -> None:
+    """16-bit unsigned pixels spanning the image's range, with the rescale slope/intercept back to floats."""
+    a = np.asarray(im.data[0, 0], dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
+    pix = np.clip(np.round((a - lo) / slope), 0, 65535).astype(np.uint16)
+    ds.Rows, ds.Columns = pix.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = float(f"{lo:.10g}")
+    ds.RescaleSlope = float(f"{slope:.10g}")
+    ds.RescaleType = "US"
+    ds.PixelData = pix.tobytes()
+
+
 def image_to_dicom(im, header=None, series_uids: dict | None = None, study_uid: str | None = None,
                    instance_number: int = 1):
     """One ismrmrd.Image (float32, 1 channel, 2-D) → pydicom FileDataset (MR Image Storage)."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -63,58 +111,16 @@ def image_to_dicom(im, header=None, series_uids: dict | None = None, study_uid: 
     ds.PatientName = "Anonymous"
     ds.PatientID = "contextmri"
     if header is not None:
-        subj = getattr(header, "subjectInformation", None)
-        if subj is not None:
-            if getattr(subj, "patientName", None):
-                ds.PatientName = str(subj.patientName)
-            if getattr(subj, "patientID", None):
-                ds.PatientID = str(subj.patientID)
-        sys_info = getattr(header, "acquisitionSystemInformation", None)
-        if sys_info is not None and getattr(sys_info, "systemFieldStrength_T", None):
-            ds.MagneticFieldStrength = float(sys_info.systemFieldStrength_T)
-        seq = getattr(header, "sequenceParameters", None)
-        if seq is not None:
-            if getattr(seq, "TR", None):
-                ds.RepetitionTime = float(seq.TR[0])
-            if getattr(seq, "TE", None):
-                ds.EchoTime = float(seq.TE[0])
-            if getattr(seq, "TI", None):
-                ds.InversionTime = float(seq.TI[0])
-            if getattr(seq, "flipAngle_deg", None):
-                ds.FlipAngle = float(seq.flipAngle_deg[0])
+        _header_tags(ds, header)
     m = im.meta
-    prompt = str(m.get("prompt", "") or "")
-    method = str(m.get("method", ""))
     ds.SeriesNumber = series
     ds.InstanceNumber = int(instance_number)
-    desc = f"contextmri {method} {_SERIES_NAMES.get(series, '')}".strip()
-    ds.SeriesDescription = desc[:64]
-    ds.ImageComments = (f"prompt: {prompt}; model: {m.get('model', '')}; NFE: {m.get('NFE', '')}; "
+    ds.SeriesDescription = f"contextmri {m.get('method', '')} {_SERIES_NAMES.get(series, '')}".strip()[:64]
+    ds.ImageComments = (f"prompt: {m.get('prompt', '') or ''}; model: {m.get('model', '')}; NFE: {m.get('NFE', '')}; "
                         f"CFG: {m.get('CFG', '')}; seed: {m.get('seed', '')}")[:10240]
     ds.ImageType = ["DERIVED", "PRIMARY", "P" if series == 2 else "M"]
-    ipp, read, phase, spacing, thick = _geometry(im)
-    ds.ImagePositionPatient = [float(f"{v:.6g}") for v in ipp]
-    ds.ImageOrientationPatient = [float(f"{v:.6g}") for v in np.concatenate([read, phase])]
-    ds.PixelSpacing = [float(f"{v:.6g}") for v in spacing]
-    ds.SliceThickness = float(f"{thick:.6g}")
-    normal = np.cross(read, phase)
-    ds.SliceLocation = float(f"{float(np.dot(np.asarray(im.position, np.float64), normal)):.6g}")
-    a = np.asarray(im.data[0, 0], dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
-    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    pix = np.clip(np.round((a - lo) / slope), 0, 65535).astype(np.uint16)
-    ds.Rows, ds.Columns = pix.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = float(f"{lo:.10g}")
-    ds.RescaleSlope = float(f"{slope:.10g}")
-    ds.RescaleType = "US"
-    ds.PixelData = pix.tobytes()
-    del pydicom
+    _geometry_tags(ds, im)
+    _pixel_tags(ds, im)
     return ds
 
 
