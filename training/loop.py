@@ -396,6 +396,65 @@ def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, p
     return float(loss.detach())
 
 
+def _optimiser(prior, tc: dict, dev):
+    """(trainable named parameters, AdamW, EMA of them on `dev`); InputError when nothing is trainable."""
+    from training.ema import make_ema
+
+    named = _trainable(prior)
+    if not named:
+        raise InputError("train: the model has no trainable parameters")
+    params = [p for _, p in named]
+    opt = torch.optim.AdamW(params, lr=tc["lr"], weight_decay=tc["weight_decay"], betas=tuple(tc["betas"]))
+    ema = make_ema(params, tc["ema_decay"], tc["ema_warmup"])
+    ema.to(dev)
+    return named, opt, ema
+
+
+def _restore(state_dir, prior, named, ema, opt, order, world: int, rank: int, gen, nprng):
+    """Resume from `state_dir` (None: a fresh start) → (step, elapsed seconds, log rows, state dict or
+    None); restores weights, EMA, optimiser, data order and this rank's random generators."""
+    if state_dir is None:
+        return 0, 0.0, [], None
+    state, rng_all = _load_state(state_dir, prior, named, ema, opt, order, world)
+    mine = rng_all[rank]
+    gen.set_state(mine["gen"])
+    nprng.bit_generator.state = mine["np"]
+    torch.set_rng_state(mine["torch"])
+    return int(state["step"]), float(state.get("elapsed_s", 0.0)), list(state.get("log_rows") or []), state
+
+
+def _optimizer_step(model, ds, order, seen: list, opt, ema, params, step: int, cc, cfg, tc, nprng, gen, alphas,
+                    n_t, dev, precision, distributed: bool) -> tuple[float, float]:
+    """One optimiser step (grad_accum micro-batches, clip, AdamW, EMA) at the scheduled LR → (loss, lr).
+    The indices of the samples used are appended to `seen`."""
+    lr_now = lr_at(step, tc)
+    for group in opt.param_groups:
+        group["lr"] = lr_now
+    accum = tc["grad_accum"]
+    step_loss = 0.0
+    for micro in range(accum):
+        idx = order.next_batch()
+        seen.extend(idx)
+        sync = (micro == accum - 1) or not distributed
+        step_loss += _micro_step(model, [ds[i] for i in idx], cc, cfg, tc, nprng, gen, alphas, n_t, dev,
+                                 precision, accum, sync) / accum
+    if not math.isfinite(step_loss):
+        raise RuntimeError(f"training diverged: loss {step_loss} at step {step + 1}")
+    if tc["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(params, tc["grad_clip"])
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    ema.step(params)
+    return step_loss, lr_now
+
+
+def _log_row(step: int, epoch: int, mean_loss: float, lr: float, ema, sps: float, elapsed: float) -> dict:
+    """One log.csv row (the loss is the mean over the last log_every steps)."""
+    return {"step": step, "epoch": epoch, "loss": round(mean_loss, 6), "lr": lr,
+            "ema_decay": round(float(ema.cur_decay_value or 0.0), 6), "samples_per_s": round(sps, 3),
+            "elapsed_s": round(elapsed, 1)}
+
+
 def _write_config(out: Path, cfg: dict) -> None:
     import yaml
 
@@ -418,7 +477,6 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     from recon_core.device import resolve_device
     from training.config import load_config
     from training.datasets import build_dataset
-    from training.ema import make_ema
 
     ov = dict(overrides or {})
     ov.update({"train.max_steps": max_steps, "train.device": device, "train.max_minutes": max_minutes})
@@ -438,13 +496,8 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     # model (same initial weights on every rank; DDP also broadcasts rank 0's at wrap time)
     prior, lora = _build_model(cfg, seed)
     prior.to(dev).train()
-    named = _trainable(prior)
-    if not named:
-        raise InputError("train: the model has no trainable parameters")
+    named, opt, ema = _optimiser(prior, tc, dev)
     params = [p for _, p in named]
-    opt = torch.optim.AdamW(params, lr=tc["lr"], weight_decay=tc["weight_decay"], betas=tuple(tc["betas"]))
-    ema = make_ema(params, tc["ema_decay"], tc["ema_warmup"])
-    ema.to(dev)
 
     ds = dataset if dataset is not None else build_dataset(cfg["data"], prior.resolution, progress and rank == 0)
     order = _Order(len(ds), tc["batch_size"], rank, world, seed)
@@ -455,15 +508,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * rank + 1)
     nprng = np.random.default_rng([seed, rank, 17])
     torch.manual_seed(seed + rank)
-    step, elapsed0, log_rows, state = 0, 0.0, [], None
-    if state_dir is not None:
-        state, rng_all = _load_state(state_dir, prior, named, ema, opt, order, world)
-        step, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
-        log_rows = list(state.get("log_rows") or [])
-        mine = rng_all[rank]
-        gen.set_state(mine["gen"])
-        nprng.bit_generator.state = mine["np"]
-        torch.set_rng_state(mine["torch"])
+    step, elapsed0, log_rows, state = _restore(state_dir, prior, named, ema, opt, order, world, rank, gen, nprng)
     total = int(tc["max_steps"])
     prec = _training_precision(tc, prior, ds, dev, state, (lambda m: print(m, flush=True)) if rank == 0 else None)
     precision, prec_meta = prec.precision, prec.to_meta()
@@ -499,23 +544,8 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     try:
         while step < total:
             t0 = time.time()
-            lr_now = lr_at(step, tc)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
-            step_loss = 0.0
-            for micro in range(accum):
-                idx = order.next_batch()
-                seen.extend(idx)
-                sync = (micro == accum - 1) or not dist.enabled
-                step_loss += _micro_step(model, [ds[i] for i in idx], cc, cfg, tc, nprng, gen, alphas, n_t, dev,
-                                         precision, accum, sync) / accum
-            if not math.isfinite(step_loss):
-                raise RuntimeError(f"training diverged: loss {step_loss} at step {step + 1}")
-            if tc["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(params, tc["grad_clip"])
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema.step(params)
+            step_loss, lr_now = _optimizer_step(model, ds, order, seen, opt, ema, params, step, cc, cfg, tc,
+                                                nprng, gen, alphas, n_t, dev, precision, dist.enabled)
             step += 1
             steps_this_run += 1
             losses.append(step_loss)
@@ -527,12 +557,9 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4f}", samples_s=f"{sps:.1f}")
             if step % tc["log_every"] == 0 or step == total:
-                mean_loss = dist.mean(float(np.mean(interval)))
+                log_rows.append(_log_row(step, order.epoch, dist.mean(float(np.mean(interval))), lr_now, ema, sps,
+                                         elapsed0 + time.time() - t_start))
                 interval = []
-                log_rows.append({"step": step, "epoch": order.epoch, "loss": round(mean_loss, 6), "lr": lr_now,
-                                 "ema_decay": round(float(ema.cur_decay_value or 0.0), 6),
-                                 "samples_per_s": round(sps, 3),
-                                 "elapsed_s": round(elapsed0 + time.time() - t_start, 1)})
             halt = stop.reason is not None or (deadline is not None and time.time() > deadline)
             if dist.any(halt):
                 reason = stop.reason or "max_minutes"
