@@ -21,7 +21,7 @@ from recon_core.errors import InputError
 CLIENT_PARAMS = frozenset({
     "method", "cfg", "nfe", "eta", "gamma", "cg_iters", "final_cg_iters", "warm_start", "warm_init", "samples",
     "seed", "anatomy", "contrast", "pathology", "send_magnitude", "send_phase", "send_std", "send_zerofilled",
-    "max_matrix", "model"})
+    "max_matrix", "model", "image_format", "bits_stored"})
 COST_CEILINGS = {"nfe": 200, "samples": 8, "cg_iters": 20, "final_cg_iters": 50}
 
 

@@ -66,7 +66,9 @@ def _geometry_tags(ds, im) -> None:
 
 def _pixel_tags(ds, im) -> None:
     """16-bit unsigned pixels spanning the image's range, with the rescale slope/intercept back to floats."""
-    a = np.asarray(im.data[0, 0], dtype=np.float64)
+    from gadget.images import to_float
+
+    a = np.asarray(to_float(im), dtype=np.float64)
     lo, hi = float(a.min()), float(a.max())
     slope = (hi - lo) / 65535.0 if hi > lo else 1.0
     pix = np.clip(np.round((a - lo) / slope), 0, 65535).astype(np.uint16)

@@ -198,6 +198,11 @@ def _read_preamble(reader: MessageReader, res: SessionResult):
     return header, text_params, pending
 
 
+#: the reference server's reserved config names: consume the stream and return no images ("savedataonly"
+#: also saves it, as --save-raw does)
+RESERVED_CONFIGS = {"null": "null", "savedataonly": "savedataonly"}
+
+
 def _session_params(defaults, text_params, policy, res: SessionResult, peer: str):
     """The session's ReconParams: the operator's defaults merged with the client's TEXT parameters as the
     policy allows (InputError naming a refused parameter)."""
@@ -319,6 +324,20 @@ def handle_session(rfile: BinaryIO, wfile: BinaryIO | None, *, defaults: dict | 
 
     try:
         header, text_params, pending = _read_preamble(reader, res)
+        reserved = RESERVED_CONFIGS.get((res.config or "").strip().lower())
+        if reserved == "savedataonly" and save_raw is None:
+            raise InputError("config 'savedataonly' needs a server started with --save-raw DIR")
+        if reserved is not None:  # consume (and save) the stream, send no images
+            if reserved == "savedataonly":
+                raw = RawWriter(save_raw, _stem(peer, counter))
+                raw.header(header)
+            for _ in _acquisitions(reader, pending, res, raw, state, peer):
+                pass
+            if raw is not None:
+                res.raw_file, raw = raw.finish(complete=True), None
+            if writer is not None:
+                writer.close()
+            return res
         params = _session_params(defaults, text_params, policy, res, peer)
         if save_raw is not None:
             raw = RawWriter(save_raw, _stem(peer, counter))

@@ -17,6 +17,7 @@ from recon_core.errors import InputError
 from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
 METHODS = ("dds", "sense", "l1wavelet", "tv", "zerofilled")
+IMAGE_FORMATS = ("uint16", "float", "complex")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
 
 
@@ -26,7 +27,8 @@ class ReconParams(DDSConfig):
 
     model: "default" or a directory holding a saved prior; method: dds|sense|l1wavelet|tv|zerofilled;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
-    [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis).
+    [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis);
+    image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).
     """
 
     model: str = _f("default", "str", "prior: 'default' (shipped model) or a directory holding a saved prior")
@@ -41,6 +43,10 @@ class ReconParams(DDSConfig):
     send_std: bool = _f(False, "bool", "send the posterior std series (samples > 1)")
     send_zerofilled: bool = _f(False, "bool", "send a zero-filled series")
     max_matrix: int = _f(512, "int", "refuse matrices larger than this (either axis)", lo=1, hi=1 << 20)
+    image_format: str = _f("uint16", "str", "pixels sent: uint16 (scaled to bits_stored, the scanner's own "
+                           "convention; the float scale in meta), float (scanner units) or complex (magnitude "
+                           "series as complex)", choices=IMAGE_FORMATS)
+    bits_stored: int = _f(12, "int", "stored bits of uint16 images (full scale = 2^bits - 1)", lo=8, hi=16)
     extra: dict = field(default_factory=dict)  # unknown keys, kept for logging
 
     def validate(self) -> "ReconParams":

@@ -181,7 +181,8 @@ class StreamProcessor:
         series_index = self._next_index(sd.key)
         imgs = slice_images(res.image, res.head, self.geom.fov_mm, series_index, meta, std=res.std,
                             zerofilled=res.zerofilled, send_magnitude=p.send_magnitude, send_phase=p.send_phase,
-                            send_std=p.send_std, send_zerofilled=p.send_zerofilled)
+                            send_std=p.send_std, send_zerofilled=p.send_zerofilled, fmt=p.image_format,
+                            bits=p.bits_stored)
         if self.on_slice is not None:
             self.on_slice(res)
         return imgs
@@ -205,7 +206,6 @@ class StreamProcessor:
             "coil_maps": str(res.calibration.get("maps", "espirit")),
             **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
-            "ImageComment": f"contextmri {p.method}",
         }
         if p.method == "dds":
             meta.update({"NFE": p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,

@@ -128,7 +128,7 @@ def test_acquisition_target_socketpair_images_and_passthrough():
     assert replies.closed and replies.error is None
     assert len(replies.images) == 2                       # one magnitude image per slice
     img = replies.images[0]
-    assert img.data.dtype == np.float32 and img.data.shape[-2:] == (32, 32)
+    assert img.data.dtype == np.uint16 and img.data.shape[-2:] == (32, 32)     # the scanner's own convention
     assert _corr(img.data[0, 0], _truth_image(full)) > 0.9
     # the waveform is not ours: it came back unchanged
     wavs = [i for i in replies.items if isinstance(i, ismrmrd.Waveform)]
@@ -140,7 +140,12 @@ def test_acquisition_target_extra_series_from_properties():
     config = chain_config(method="sense", send_phase="true", send_zerofilled="true", anatomy="")
     replies = _run_target_on_socketpair(gg.recon_acquisitions, config, header, acqs)
     assert len(replies.images) == 3
-    assert {i.image_series_index for i in replies.images} and all(i.data.dtype == np.float32 for i in replies.images)
+    assert sorted(i.image_series_index for i in replies.images) == [1, 2, 4]      # distinct series
+    assert all(i.data.dtype == np.uint16 for i in replies.images)
+    # float on request (chain property), e.g. for quantitative post-processing
+    floats = _run_target_on_socketpair(gg.recon_acquisitions, chain_config(method="sense", image_format="float"),
+                                       header, acqs)
+    assert all(i.data.dtype == np.float32 for i in floats.images)
 
 
 def test_bad_input_is_logged_and_connection_closes_cleanly(caplog):

@@ -4,6 +4,8 @@ import json
 
 import ismrmrd
 import numpy as np
+
+from gadget.images import to_float
 import pytest
 
 from recon_core.raw import Assembler, EncodingGeometry
@@ -27,8 +29,8 @@ def _run(acqs, method="sense", enc_nx=None, **kw):
     params = ReconParams(method=method, device="cpu", send_zerofilled=True, **kw)
     proc = StreamProcessor(make_header(NX, NY, S, enc_nx=enc_nx, n_coils=C), params)
     imgs = list(proc.process(acqs))
-    mag = {im.slice: im.data[0, 0] for im in imgs if im.image_series_index == 1}
-    zf = {im.slice: im.data[0, 0] for im in imgs if im.image_series_index == 4}
+    mag = {im.slice: to_float(im) for im in imgs if im.image_series_index == 1}   # as the scanner gets them
+    zf = {im.slice: to_float(im) for im in imgs if im.image_series_index == 4}
     return imgs, mag, zf
 
 
@@ -141,8 +143,14 @@ def test_headers_and_meta(scan):
                                               ismrmrd.IMTYPE_MAGNITUDE] * S
     for im in imgs:
         s = im.slice
-        assert im.data.dtype == np.float32 and im.data.shape == (1, 1, NY, NX)
-        assert im.data_type == ismrmrd.DATATYPE_FLOAT
+        assert im.data.dtype == np.uint16 and im.data.shape == (1, 1, NY, NX)      # the scanner's convention
+        assert im.data_type == ismrmrd.DATATYPE_USHORT and int(im.data.max()) <= 4095
+        wc, ww = int(im.meta["WindowCenter"]), int(im.meta["WindowWidth"])
+        assert 0 <= wc <= 4095 and ww >= 1 and im.meta["BitsStored"] == "12"
+        assert im.meta["ImageProcessingHistory"][0] == "CONTEXTMRI" and im.meta["Keep_image_geometry"] == "1"
+        assert im.meta["ImageProcessingHistory"][1] == "ZEROFILLED"
+        assert im.meta["SequenceDescriptionAdditional"].startswith("CTXMRI_")
+        assert "NFE=" in im.meta["ImageComments"] and "seed=11" in im.meta["ImageComments"]
         assert tuple(im.matrix_size) == (NX, NY, 1)
         assert tuple(im.field_of_view) == pytest.approx((230.0, 200.0, 4.0))
         assert tuple(im.position) == pytest.approx(positions[s])
@@ -158,8 +166,9 @@ def test_headers_and_meta(scan):
         assert rec["contrast"] == "T2" and rec["tr"] == 4000.0
         assert m["prompt"].startswith(f"knee, Slice {s}, T2, Pathology: edema")
         assert m["seed"] == "11"
-    phase = [im.data[0, 0] for im in imgs if im.image_series_index == 2]
+    phase = [to_float(im) for im in imgs if im.image_series_index == 2]
     assert all(np.abs(p).max() <= np.pi + 1e-5 for p in phase)
+    assert {im.meta["DataRole"] for im in imgs} == {"Image", "Phase", "ZeroFilled"}
     # serialisation round trip keeps header and meta
     back = ismrmrd.Image.from_bytes(imgs[0].to_bytes())
     assert back.meta["prompt"] == imgs[0].meta["prompt"] and back.image_series_index == 1

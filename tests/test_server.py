@@ -76,7 +76,8 @@ def _good_client(server, scan, expected):
 def test_session_in_process(scan, expected):
     header, _, full = scan
     img = expected[0]
-    assert img.data.dtype == np.float32 and img.data.shape[-2:] == (32, 32)
+    assert img.data.dtype == np.uint16 and img.data.shape[-2:] == (32, 32)    # OpenRecon/FIRE convention
+    assert img.meta["DataRole"] == "Image" and int(img.meta["WindowWidth"]) >= 1
     assert img.slice == 0 and expected[1].slice == 1
 
 
