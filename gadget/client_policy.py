@@ -32,7 +32,7 @@ def _norm(key) -> str:
 @dataclass(frozen=True)
 class ClientPolicy:
     allowed: frozenset = CLIENT_PARAMS
-    methods: tuple = ("dds", "sense", "l1wavelet", "tv", "zerofilled")
+    methods: tuple = ("dds", "sense", "grappa", "l1wavelet", "tv", "zerofilled")
     ceilings: dict = field(default_factory=lambda: dict(COST_CEILINGS))
     models: tuple = ()
 

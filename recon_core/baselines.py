@@ -6,6 +6,8 @@ units (numpy in → numpy out, torch in → torch out).
 
 - zerofilled: Aᴴy (SENSE-combined zero-filled image).
 - sense:      CG on (AᴴA + λI)x = Aᴴy (λ default 0, 30 iterations; early stopping regularises).
+- grappa:     `recon_core.grappa` (pygrappa kernels 5×7 from the ACS block, λ = the kernel fit's relative
+              Tikhonov weight, default 0.1), coil images combined with the same maps.
 - l1wavelet:  sigpy.mri.app.L1WaveletRecon (db4), λ default 5e-4, 100 iterations.
 - tv:         sigpy.mri.app.TotalVariationRecon, λ default 5e-3, 100 iterations.
 - bart-w / bart-tv: `bart pics` l1-wavelet / TV with the same maps (recon_core.bart; needs the `bart`
@@ -25,9 +27,9 @@ from .mvue import percentile_scale
 from .operators import SenseOp
 from .validate import as_tensor, check_ndim
 
-METHODS = ("zerofilled", "sense", "l1wavelet", "tv", "bart-w", "bart-tv")
+METHODS = ("zerofilled", "sense", "grappa", "l1wavelet", "tv", "bart-w", "bart-tv")
 BART_METHODS = ("bart-w", "bart-tv")
-DEFAULT_LAMBDA = {"sense": 0.0, "l1wavelet": 5e-4, "tv": 5e-3, "bart-w": 3e-3, "bart-tv": 3e-3}
+DEFAULT_LAMBDA = {"grappa": 0.1, "sense": 0.0, "l1wavelet": 5e-4, "tv": 5e-3, "bart-w": 3e-3, "bart-tv": 3e-3}
 DEFAULT_ITERS = {"sense": 30, "l1wavelet": 100, "tv": 100, "bart-w": 100, "bart-tv": 100}
 
 
@@ -57,6 +59,8 @@ def reconstruct(method: str, ksp, maps, mask, lamda: float | None = None, n_iter
             k, s = k[None], s[None]
         out = bart.pics(k, s, mk, method, lamda=lamda, n_iter=n_iter or DEFAULT_ITERS[method])
         return out if was_numpy else torch.from_numpy(out)
+    if method == "grappa":
+        return _grappa(ksp, maps, mask, DEFAULT_LAMBDA["grappa"] if lamda is None else float(lamda), was_numpy)
     op, y = prepare(ksp, maps, mask, device=device)
     lam = DEFAULT_LAMBDA.get(method, 0.0) if lamda is None else float(lamda)
     its = DEFAULT_ITERS.get(method, 0) if n_iter is None else int(n_iter)
@@ -75,6 +79,19 @@ def reconstruct(method: str, ksp, maps, mask, lamda: float | None = None, n_iter
         out = out * scale[:, None, None].to(out.real.dtype)
     out = out.to(torch.complex64)
     return out.cpu().numpy() if was_numpy else out
+
+
+def _grappa(ksp, maps, mask, lam, was_numpy):
+    from .grappa import grappa_image
+
+    k = ksp.cpu().numpy() if isinstance(ksp, torch.Tensor) else np.asarray(ksp)
+    s = maps.cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
+    mk = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if k.ndim != 4 or s.shape != k.shape:
+        raise InputError(f"k-space (B, C, ny, nx) and maps of the same shape expected, got {k.shape} and {s.shape}")
+    masks = np.broadcast_to(mk.astype(bool), (k.shape[0],) + k.shape[-2:])
+    out = np.stack([grappa_image(k[b], s[b], masks[b], lamda=lam) for b in range(k.shape[0])])
+    return out if was_numpy else torch.from_numpy(out)
 
 
 def _sigpy_recon(method, y, op, lam, its, show_pbar):

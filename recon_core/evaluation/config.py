@@ -10,9 +10,9 @@ from ..settings import DDSConfig
 
 DEFAULT_MASKS = ("uniform1d:4", "uniform1d:8", "poisson2d:8", "poisson2d:15")
 DEFAULT_CFG = (0.0, 1.0, 2.0, 3.0)
-BASELINES = ("zerofilled", "sense", "l1wavelet", "tv", "bart-w", "bart-tv")
+BASELINES = ("zerofilled", "sense", "grappa", "l1wavelet", "tv", "bart-w", "bart-tv")
 BART_BASELINES = ("bart-w", "bart-tv")
-CLASSICAL_CS = ("l1wavelet", "tv", "bart-w", "bart-tv")   # "best classical" = max over these
+CLASSICAL_CS = ("grappa", "l1wavelet", "tv", "bart-w", "bart-tv")   # "best classical" = max over these
 _GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 LAMBDA_GRID = {"l1wavelet": _GRID, "tv": _GRID, "bart-w": _GRID, "bart-tv": _GRID}
 METRICS = ("psnr", "ssim", "nmse")

@@ -39,7 +39,7 @@ def _psnr_vs_cfg(ev, cells: list) -> None:
     cfgs = [float(w) for w in ev.c.cfg]
     n = len(cells)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
-    colors = {"zerofilled": "0.6", "sense": "tab:green", "l1wavelet": "tab:red", "tv": "tab:purple",
+    colors = {"zerofilled": "0.6", "sense": "tab:green", "grappa": "tab:olive", "l1wavelet": "tab:red", "tv": "tab:purple",
               "bart-w": "tab:orange", "bart-tv": "tab:brown"}
     for ax, cell in zip(axes[0], cells):
         m = cell["methods"]
@@ -73,7 +73,7 @@ def _example_images(ev, cell, p: int):
     if "zerofilled" in imgs and key in imgs["zerofilled"]:
         panels.append(("zero-filled", np.abs(imgs["zerofilled"][key])))
     if best_cs:
-        panels.append((f"best CS ({_method_label(best_cs)})", np.abs(imgs[best_cs][key])))
+        panels.append((f"best classical ({_method_label(best_cs)})", np.abs(imgs[best_cs][key])))
     if "dds_w0" in imgs and key in imgs["dds_w0"]:
         panels.append(("DDS uncond (w = 0)", np.abs(imgs["dds_w0"][key])))
     cond = imgs.get(f"dds_w{w_ex:g}", {}).get(key) if w_ex is not None else None

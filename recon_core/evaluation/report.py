@@ -21,7 +21,7 @@ def _fmt(e, metric):
 
 
 def _method_label(name):
-    labels = {"zerofilled": "Zero-filled", "sense": "SENSE (CG)", "l1wavelet": "L1-wavelet (sigpy)", "tv": "TV (sigpy)",
+    labels = {"zerofilled": "Zero-filled", "sense": "SENSE (CG)", "grappa": "GRAPPA (pygrappa)", "l1wavelet": "L1-wavelet (sigpy)", "tv": "TV (sigpy)",
               "bart-w": "BART pics L1-wavelet", "bart-tv": "BART pics TV", "dds_oracle_maps": "DDS, oracle maps"}
     if name in labels:
         return labels[name]
