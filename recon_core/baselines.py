@@ -6,7 +6,7 @@ units (numpy in → numpy out, torch in → torch out).
 
 - zerofilled: Aᴴy (SENSE-combined zero-filled image).
 - sense:      CG on (AᴴA + λI)x = Aᴴy (λ default 0, 30 iterations; early stopping regularises).
-- grappa:     `recon_core.grappa` (pygrappa kernels 5×7 from the ACS block, λ = the kernel fit's relative
+- grappa:     `recon_core.grappa` (pygrappa kernels 7×9 from the ACS block, λ = the kernel fit's relative
               Tikhonov weight, default 0.1), coil images combined with the same maps.
 - l1wavelet:  sigpy.mri.app.L1WaveletRecon (db4), λ default 5e-4, 100 iterations.
 - tv:         sigpy.mri.app.TotalVariationRecon, λ default 5e-3, 100 iterations.
