@@ -67,8 +67,9 @@ class Worker:
         self._priors = PriorCache(loader=prior_loader, log=lambda m: log.info("worker %d %s", index, m))
 
     def prior_for(self, params):
-        """The prior `params` needs (None unless method == 'dds'); loaded on first use by this worker."""
-        if params.method != "dds":
+        """The prior `params` needs (None unless a diffusion method: dds, scoremri); loaded on first use by
+        this worker."""
+        if params.method not in ("dds", "scoremri"):
             return None
         return self._priors.get(params.model, params.device)
 

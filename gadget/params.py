@@ -16,7 +16,7 @@ from typing import Mapping
 from recon_core.errors import InputError
 from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
-METHODS = ("dds", "sense", "grappa", "l1wavelet", "tv", "zerofilled")
+METHODS = ("dds", "scoremri", "sense", "grappa", "l1wavelet", "tv", "zerofilled")
 IMAGE_FORMATS = ("uint16", "float", "complex")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
 
@@ -25,7 +25,7 @@ DEVICES_HINT = "auto, cpu or cuda[:N]"
 class ReconParams(DDSConfig):
     """DDSConfig + front-door parameters.
 
-    model: "default" or a directory holding a saved prior; method: dds|sense|grappa|l1wavelet|tv|zerofilled;
+    model: "default" or a directory holding a saved prior; method: dds|scoremri|sense|grappa|l1wavelet|tv|zerofilled;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
     [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis);
     image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).

@@ -33,6 +33,7 @@ from recon_core.raw.noise import unwhitened_intensity
 from .images import slice_images
 
 log = logging.getLogger("contextmri.processor")
+DIFFUSION_METHODS = ("dds", "scoremri")   # the methods that use the prior
 COVERAGE_WARN = 0.97   # calibration coverage below this is reported (log + image meta)
 from .params import ReconParams
 
@@ -103,7 +104,7 @@ class StreamProcessor:
         return self._prior
 
     def model_name(self) -> str:
-        if self.params.method != "dds":
+        if self.params.method not in DIFFUSION_METHODS:
             return "none"
         if self._prior_given:
             manifest = getattr(self._prior, "manifest", None) or {}
@@ -207,8 +208,8 @@ class StreamProcessor:
             **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
         }
-        if p.method == "dds":
-            meta.update({"NFE": p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
+        if p.method in DIFFUSION_METHODS:
+            meta.update({"NFE": p.nfe if p.method == "dds" else p.scoremri_nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
                          "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
                          "conditioning": "unconditional" if p.cfg == 0 else "conditional",
                          "sampler": json.dumps(p.sampler().to_meta(), sort_keys=True)})
@@ -257,12 +258,14 @@ class StreamProcessor:
         prompt = build_prompt(record)
         ksp = sd.kspace[None]
         std = precision = None
-        if p.method == "dds":
+        if p.method in DIFFUSION_METHODS:
             from recon_core.dds import dds_reconstruct
+            from recon_core.scoremri import scoremri_reconstruct
 
             self._check_prior_domain(sd.kspace.shape[-2:], record)
-            out = dds_reconstruct(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
-                                  config=p.sampler(), device=p.device)
+            sampler = dds_reconstruct if p.method == "dds" else scoremri_reconstruct
+            out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
+                          config=p.sampler(), device=p.device, progress=p.method == "scoremri" or None)
             precision = out.timings.get("precision")
             image = np.asarray(out.image)[0]
             if out.std is not None:

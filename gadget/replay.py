@@ -270,7 +270,7 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
     with RawFile(raw_path) as raw:
         proc = StreamProcessor(raw.header_xml, params, prior=prior)
         keys = proc.check(raw.acquisitions())           # pass 1: validate, count slices
-        if params.method == "dds":
+        if params.method in ("dds", "scoremri"):
             _ = proc.prior                              # load (or fail on a missing model) before pass 2
         bar = tqdm(total=len(keys), desc=f"replay {params.method}", unit="slice", disable=not progress,
                    leave=False)

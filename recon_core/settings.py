@@ -21,6 +21,7 @@ from .errors import InputError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled")
+SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
@@ -55,6 +56,18 @@ class DDSConfig:
                     choices=SCALE_METHODS)
     clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",
                                lo=0.0, hi=1e3, lo_open=True, optional=True)
+    # Score-MRI's predictor-corrector sampler (recon_core/scoremri.py) on the same prior
+    scoremri_nfe: int = _f(500, "int", "Score-MRI network evaluations (predictor + corrector steps)", lo=1,
+                           hi=20000)
+    pc_snr: float = _f(0.16, "float", "Score-MRI Langevin corrector signal-to-noise ratio r", lo=0.0, hi=10.0,
+                       lo_open=True)
+    pc_corrector: int = _f(1, "int", "Score-MRI corrector steps per predictor step", lo=0, hi=10)
+    scoremri_variant: str = _f("sense", "str", "Score-MRI data consistency: sense (coil-combined, CG like DDS), "
+                               "ssos (per-coil, root-sum-of-squares), hybrid (per-coil + SENSE every m steps)",
+                               choices=SCOREMRI_VARIANTS)
+    hybrid_every: int = _f(5, "int", "Score-MRI hybrid: SENSE consistency every m steps", lo=1, hi=1000)
+    hybrid_lambda: float = _f(1.0, "float", "Score-MRI hybrid: initial SENSE step λ (decreases linearly to 0)",
+                              lo=0.0, hi=10.0)
 
     def __post_init__(self):
         self.validate()

@@ -9,7 +9,7 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="IMAGES.h5",
                         help="output ISMRMRD images file (/dataset/images)")
     parser.add_argument("--model", default="default", help="'default' (shipped model) or a saved prior directory")
-    parser.add_argument("--method", default="dds", choices=["dds", "sense", "grappa", "l1wavelet", "tv", "zerofilled"])
+    parser.add_argument("--method", default="dds", choices=["dds", "scoremri", "sense", "grappa", "l1wavelet", "tv", "zerofilled"])
     from recon_core.settings import DDSConfig
 
     DDSConfig.add_arguments(parser)

@@ -10,7 +10,7 @@ def add_arguments(parser):
                              "no authentication)")
     parser.add_argument("--port", type=int, default=9002, help="TCP port (default 9002)")
     parser.add_argument("--model", default=None, help="prior: 'default' or a saved model directory")
-    parser.add_argument("--method", default=None, help="dds|sense|grappa|l1wavelet|tv|zerofilled (default dds)")
+    parser.add_argument("--method", default=None, help="dds|scoremri|sense|grappa|l1wavelet|tv|zerofilled (default dds)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda (default auto)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any reconstruction parameter (repeatable): the operator's value; clients may override only the "

@@ -1,0 +1,189 @@
+"""Score-MRI's predictor-corrector sampler (Chung & Ye, MedIA 2022) on our ε-prior.
+
+Score from ε (VP / DDPM schedule, ᾱ_t = Π(1 − β)): x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, so
+    ∇ log p_t(x_t) = −ε̂(x_t, t) / √(1 − ᾱ_t)                          (Tweedie / denoising score matching)
+with classifier-free guidance on ε̂ as in DDS (`recon_core.prior.ddim.guided_eps`).
+
+Discretisation: N = ⌊scoremri_nfe / (1 + pc_corrector)⌋ predictor steps on a uniform grid t_0 = T−1 > … >
+t_{N−1} ≥ 0 (next level ᾱ' = ᾱ_{t_{i+1}}, 1 after the last). Between two levels the effective
+β = 1 − ᾱ_t / ᾱ'.
+- Predictor (reverse diffusion, Euler–Maruyama of the reverse VP SDE):
+      x ← (x + β s(x, t)) / √(1 − β) + √β z          (no noise on the last step)
+- Corrector (Langevin, `pc_corrector` steps at the new level, signal-to-noise ratio r = `pc_snr`):
+      ε_L = 2 (1 − β) (r ‖z‖ / ‖s‖)²,  x ← x + ε_L s + √(2 ε_L) z
+- Data consistency after every predictor and corrector step. The iterate lives at noise level ᾱ, so it
+  is made consistent with √ᾱ y (the measured k-space scaled like the signal in x_t):
+  * "sense" (default; with C = 1 this is the single-coil case): (I + γAᴴA)x = x + γ√ᾱ Aᴴy by `cg_iters`
+    CG steps, A the SENSE operator with the coil maps — the same solver and γ as DDS;
+  * "ssos": every coil image is sampled as its own image (normalised by its own scale), made consistent
+    in its own k-space by replacement (x_c ← F⁻¹[(1−M) F x_c + M √ᾱ y_c]); the result is the
+    root-sum-of-squares of the coil images (a magnitude image, like Score-MRI's SSOS);
+  * "hybrid": as "ssos", plus every `hybrid_every` steps a SENSE gradient step on the coil-combined image
+    x = Σ S_c* x_c, x ← x + λ_i Aᴴ(√ᾱ y − A x), then x_c = S_c x; λ_i decreases linearly from
+    `hybrid_lambda` to 0 over the run.
+Our prior models the complex image as two channels (real, imaginary) jointly, which is what Score-MRI's
+separate real/imaginary passes achieve with a real-valued network.
+
+K posterior samples (seed + k per sample, as DDS) → complex mean and std; the result is a `DDSResult`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .settings import DDSConfig
+
+
+def pc_grid(T: int, nfe: int, corrector: int) -> list[int]:
+    """Descending predictor timesteps: ⌊nfe / (1 + corrector)⌋ (≥ 1) on a uniform grid from T − 1 to 0."""
+    n = max(int(nfe) // (1 + int(corrector)), 1)
+    ts = np.unique(np.round(np.linspace(T - 1, 0, n)).astype(int))[::-1]
+    return [int(t) for t in ts]
+
+
+def score_from_eps(eps: torch.Tensor, a_t: float) -> torch.Tensor:
+    """∇ log p_t = −ε̂ / √(1 − ᾱ_t) (VP schedule)."""
+    return -eps / float(np.sqrt(max(1.0 - a_t, 1e-12)))
+
+
+def predictor_step(x, score, beta: float, z=None):
+    """Reverse-diffusion predictor between two levels with effective β."""
+    x = (x + beta * score) / float(np.sqrt(1.0 - beta))
+    return x if z is None else x + float(np.sqrt(beta)) * z
+
+
+def corrector_step(x, score, z, snr: float, alpha: float):
+    """Langevin corrector: step 2α(r‖z‖/‖s‖)² per image (norms over all but the batch axis)."""
+    dims = tuple(range(1, x.ndim))
+    zn = z.flatten(1).norm(dim=1)
+    sn = score.flatten(1).norm(dim=1).clamp_min(1e-12)
+    step = (2 * alpha * (snr * zn / sn) ** 2).view(-1, *([1] * len(dims)))
+    return x + step * score + torch.sqrt(2 * step) * z
+
+
+def _c(x):   # (N, 2, H, W) real → (N, H, W) complex
+    return torch.complex(x[:, 0], x[:, 1])
+
+
+def _r(x):   # (N, H, W) complex → (N, 2, H, W) real
+    return torch.stack([x.real, x.imag], dim=1).float()
+
+
+@torch.no_grad()
+def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | None = None, device="auto",
+                         scale=None, progress=None, **settings):
+    """Score-MRI reconstruction; inputs, outputs and settings as `recon_core.dds.dds_reconstruct`
+    (settings used: scoremri_nfe, pc_snr, pc_corrector, scoremri_variant, hybrid_every, hybrid_lambda,
+    cfg, gamma, cg_iters, samples, seed, precision, scale)."""
+    from .cg import data_consistency
+    from .dds import DDSResult, _check_inputs, _prepare, _prior_device, _progress_fn
+    from .device import autocast, resolve_device
+    from .fft import fft2c, ifft2c
+    from .precision import choose_inference_precision
+    from .prior.ddim import guided_eps, make_guidance
+
+    t_start = time.perf_counter()
+    for k in settings:
+        if k not in DDSConfig.sampler_fields():
+            raise TypeError(f"scoremri_reconstruct() got an unexpected keyword argument {k!r}")
+    c = (config.sampler() if config is not None else DDSConfig()).replace(warm_start=None, **settings)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records)
+    pb = _prepare(ksp, maps, mask, c, scale, dev)
+    B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
+    C = int(maps.shape[1])
+    if _prior_device(prior) != dev:
+        prior.to(dev)
+    per_coil = c.scoremri_variant in ("ssos", "hybrid")
+    maps_k = pb.maps.repeat(K, 1, 1, 1)                                   # (K·B, C, ny, nx)
+    y_n = pb.y                                                            # (K·B, C, ny, nx) normalised
+    if per_coil:
+        # each coil image normalised by its own scale: the 99th percentile of the coil image of SENSE-10
+        from .cg import sense_solve
+        from .mvue import percentile_scale
+
+        est = sense_solve(pb.op, y_n, n_iter=10)                          # (K·B, ny, nx)
+        coil_est = maps_k * est[:, None]
+        cs = percentile_scale(coil_est.reshape(K * B * C, ny, nx)).clamp_min(1e-8).view(K * B, C, 1, 1)
+        recs = None if records is None else [r for r in records for _ in range(C)]
+        guid = make_guidance(prior, recs, c.cfg, B * C, n_repeat=K, device=dev)
+    else:
+        cs = None
+        guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
+    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
+    acp = prior.scheduler.alphas_cumprod.double()
+    T = int(acp.shape[0])
+    ts = pc_grid(T, c.scoremri_nfe, c.pc_corrector)
+    gens = [torch.Generator(device="cpu").manual_seed(int(c.seed) + k) for k in range(K) for _ in range(B)]
+    per = C if per_coil else 1
+
+    def noise():
+        return torch.cat([torch.randn((per, 2, ny, nx), generator=g) for g in gens]).to(dev)
+
+    mk = pb.op.mask if pb.op.mask.shape[0] == K * B else pb.op.mask.expand(K * B, -1, -1, -1)
+
+    def dc(x, a: float, i: int):
+        if not per_coil:
+            return _r(data_consistency(pb.op, _c(x), None, c.gamma, c.cg_iters, AHy=pb.AHy * float(np.sqrt(a))))
+        xc = _c(x).view(K * B, C, ny, nx) * cs                           # coil images, common units
+        k = fft2c(xc)
+        k = (1 - mk) * k + mk * y_n * float(np.sqrt(a))
+        xc = ifft2c(k)
+        if c.scoremri_variant == "hybrid" and (i + 1) % c.hybrid_every == 0:
+            lam = c.hybrid_lambda * (1 - i / max(len(ts) - 1, 1))
+            comb = (maps_k.conj() * xc).sum(dim=1)
+            comb = comb + lam * (pb.AHy * float(np.sqrt(a)) - pb.op.AH(pb.op.A(comb)))
+            xc = maps_k * comb[:, None]
+        return _r((xc / cs).reshape(K * B * C, ny, nx))
+
+    x = noise()
+    tick, close = _progress_fn(progress, len(ts), "Score-MRI")
+    t_net = 0.0
+    n_eval = 0
+    try:
+        for i, t in enumerate(ts):
+            a_t = float(acp[t])
+            a_next = float(acp[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+            beta = min(max(1.0 - a_t / a_next, 0.0), 0.999)
+            t0 = time.perf_counter()
+            with autocast(dev, prec.precision):
+                eps = guided_eps(prior, x, t, guid)
+            t_net += time.perf_counter() - t0
+            n_eval += 1
+            x = predictor_step(x, score_from_eps(eps, a_t), beta, noise() if i + 1 < len(ts) else None)
+            x = dc(x, a_next, i)
+            if i + 1 < len(ts):
+                t_n = ts[i + 1]
+                for _ in range(c.pc_corrector):
+                    t0 = time.perf_counter()
+                    with autocast(dev, prec.precision):
+                        eps = guided_eps(prior, x, t_n, guid)
+                    t_net += time.perf_counter() - t0
+                    n_eval += 1
+                    x = corrector_step(x, score_from_eps(eps, a_next), noise(), c.pc_snr, 1.0 - beta)
+                    x = dc(x, a_next, i)
+            tick(i + 1)
+    finally:
+        close()
+    if per_coil:
+        xc = _c(x).view(K, B, C, ny, nx) * cs.view(K, B, C, 1, 1)
+        out = xc.abs().pow(2).sum(dim=2).sqrt().to(torch.complex64)            # root-sum-of-squares
+    else:
+        support = (pb.maps.abs().pow(2).sum(dim=1) > 0).to(torch.float32)
+        out = _c(x).view(K, B, ny, nx) * support[None]
+    out = (out * pb.scale.view(1, B, 1, 1)).to(torch.complex64)
+    mean = out.mean(dim=0)
+    std = samples = None
+    if K > 1:
+        std = ((out - mean[None]).abs() ** 2).mean(dim=0).sqrt().float().cpu().numpy()
+        samples = out.cpu().numpy()
+    total = time.perf_counter() - t_start
+    timings = {"network": t_net, "total": total, "cg": 0.0, "other": total - t_net, "precision": prec.precision,
+               "precision_choice": prec.to_meta()}
+    return DDSResult(image=mean.cpu().numpy().astype(np.complex64), std=std, samples=samples,
+                     scale=pb.scale.cpu().numpy().astype(np.float32), timings=timings, nfe=n_eval, cfg=float(c.cfg),
+                     timesteps=ts, config=c.to_meta())
+
