@@ -40,11 +40,11 @@ class DDSConfig:
     nfe: int = _f(50, "int", "DDS network evaluations (DDIM steps of the full grid)", lo=1, hi=1000)
     cfg: float = _f(2.0, "float", "classifier-free guidance weight w (0: unconditional, 1: conditional only)",
                     lo=0.0, hi=20.0)
-    eta: float = _f(0.8, "float", "DDIM stochasticity η (0: deterministic)", lo=0.0, hi=1.0)
-    gamma: float = _f(5.0, "float", "data-consistency weight γ of each step's CG solve", lo=0.0, hi=1e6)
+    eta: float = _f(1.0, "float", "DDIM stochasticity η (0: deterministic)", lo=0.0, hi=1.0)
+    gamma: float = _f(20.0, "float", "data-consistency weight γ of each step's CG solve", lo=0.0, hi=1e6)
     cg_iters: int = _f(5, "int", "CG iterations of data consistency per step", lo=0, hi=100)
     final_cg_iters: int = _f(0, "int", "extra CG iterations (same γ) on the final estimate", lo=0, hi=200)
-    warm_start: float | None = _f(None, "float", "start at t0 = this fraction of the diffusion time from the "
+    warm_start: float | None = _f(0.3, "float", "start at t0 = this fraction of the diffusion time from the "
                                   "forward-noised classical estimate ('none': cold start from noise)",
                                   lo=0.0, hi=1.0, lo_open=True, optional=True)
     warm_init: str = _f("sense", "str", "classical estimate a warm start noises", choices=WARM_INITS)

@@ -104,6 +104,9 @@ def rel_residual(x, ksp, maps, mask):
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+#: the cold-start sampler these algorithm tests were written for (the product defaults warm-start)
+COLD = dict(warm_start=None, gamma=5.0, eta=0.8)
+
 
 @pytest.fixture(scope="module")
 def prior():
@@ -135,7 +138,7 @@ def test_data_consistency_after_final_cg(prior, data):
     x, ksp, maps, mask = data
     recs = records(2)
     # default γ = 5, 5 CG iterations: the output solves (I + γAᴴA) x = x̂0 + γAᴴy for the last x̂0
-    out = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, seed=0)
+    out = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, seed=0, **COLD)
     assert out.image.shape == (2, NY, NX) and out.image.dtype == np.complex64
     lhs = out.image + 5.0 * sense_AH(sense_A(out.image, maps, mask), maps, mask)
     rhs = out.denoised + 5.0 * sense_AH(ksp, maps, mask)
@@ -143,11 +146,12 @@ def test_data_consistency_after_final_cg(prior, data):
     # and it fits the data better than the prior's proposal
     assert rel_residual(out.image, ksp, maps, mask) < 0.9 * rel_residual(out.denoised, ksp, maps, mask)
     # without CG the output ignores the data (the normal equations are far from satisfied)
-    out0 = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, cg_iters=0, seed=0)
+    out0 = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, cg_iters=0, seed=0, **COLD)
     assert rel_residual(out0.image, ksp, maps, mask) > 5 * rel_residual(out.image, ksp, maps, mask)
     # a strong data weight makes the output data-consistent: ‖Ax − y‖ ≪ ‖y‖ (scanner units, y × 1000)
     # (the untrained prior proposes images ~50× too bright, so the data weight must be very strong)
-    strong = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, gamma=1e5, cg_iters=100, seed=0)
+    strong = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, gamma=1e5, cg_iters=100, seed=0,
+                             warm_start=None)
     assert rel_residual(strong.image, ksp, maps, mask) < 5e-2
 
 
@@ -182,7 +186,7 @@ class CountingPrior:
 def test_cfg_branches_and_single_batched_forward(prior, data):
     x, ksp, maps, mask = data
     recs = records(2)
-    kw = dict(nfe=5, seed=3, samples=2, precision="fp32")   # fp32: no timed precision trial among the counted calls
+    kw = dict(nfe=5, seed=3, samples=2, precision="fp32", warm_start=None)   # fp32: no timed precision trial among the counted calls
     # w = 0 → only the unconditional branch, batch K·B; equals a w = 3 run whose cond branch is uncond
     p0 = CountingPrior(prior)
     r0 = dds_reconstruct(p0, ksp, maps, mask, recs, cfg=0.0, **kw)
@@ -268,7 +272,8 @@ def test_output_in_scanner_units(prior):
 def test_bf16_network_and_progress(prior, data):
     x, ksp, maps, mask = data
     steps = []
-    r = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=4, precision="bf16", progress=lambda i, n: steps.append((i, n)))
+    r = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=4, precision="bf16", warm_start=None,
+                        progress=lambda i, n: steps.append((i, n)))
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert np.isfinite(r.image).all() and set(r.timings) >= {"network", "cg", "other", "total"}
 

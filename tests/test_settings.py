@@ -14,7 +14,8 @@ from recon_core.settings import DDSConfig
 
 def test_defaults_and_meta_roundtrip():
     c = DDSConfig()
-    assert (c.nfe, c.cfg, c.eta, c.gamma, c.cg_iters, c.samples) == (50, 2.0, 0.8, 5.0, 5, 1)
+    # the defaults chosen on the validation split (results/sampler, README "Sampler defaults")
+    assert (c.nfe, c.cfg, c.eta, c.gamma, c.cg_iters, c.samples, c.warm_start) == (50, 2.0, 1.0, 20.0, 5, 1, 0.3)
     assert DDSConfig.from_mapping(c.to_meta()) == c
     assert set(c.to_meta()) == set(DDSConfig.sampler_fields())
     with pytest.raises(Exception):
