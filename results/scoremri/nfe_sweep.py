@@ -53,8 +53,15 @@ def main(model, data, n=4, sm_nfe="100,500,2000", dds_nfe="20,50,100"):
             rows.append({"method": method, "nfe": k, "network_evaluations": int(r.nfe), "psnr": ps, "ssim": ss,
                          "seconds": secs})
             print(method, k, f"{np.mean(ps):.2f} dB", f"{np.mean(secs):.1f} s/slice", flush=True)
-    out = {"command": "python results/scoremri/nfe_sweep.py " + " ".join(map(str, sys.argv[1:])), "cell": CELL,
-           "split": "test", "slices": n, "rows": rows}
+            write_text_atomic("results/scoremri/results.json", json.dumps(
+                {"partial": True, "cell": CELL, "slices": n, "rows": rows, "command": "python "
+                 "results/scoremri/nfe_sweep.py " + " ".join(map(str, sys.argv[1:]))}, indent=1))   # so far
+    report(rows, n, "python results/scoremri/nfe_sweep.py " + " ".join(map(str, sys.argv[1:])))
+
+
+def report(rows, n, command, note=None):
+    """results.json, fig_psnr_vs_nfe.png and the Markdown table from the measured rows."""
+    out = {"command": command, "cell": CELL, "split": "test", "slices": n, "rows": rows, "note": note}
     write_text_atomic("results/scoremri/results.json", json.dumps(out, indent=1))
     import matplotlib
 
@@ -82,4 +89,9 @@ def main(model, data, n=4, sm_nfe="100,500,2000", dds_nfe="20,50,100"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:2] == ["--report"]:   # re-render a (partial) results.json: --report NOTE
+        r = json.load(open("results/scoremri/results.json"))
+        report(r["rows"], r["slices"], r.get("command") or "python results/scoremri/nfe_sweep.py (partial)",
+               " ".join(sys.argv[2:]) or r.get("note"))
+    else:
+        main(*sys.argv[1:])
