@@ -109,3 +109,38 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     out.write_bytes(b"keep")
     assert main(["convert", TWIX, "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep"
+
+
+def test_truncated_twix_is_refused_with_one_line(tmp_path, capsys):
+    src = tmp_path / "cut.dat"
+    src.write_bytes(open(TWIX, "rb").read()[:900_000])
+    out = tmp_path / "cut.h5"
+    assert main(["convert", str(src), "--out", str(out)]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "truncated twix file" in err[0] and not cap.out.strip()
+    assert not out.exists()
+
+
+def test_protocol_without_tr_te_is_refused():
+    import twixtools
+
+    from recon_core.raw.twix import build_header
+
+    meas = twixtools.read_twix(TWIX, verbose=False)[-1]
+    hdr = {k: (dict(v) if isinstance(v, dict) else v) for k, v in meas["hdr"].items()}
+    hdr["MeasYaps"] = {k: v for k, v in hdr["MeasYaps"].items() if k not in ("alTR", "alTE")}
+    mdbs = [m for m in meas["mdb"] if m.is_image_scan()]
+    with pytest.raises(Exception, match="no TR/TE"):
+        build_header(hdr, mdbs, 2)
+
+
+def test_grappa_without_enough_calibration_exits_2(tmp_path, capsys):
+    """Fewer calibration lines than any parallel-imaging method accepts: one line, nothing written."""
+    from recon_core.sim import simulate_scan, write_scan
+
+    f = write_scan(str(tmp_path / "s.h5"), simulate_scan("T1", matrix=32, coils=4, accel=2, acs_lines=2, seed=0))
+    out = tmp_path / "img.h5"
+    assert main(["replay", f, "--out", str(out), "--method", "grappa", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ACS" in err[0] and not out.exists()

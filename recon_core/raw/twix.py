@@ -107,6 +107,9 @@ def build_header(hdr: dict, mdbs: list, channels: int):
             else (X.calibrationModeType.SEPARATE if any(m.is_flag_set("PATREFSCAN") for m in mdbs)
                   else X.calibrationModeType.OTHER)),
         echoTrainLength=int(float(dicom.get("EchoTrainLength") or 1)))
+    if not yaps.get("alTR") or not yaps.get("alTE"):
+        raise InputError("twix protocol has no TR/TE (MeasYaps alTR/alTE): not an imaging protocol this "
+                         "converter supports")
     ms = 1e-3  # protocol times are µs
     n_echo = count("cEco")
     etl = int(float(dicom.get("EchoTrainLength") or 1))
@@ -179,13 +182,22 @@ def read_twix(path) -> tuple:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
-    try:
-        meas = twixtools.read_twix(path, verbose=False)
+    import contextlib
+    import io
+
+    chatter = io.StringIO()
+    try:   # twixtools prints its warnings; they become part of our one-line errors instead
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            meas = twixtools.read_twix(path, verbose=False)
     except Exception as exc:  # twixtools raises bare errors on foreign files
         raise InputError(f"{path}: not a readable Siemens twix file ({type(exc).__name__}: {exc})") from None
     if not meas or "mdb" not in meas[-1] or "hdr" not in meas[-1]:
         raise InputError(f"{path}: not a Siemens twix file (no measurement found)")
     last = meas[-1]
+    if not any(m.is_flag_set("ACQEND") or m.is_flag_set("LASTSCANINMEAS") for m in last["mdb"]):
+        said = " ".join(chatter.getvalue().split())[:200]
+        raise InputError(f"{path}: truncated twix file: the measurement stops after {len(last['mdb'])} data blocks "
+                         f"without its end-of-measurement flag" + (f" ({said})" if said else ""))
     noise = [m for prev in meas[:-1] for m in prev.get("mdb", []) if m.is_flag_set("NOISEADJSCAN")]
     blocks = noise + [m for m in last["mdb"] if not any(m.is_flag_set(f) for f in SKIP_FLAGS)]
     blocks = [m for m in blocks if np.asarray(m.data).size]
