@@ -7,6 +7,8 @@
     assembly      SliceKey, SliceData, Assembler (line placement, averaging, flags)
     image         slice_maps (ESPIRiT from the ACS), slice_mvue (coil-combined image), crop_rows
     reader        read_slices(path): a raw .h5 file through one Assembler
+    writer        write_raw(path, xml, acquisitions, images): the one raw-file writer (simulator, twix)
+    twix          Siemens twix → ISMRMRD (read_twix, convert)
 
 Every path that reads raw data uses it: the stream processor (gadget, MRD server, replay), training's
 ISMRMRD dataset, and the simulator's reader.

@@ -214,18 +214,10 @@ def convert(path_in, path_out) -> dict:
     import ismrmrd
     import ismrmrd.xsd as X
 
-    from ..io_utils import atomic_path
+    from .writer import write_raw
 
     header, acqs = read_twix(path_in)
-    out = os.fspath(path_out)
-    d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        raise InputError(f"--out {path_out!r}: directory {d!r} does not exist")
-    with atomic_path(out, suffix=".h5") as tmp:
-        with ismrmrd.Dataset(tmp, "dataset", mode="w") as ds:
-            ds.write_xml_header(X.ToXML(header).encode("utf-8"))
-            for a in acqs:
-                ds.append_acquisition(a)
+    write_raw(path_out, X.ToXML(header), acqs, what=f"--out {os.fspath(path_out)!r}:")
     enc = header.encoding[0]
     return {"acquisitions": len(acqs), "noise": sum(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in acqs),
             "channels": int(header.acquisitionSystemInformation.receiverChannels),

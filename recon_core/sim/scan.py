@@ -272,34 +272,11 @@ def slice_records(header, n_slices: int, labels) -> list:
 
 # ------------------------------------------------------------------------------------------ file I/O
 def write_scan(path, scan: SimulatedScan) -> str:
-    """Write an ISMRMRD .h5 (group `dataset`: xml header, acquisitions, image group `reference`).
+    """Write an ISMRMRD .h5 (group `dataset`: xml header, acquisitions, image group `reference`) with the
+    one raw-file writer (`recon_core.raw.writer.write_raw`: atomic, no partial file on error)."""
+    from ..raw.writer import write_raw
 
-    Written to a temporary file in the target directory and renamed (no partial file on error).
-    """
-    import ismrmrd
-    from ismrmrd.hdf5 import acquisition_dtype
-
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise InputError(f"output directory does not exist: {d}")
-    from ..io_utils import atomic_path
-
-    with atomic_path(path, suffix=".h5") as tmp:
-        with ismrmrd.Dataset(tmp, "dataset", mode="w") as ds:
-            ds.write_xml_header(scan.xml.encode("utf-8") if isinstance(scan.xml, str) else scan.xml)
-            # acquisitions in one bulk write with ismrmrd's own compound dtype (same layout as append_acquisition)
-            arr = np.empty((len(scan.acquisitions),), dtype=acquisition_dtype)
-            hd = arr.dtype["head"]
-            for i, a in enumerate(scan.acquisitions):
-                arr[i]["head"] = np.frombuffer(a.getHead(), dtype=hd)
-                arr[i]["data"] = a.data.view(np.float32).reshape(-1)
-                arr[i]["traj"] = a.traj.view(np.float32).reshape(-1)
-            ds._file.require_group("dataset")
-            ds._dataset.create_dataset("data", data=arr, maxshape=(None,), chunks=True)
-            for img in reference_images(scan):
-                ds.append_image("reference", img)
-    return path
+    return write_raw(path, scan.xml, scan.acquisitions, {"reference": reference_images(scan)}, what="output")
 
 
 def reference_images(scan: SimulatedScan) -> list:
