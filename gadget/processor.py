@@ -265,7 +265,7 @@ class StreamProcessor:
             self._check_prior_domain(sd.kspace.shape[-2:], record)
             sampler = dds_reconstruct if p.method == "dds" else scoremri_reconstruct
             out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
-                          config=p.sampler(), device=p.device, progress=p.method == "scoremri" or None)
+                          config=p.sampler(), device=p.device, progress=True if p.method == "scoremri" else None)
             precision = out.timings.get("precision")
             image = np.asarray(out.image)[0]
             if out.std is not None:

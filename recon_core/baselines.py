@@ -49,18 +49,17 @@ def reconstruct(method: str, ksp, maps, mask, lamda: float | None = None, n_iter
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     was_numpy = isinstance(ksp, np.ndarray)
-    if method in BART_METHODS:
-        from . import bart
-
-        k = ksp.cpu().numpy() if isinstance(ksp, torch.Tensor) else np.asarray(ksp)
-        s = maps.cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
-        mk = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if method in BART_METHODS or method == "grappa":  # numpy tools: per-slice, on the CPU
+        k, s, mk = (x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in (ksp, maps, mask))
         if k.ndim == 3:
             k, s = k[None], s[None]
-        out = bart.pics(k, s, mk, method, lamda=lamda, n_iter=n_iter or DEFAULT_ITERS[method])
+        if method == "grappa":
+            out = _grappa(k, s, mk, DEFAULT_LAMBDA["grappa"] if lamda is None else float(lamda))
+        else:
+            from . import bart
+
+            out = bart.pics(k, s, mk, method, lamda=lamda, n_iter=n_iter or DEFAULT_ITERS[method])
         return out if was_numpy else torch.from_numpy(out)
-    if method == "grappa":
-        return _grappa(ksp, maps, mask, DEFAULT_LAMBDA["grappa"] if lamda is None else float(lamda), was_numpy)
     op, y = prepare(ksp, maps, mask, device=device)
     lam = DEFAULT_LAMBDA.get(method, 0.0) if lamda is None else float(lamda)
     its = DEFAULT_ITERS.get(method, 0) if n_iter is None else int(n_iter)
@@ -81,17 +80,14 @@ def reconstruct(method: str, ksp, maps, mask, lamda: float | None = None, n_iter
     return out.cpu().numpy() if was_numpy else out
 
 
-def _grappa(ksp, maps, mask, lam, was_numpy):
+def _grappa(k: np.ndarray, s: np.ndarray, mk: np.ndarray, lam: float) -> np.ndarray:
+    """GRAPPA per slice: k, s (B, C, ny, nx), mask (ny, nx) or (B, ny, nx) → (B, ny, nx) complex64."""
     from .grappa import grappa_image
 
-    k = ksp.cpu().numpy() if isinstance(ksp, torch.Tensor) else np.asarray(ksp)
-    s = maps.cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
-    mk = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if k.ndim != 4 or s.shape != k.shape:
         raise InputError(f"k-space (B, C, ny, nx) and maps of the same shape expected, got {k.shape} and {s.shape}")
     masks = np.broadcast_to(mk.astype(bool), (k.shape[0],) + k.shape[-2:])
-    out = np.stack([grappa_image(k[b], s[b], masks[b], lamda=lam) for b in range(k.shape[0])])
-    return out if was_numpy else torch.from_numpy(out)
+    return np.stack([grappa_image(k[b], s[b], masks[b], lamda=lam) for b in range(k.shape[0])])
 
 
 def _sigpy_recon(method, y, op, lam, its, show_pbar):

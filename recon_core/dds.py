@@ -156,6 +156,7 @@ class _Problem:
     AHy: torch.Tensor       # (K·B, ny, nx) Aᴴy in normalised units
     init: torch.Tensor | None  # (B, ny, nx) normalised classical estimate (warm start)
     y: torch.Tensor | None = None  # (K·B, C, ny, nx) normalised measured k-space
+    sense: torch.Tensor | None = None  # (B, ny, nx) normalised SENSE-10 image, when the scale estimate made one
 
 
 def _check_inputs(prior, ksp, maps, mask, records):
@@ -230,7 +231,8 @@ def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
     maps_n = maps.repeat(K, 1, 1, 1)
     mask_n = m if m.shape[0] == 1 else m.repeat(K, 1, 1, 1)
     op = SenseOp(maps_n, mask_n[:, 0])
-    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n)
+    sense_n = None if sense_img is None else sense_img / scale_t.view(B, 1, 1)
+    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n, sense_n)
 
 
 def sampling_timesteps(scheduler_config, config) -> tuple[list, torch.Tensor, int]:

@@ -105,7 +105,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
         from .cg import sense_solve
         from .mvue import percentile_scale
 
-        est = sense_solve(pb.op, y_n, n_iter=10)                          # (K·B, ny, nx)
+        est = pb.sense.repeat(K, 1, 1) if pb.sense is not None else sense_solve(pb.op, y_n, n_iter=10)
         coil_est = maps_k * est[:, None]
         cs = percentile_scale(coil_est.reshape(K * B * C, ny, nx)).clamp_min(1e-8).view(K * B, C, 1, 1)
         recs = None if records is None else [r for r in records for _ in range(C)]
