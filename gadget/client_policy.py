@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 from recon_core.errors import InputError
 
+from .params import METHODS
+
 CLIENT_PARAMS = frozenset({
     "method", "cfg", "nfe", "eta", "gamma", "cg_iters", "final_cg_iters", "warm_start", "warm_init", "samples",
     "seed", "anatomy", "contrast", "pathology", "send_magnitude", "send_phase", "send_std", "send_zerofilled",
     "max_matrix", "model", "image_format", "bits_stored", "scoremri_nfe", "pc_snr",
-    "pc_corrector", "scoremri_variant", "hybrid_every", "hybrid_lambda"})
+    "pc_corrector", "scoremri_variant", "hybrid_every", "hybrid_lambda", "ldpm_switch", "ldpm_grad"})
 COST_CEILINGS = {"nfe": 200, "samples": 8, "cg_iters": 20, "final_cg_iters": 50, "scoremri_nfe": 4000,
                  "pc_corrector": 3}
 
@@ -34,7 +36,7 @@ def _norm(key) -> str:
 @dataclass(frozen=True)
 class ClientPolicy:
     allowed: frozenset = CLIENT_PARAMS
-    methods: tuple = ("dds", "scoremri", "sense", "grappa", "l1wavelet", "tv", "zerofilled")
+    methods: tuple = METHODS
     ceilings: dict = field(default_factory=lambda: dict(COST_CEILINGS))
     models: tuple = ()
 

@@ -113,7 +113,7 @@ def _default_prior(params):
         return None
     from recon_core.prior.cache import get_prior
 
-    return get_prior(params.model, params.device)
+    return get_prior(params.prior_model, params.device)
 
 
 def _describe(header) -> str:

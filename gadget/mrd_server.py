@@ -30,7 +30,7 @@ import ismrmrd
 
 from gadget.mrd_protocol import MID, ClientGone, Limits, MessageReader, MessageWriter, ProtocolError
 from recon_core.errors import InputError
-from gadget.params import properties_from_xml
+from gadget.params import DIFFUSION_METHODS, properties_from_xml
 
 log = logging.getLogger("contextmri.serve")
 
@@ -67,11 +67,11 @@ class Worker:
         self._priors = PriorCache(loader=prior_loader, log=lambda m: log.info("worker %d %s", index, m))
 
     def prior_for(self, params):
-        """The prior `params` needs (None unless a diffusion method: dds, scoremri); loaded on first use by
-        this worker."""
-        if params.method not in ("dds", "scoremri"):
+        """The prior `params` needs (None unless a diffusion method: dds, scoremri, ldpm); loaded on first
+        use by this worker."""
+        if params.method not in DIFFUSION_METHODS:
             return None
-        return self._priors.get(params.model, params.device)
+        return self._priors.get(params.prior_model, params.device)
 
 
 def params_from_text(text: str, what: str = "TEXT message") -> dict:

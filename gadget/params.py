@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from recon_core.errors import InputError
+from recon_core.samplers import DIFFUSION_METHODS  # the methods that use a prior (ldpm: a latent one)
 from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
-METHODS = ("dds", "scoremri", "sense", "grappa", "l1wavelet", "tv", "zerofilled")
+METHODS = DIFFUSION_METHODS + ("sense", "grappa", "l1wavelet", "tv", "zerofilled")
 IMAGE_FORMATS = ("uint16", "float", "complex")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
 
@@ -25,7 +26,7 @@ DEVICES_HINT = "auto, cpu or cuda[:N]"
 class ReconParams(DDSConfig):
     """DDSConfig + front-door parameters.
 
-    model: "default" or a directory holding a saved prior; method: dds|scoremri|sense|grappa|l1wavelet|tv|zerofilled;
+    model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|tv|zerofilled;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
     [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis);
     image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).
@@ -55,6 +56,11 @@ class ReconParams(DDSConfig):
         if not self.model:
             raise InputError("model must be 'default' or a directory, got an empty string")
         return self
+
+    @property
+    def prior_model(self) -> str:
+        """The model to load: `model`, except "default" with method ldpm → the shipped latent prior."""
+        return "default-latent" if self.method == "ldpm" and self.model == "default" else self.model
 
     def overrides(self) -> dict:
         """Metadata overrides for `record_from_header` (only the fields that were set)."""

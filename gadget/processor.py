@@ -33,9 +33,10 @@ from recon_core.raw.noise import unwhitened_intensity
 from .images import slice_images
 
 log = logging.getLogger("contextmri.processor")
-DIFFUSION_METHODS = ("dds", "scoremri")   # the methods that use the prior
 COVERAGE_WARN = 0.97   # calibration coverage below this is reported (log + image meta)
-from .params import ReconParams
+from recon_core.samplers import diffusion_sampler
+
+from .params import DIFFUSION_METHODS, ReconParams
 
 
 @dataclass
@@ -100,7 +101,7 @@ class StreamProcessor:
         if self._prior is None:
             from recon_core.prior.cache import get_prior
 
-            self._prior = get_prior(self.params.model, self.params.device)
+            self._prior = get_prior(self.params.prior_model, self.params.device)
         return self._prior
 
     def model_name(self) -> str:
@@ -209,7 +210,7 @@ class StreamProcessor:
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
         }
         if p.method in DIFFUSION_METHODS:
-            meta.update({"NFE": p.nfe if p.method == "dds" else p.scoremri_nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
+            meta.update({"NFE": p.scoremri_nfe if p.method == "scoremri" else p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
                          "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
                          "conditioning": "unconditional" if p.cfg == 0 else "conditional",
                          "sampler": json.dumps(p.sampler().to_meta(), sort_keys=True)})
@@ -259,11 +260,8 @@ class StreamProcessor:
         ksp = sd.kspace[None]
         std = precision = None
         if p.method in DIFFUSION_METHODS:
-            from recon_core.dds import dds_reconstruct
-            from recon_core.scoremri import scoremri_reconstruct
-
             self._check_prior_domain(sd.kspace.shape[-2:], record)
-            sampler = dds_reconstruct if p.method == "dds" else scoremri_reconstruct
+            sampler = diffusion_sampler(p.method)
             out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
                           config=p.sampler(), device=p.device, progress=True if p.method == "scoremri" else None)
             precision = out.timings.get("precision")

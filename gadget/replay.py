@@ -22,7 +22,7 @@ from recon_core.io_utils import default_mode as _default_mode
 
 from recon_core.errors import InputError
 
-from .params import ReconParams
+from .params import DIFFUSION_METHODS, ReconParams
 
 IMAGES_PATH = "images"
 DATASET_GROUP = "dataset"
@@ -270,7 +270,7 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
     with RawFile(raw_path) as raw:
         proc = StreamProcessor(raw.header_xml, params, prior=prior)
         keys = proc.check(raw.acquisitions())           # pass 1: validate, count slices
-        if params.method in ("dds", "scoremri"):
+        if params.method in DIFFUSION_METHODS:
             _ = proc.prior                              # load (or fail on a missing model) before pass 2
         bar = tqdm(total=len(keys), desc=f"replay {params.method}", unit="slice", disable=not progress,
                    leave=False)

@@ -159,7 +159,12 @@ class _Problem:
     sense: torch.Tensor | None = None  # (B, ny, nx) normalised SENSE-10 image, when the scale estimate made one
 
 
-def _check_inputs(prior, ksp, maps, mask, records):
+def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False):
+    """Validated (ksp, maps, records); `latent`: the sampler works on a latent prior (LDPM), else a pixel one."""
+    if bool(getattr(prior, "is_latent", False)) != latent:
+        raise InputError("this checkpoint is a latent prior (MR-VAE + latent UNet): use --method ldpm"
+                         if not latent else "method ldpm needs a latent prior (a checkpoint with vae/ and "
+                         "manifest key 'space': 'latent'); this is a pixel prior: use --method dds or scoremri")
     ksp = _to_tensor(ksp, "k-space")
     maps = _to_tensor(maps, "coil maps")
     if ksp.ndim == 3:
@@ -224,6 +229,10 @@ def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
 
                 sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
             init = sense_img
+        elif config.warm_init == "l1wavelet":
+            from .baselines import reconstruct
+
+            init = reconstruct("l1wavelet", y, maps, m[:, 0])
         else:
             init = combine(ifft2c(y), maps)
         init = init / scale_t.view(B, 1, 1)

@@ -172,7 +172,8 @@ TRIAL_BATCH = 2   # cond + uncond of one slice: the inference trial's batch, wha
 
 
 def choose_inference_precision(prior, requested: str, batch: int, shape, device, log=None) -> PrecisionChoice:
-    """`choose_precision` for the prior's guided forward on images of `shape` (ny, nx).
+    """`choose_precision` for the prior's guided forward on inputs of `shape` (ny, nx) (a latent prior's:
+    the latent's (h, w)).
 
     One choice per (model, shape), measured at TRIAL_BATCH: every batch of slices then runs in the same
     precision, so a slice's reconstruction does not depend on which slices share its batch (`batch` is
@@ -186,7 +187,7 @@ def choose_inference_precision(prior, requested: str, batch: int, shape, device,
         return choose_precision(req, device, None, "", log=log)
     dev = torch.device(device)
     g = torch.Generator().manual_seed(1234)
-    x = torch.randn((TRIAL_BATCH, 2, *shape), generator=g).to(dev)
+    x = torch.randn((TRIAL_BATCH, int(getattr(prior, "channels", 2)), *shape), generator=g).to(dev)
     t = torch.full((TRIAL_BATCH,), 500, dtype=torch.long, device=dev)
     tok = prior.uncondition(TRIAL_BATCH).to(dev)
 

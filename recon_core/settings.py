@@ -20,7 +20,7 @@ from .errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCALE_METHODS = ("sense", "zerofilled")
-WARM_INITS = ("sense", "zerofilled")
+WARM_INITS = ("sense", "zerofilled", "l1wavelet")
 SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -68,6 +68,12 @@ class DDSConfig:
     hybrid_every: int = _f(5, "int", "Score-MRI hybrid: SENSE consistency every m steps", lo=1, hi=1000)
     hybrid_lambda: float = _f(1.0, "float", "Score-MRI hybrid: initial SENSE step λ (decreases linearly to 0)",
                               lo=0.0, hi=10.0)
+    # LDPM's dual-stage latent sampler (recon_core/latent/ldpm.py) on a latent prior; nfe, cfg, eta, warm_start,
+    # gamma, cg_iters and final_cg_iters are shared with DDS
+    ldpm_switch: float = _f(0.2, "float", "LDPM: stage-2 (k-space gradient on the latent) below t = this "
+                            "fraction of T; above it decode → CG data consistency → re-encode", lo=0.0, hi=1.0)
+    ldpm_grad: float = _f(0.1, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units)",
+                          lo=0.0, hi=100.0)
 
     def __post_init__(self):
         self.validate()

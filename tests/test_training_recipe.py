@@ -39,7 +39,7 @@ def test_min_snr_weights():
 @pytest.mark.parametrize("key,value,msg", [
     ("lr_schedule", "linear", "lr_schedule"), ("loss_weighting", "p2", "loss_weighting"),
     ("warmup_steps", -1, "warmup_steps"), ("lr_min_ratio", 2.0, "lr_min_ratio"), ("min_snr_gamma", 0, "min_snr_gamma"),
-    ("precision", "fp8", "precision")])
+    ("precision", "fp8", "precision"), ("compile", "yes", "compile"), ("preload", "x", "preload")])
 def test_recipe_config_errors(key, value, msg):
     from training.config import load_config
 
@@ -83,3 +83,22 @@ def test_validation_bins_and_dds(tmp_path):
     assert a["mean"] == pytest.approx(float(np.mean(a["mse"])))
     with pytest.raises(InputError):
         eps_mse_by_bin(prior, imgs, recs[:3])
+
+
+def test_gpu_recipe_config_is_valid_and_preload_trains_identically(tmp_path):
+    """training/configs/gpu.yaml loads (CUDA, batch 128, compile auto); `preload` (RAM instead of memmap)
+    trains bit-identically to the memmap run on the CPU."""
+    from pathlib import Path
+
+    from training.config import load_config
+    from training.datasets import ImageDataset
+    from training.loop import train
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "training" / "configs" / "gpu.yaml")
+    assert cfg["train"]["device"] == "cuda" and cfg["train"]["compile"] == "auto" and cfg["train"]["batch_size"] == 128
+    imgs, recs = make_images(8)
+    np.save(tmp_path / "imgs.npy", imgs)
+    mm = np.load(tmp_path / "imgs.npy", mmap_mode="r")
+    a = train(tiny_cfg(max_steps=2, preload=True), out=tmp_path / "a", dataset=ImageDataset(mm, recs), progress=False)
+    b = train(tiny_cfg(max_steps=2), out=tmp_path / "b", dataset=ImageDataset(mm, recs), progress=False)
+    assert a.losses == b.losses

@@ -25,6 +25,8 @@ DEFAULTS = {
         "cache": None,             # fastmri/ismrmrd: where the preprocessed export-layout cache is written
         "limit": None,             # use only the first N slices
         "augment_phase": True,     # multiply each image by a random global phase e^{i phi} (physically valid)
+        "exclude": None,           # [{contrast: FLAIR, pathology: tumour}, ...]: leave these combinations out
+                                   # (pathology: none | wm_lesions | tumour); e.g. to test unseen combinations
     },
     "train": {
         "batch_size": 8,           # per process, per micro-batch
@@ -47,6 +49,8 @@ DEFAULTS = {
         "device": "auto",
         "threads": None,           # torch.set_num_threads
         "max_minutes": None,       # wall-time limit of one run (stops cleanly with a checkpoint)
+        "compile": False,          # torch.compile the UNet in place (nn.Module.compile; "auto": on CUDA only)
+        "preload": False,          # read the whole training split into memory first (no memmap reads per step)
     },
     "conditioning": {
         "mode": "contextmri",      # contextmri | independent | none | unconditional (always null tokens)
@@ -122,6 +126,10 @@ def _validate(cfg: dict, source: str) -> None:
             raise InputError(f"{source}: key 'train.{key}' must be a number, got {t[key]!r}") from None
     if not 0.0 <= t["ema_decay"] < 1.0:
         raise InputError(f"{source}: key 'train.ema_decay' must be in [0, 1), got {t['ema_decay']}")
+    if t["compile"] not in (True, False, "auto"):
+        raise InputError(f"{source}: key 'train.compile' is {t['compile']!r}, expected true, false or auto")
+    if not isinstance(t["preload"], bool):
+        raise InputError(f"{source}: key 'train.preload' must be true or false, got {t['preload']!r}")
     if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
     if t["lr_schedule"] not in LR_SCHEDULES:
@@ -143,5 +151,8 @@ def _validate(cfg: dict, source: str) -> None:
             raise InputError(f"{source}: unknown key 'lora.{unknown[0]}' (allowed: {sorted(LORA_KEYS)})")
         if not cfg["init"]:
             raise InputError(f"{source}: key 'lora' needs key 'init' (the base checkpoint to adapt)")
+    from training.datasets import check_exclude
+
+    check_exclude(d["exclude"], source)
     if not isinstance(cfg["prior"], (str, dict)):
         raise InputError(f"{source}: key 'prior' must be a preset name, a YAML path or a mapping")

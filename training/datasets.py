@@ -211,6 +211,41 @@ def ismrmrd_dataset(path, cache, resolution: int, progress: bool = True) -> Imag
     return _cached(cache, files, resolution, "ismrmrd", build)
 
 
+EXCLUDE_KEYS = {"contrast", "pathology"}
+PATHOLOGY_KINDS = ("none", "wm_lesions", "tumour")
+
+
+def check_exclude(rules, source: str = "training config") -> None:
+    """InputError naming the problem for a malformed `data.exclude` list."""
+    if rules is None:
+        return
+    if not isinstance(rules, list) or not all(isinstance(r, dict) and r for r in rules):
+        raise InputError(f"{source}: key 'data.exclude' must be a list of mappings like "
+                         f"{{contrast: FLAIR, pathology: tumour}}")
+    for r in rules:
+        bad = sorted(set(r) - EXCLUDE_KEYS)
+        if bad:
+            raise InputError(f"{source}: key 'data.exclude' has unknown field {bad[0]!r} (allowed: {sorted(EXCLUDE_KEYS)})")
+        if "pathology" in r and r["pathology"] not in PATHOLOGY_KINDS:
+            raise InputError(f"{source}: 'data.exclude' pathology {r['pathology']!r}, expected one of {PATHOLOGY_KINDS}")
+
+
+def _matches(record, rule: dict) -> bool:
+    from recon_core.evaluation.ablation import pathology_kind
+
+    if "contrast" in rule and (record.contrast or "").upper() != str(rule["contrast"]).upper():
+        return False
+    return "pathology" not in rule or pathology_kind(record) == rule["pathology"]
+
+
+def exclude_combinations(ds: ImageDataset, rules) -> ImageDataset:
+    """The images of `ds` whose record matches none of `rules` (each: contrast and/or pathology kind)."""
+    keep = [i for i, r in enumerate(ds.records) if not any(_matches(r, rule) for rule in rules)]
+    if not keep:
+        raise InputError(f"{ds.source}: data.exclude {rules} leaves no training images")
+    return ImageDataset(np.asarray(ds.images[keep]), [ds.records[i] for i in keep], ds.source, ds.fov_mm)
+
+
 def build_dataset(data_cfg: dict, resolution: int, progress: bool = True) -> ImageDataset:
     """Dataset from the `data` section of a training config; checks the image size equals the prior's."""
     kind, path = data_cfg["kind"], data_cfg.get("path")
@@ -221,6 +256,8 @@ def build_dataset(data_cfg: dict, resolution: int, progress: bool = True) -> Ima
     else:
         cache = data_cfg.get("cache") or os.path.join(tempfile.gettempdir(), f"contextmri-cache-{Path(path).stem}")
         ds = (fastmri_dataset if kind == "fastmri" else ismrmrd_dataset)(path, cache, resolution, progress)
+    if data_cfg.get("exclude"):
+        ds = exclude_combinations(ds, data_cfg["exclude"])
     if data_cfg.get("limit"):
         ds = ds.subset(int(data_cfg["limit"]))
     if ds.resolution != (resolution, resolution):

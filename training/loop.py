@@ -177,7 +177,7 @@ def _training_precision(tc, prior, ds, dev, state, log):
             PrecisionChoice(precision=str(state["precision"]), requested="auto", source="resumed")
     bs = int(tc["batch_size"])
     g = torch.Generator().manual_seed(99)
-    x = torch.randn((bs, 2, *ds[0][0].shape[-2:]), generator=g).to(dev)
+    x = torch.randn((bs, *prior.sample_shape), generator=g).to(dev)
     t = torch.randint(0, 1000, (bs,), generator=g).to(dev)
     recs = [ds[i % len(ds)][1] for i in range(bs)]
     params = [p for p in prior.parameters() if p.requires_grad]
@@ -296,7 +296,7 @@ def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None,
     from training.ema import ema_weights
 
     training = {"steps": step, "config": cfg.get("_source"), "name": cfg["name"],
-                "data": {k: cfg["data"][k] for k in ("kind", "path", "split")},
+                "data": {k: cfg["data"].get(k) for k in ("kind", "path", "split", "exclude")},
                 "conditioning": cfg["conditioning"], "ema_decay": cfg["train"]["ema_decay"],
                 "batch_size": cfg["train"]["batch_size"], "grad_accum": cfg["train"]["grad_accum"],
                 "recipe": {k: cfg["train"][k] for k in ("lr", "lr_schedule", "warmup_steps", "lr_min_ratio",
@@ -381,6 +381,9 @@ def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, p
     recs = condition_records([it[1] for it in batch_items], cc["mode"], cc, nprng)
     if cfg["data"]["augment_phase"]:
         x0 = _phase_rotate(x0, gen)
+    base = getattr(model, "module", model)
+    if base.is_latent:   # a latent prior learns the frozen MR-VAE's latents of the same images
+        x0 = base.to_latent(x0.to(dev)).cpu()
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, n_t, (bs,), generator=gen)
     x0, noise, t = x0.to(dev), noise.to(dev), t.to(dev)
@@ -500,6 +503,13 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     params = [p for _, p in named]
 
     ds = dataset if dataset is not None else build_dataset(cfg["data"], prior.resolution, progress and rank == 0)
+    if tc["preload"] and hasattr(ds, "images"):
+        ds.images = np.ascontiguousarray(ds.images)   # memmap → RAM (one read)
+    if tc["compile"] is True or (tc["compile"] == "auto" and dev.type == "cuda"):
+        prior.unet.compile()                           # in place: parameter names (checkpoints) unchanged
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     order = _Order(len(ds), tc["batch_size"], rank, world, seed)
     from recon_core.prior.domain import describe_domain
 

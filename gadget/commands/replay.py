@@ -5,11 +5,13 @@ HELP = "reconstruct a raw ISMRMRD .h5 file through the stream processor (ISMRMRD
 
 
 def add_arguments(parser):
+    from gadget.params import METHODS
+
     parser.add_argument("raw", metavar="RAW.h5", help="raw ISMRMRD file (any writer; the dataset group is found)")
     parser.add_argument("--out", required=True, metavar="IMAGES.h5",
                         help="output ISMRMRD images file (/dataset/images)")
     parser.add_argument("--model", default="default", help="'default' (shipped model) or a saved prior directory")
-    parser.add_argument("--method", default="dds", choices=["dds", "scoremri", "sense", "grappa", "l1wavelet", "tv", "zerofilled"])
+    parser.add_argument("--method", default="dds", choices=list(METHODS))
     from recon_core.settings import DDSConfig
 
     DDSConfig.add_arguments(parser)

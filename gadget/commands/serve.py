@@ -5,12 +5,14 @@ HELP = "run the MRD streaming server: raw ISMRMRD acquisitions in, reconstructed
 
 
 def add_arguments(parser):
+    from gadget.params import METHODS
+
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, loopback only; 0.0.0.0 for all interfaces, with a warning: "
                              "no authentication)")
     parser.add_argument("--port", type=int, default=9002, help="TCP port (default 9002)")
     parser.add_argument("--model", default=None, help="prior: 'default' or a saved model directory")
-    parser.add_argument("--method", default=None, help="dds|scoremri|sense|grappa|l1wavelet|tv|zerofilled (default dds)")
+    parser.add_argument("--method", default=None, help=f"{'|'.join(METHODS)} (default dds)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda (default auto)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any reconstruction parameter (repeatable): the operator's value; clients may override only the "

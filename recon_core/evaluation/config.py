@@ -16,6 +16,10 @@ CLASSICAL_CS = ("grappa", "l1wavelet", "tv", "bart-w", "bart-tv")   # "best clas
 _GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 LAMBDA_GRID = {"l1wavelet": _GRID, "tv": _GRID, "bart-w": _GRID, "bart-tv": _GRID}
 METRICS = ("psnr", "ssim", "nmse")
+OTHER_SAMPLERS = ("scoremri", "ldpm")   # prior samplers evaluated beside DDS (same prior / the latent prior)
+# settings only one sampler reads: kept out of the other samplers' cache keys (a new LDPM field does not
+# invalidate cached DDS units)
+METHOD_ONLY_FIELDS = {"ldpm": ("ldpm_switch", "ldpm_grad")}
 CACHE_VERSION = 1
 
 
@@ -44,6 +48,9 @@ class EvalConfig:
     ablation_masks: tuple | None = None   # cells for ablations/pathology (None: all)
     pathology: bool = True
     twin: str | None = None
+    methods: tuple = ()                   # other prior samplers beside DDS: "scoremri", "ldpm" (first methods_limit slices)
+    methods_limit: int = 4
+    latent_model: str = "default-latent"  # the latent prior LDPM uses
     convention: str = "fastmri"
     figures: bool = True
     command: str = ""
@@ -93,6 +100,11 @@ class EvalConfig:
         bad = [b for b in (self.baselines or ()) if b not in BASELINES]
         if bad:
             raise InputError(f"baselines: unknown {bad}, expected some of {', '.join(BASELINES)}")
+        bad = [m for m in self.methods if m not in OTHER_SAMPLERS]
+        if bad:
+            raise InputError(f"methods: unknown {bad}, expected some of {', '.join(OTHER_SAMPLERS)}")
+        if self.methods_limit < 1:
+            raise InputError(f"methods-limit must be ≥ 1, got {self.methods_limit}")
         if self.convention not in CONVENTIONS:
             raise InputError(f"convention: expected one of {CONVENTIONS}, got {self.convention!r}")
         if self.ablation_masks is not None and not set(self.ablation_masks) <= set(self.masks):

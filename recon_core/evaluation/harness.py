@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..io_utils import write_text_atomic
 from .ablation import ABLATIONS, drop_fields, pathology_kind, wrong_pathology
 from .cache import UnitCache, key_of
-from .config import BASELINES, CACHE_VERSION, CLASSICAL_CS, LAMBDA_GRID, METRICS, EvalConfig
+from .config import BASELINES, CACHE_VERSION, CLASSICAL_CS, LAMBDA_GRID, METHOD_ONLY_FIELDS, METRICS, EvalConfig
 from .figures import figures
 from .report import render_markdown
 from .stats import cell_label, paired, select_slices, summarise
@@ -96,6 +96,8 @@ class Evaluation:
         self._twin = None
         self.model_id = self._model_id(config.model)
         self.twin_id = self._model_id(config.twin) if config.twin else None
+        self._latent = None
+        self.latent_id = self._model_id(config.latent_model) if "ldpm" in config.methods else None
         self.warnings: list[str] = []
         self.timings: dict = {}
         self._bar = None
@@ -129,6 +131,14 @@ class Evaluation:
 
             self._prior = get_prior(self.c.model, self.c.device)
         return self._prior
+
+    @property
+    def latent(self):
+        if self._latent is None:
+            from ..prior.cache import get_prior
+
+            self._latent = get_prior(self.c.latent_model, self.c.device)
+        return self._latent
 
     @property
     def twin(self):
@@ -249,17 +259,20 @@ class Evaluation:
 
     # ---- DDS -----------------------------------------------------------------------------------------
     def dds(self, spec: str, w: float, variant: str = "all", model: str = "main", samples: int = 1,
-            positions=None, maps: str = "espirit") -> dict:
-        """DDS over the selected slices (or `positions` within them), chunked and cached.
+            positions=None, maps: str = "espirit", method: str = "dds") -> dict:
+        """A prior sampler (`method`: dds, scoremri, ldpm) over the selected slices (or `positions` within
+        them), chunked and cached. model: "main", "twin" or "latent" (the latent prior, for ldpm).
         maps: "espirit" (from the undersampled ACS, as every method) or "oracle" (the export's maps.npy,
         ESPIRiT of the fully sampled calibration region: what better maps would give)."""
-        from ..dds import dds_reconstruct
+        from ..samplers import diffusion_sampler
 
+        sampler = diffusion_sampler(method)
         pos = np.arange(len(self.slices)) if positions is None else np.asarray(positions)
         settings = self.c.dds_settings().replace(cfg=float(w), samples=int(samples))
-        params = {k: v for k, v in settings.to_meta().items() if k not in ("cfg", "samples")}
-        mid = self.model_id if model == "main" else self.twin_id
-        base = {"stage": "dds", "cell": spec, "cfg": float(w), "variant": variant, "model": mid, "samples": samples,
+        foreign = {f for m, fs in METHOD_ONLY_FIELDS.items() if m != method for f in fs}
+        params = {k: v for k, v in settings.to_meta().items() if k not in ("cfg", "samples") and k not in foreign}
+        mid = {"main": self.model_id, "twin": self.twin_id}.get(model) or self.latent_id
+        base = {"stage": method, "cell": spec, "cfg": float(w), "variant": variant, "model": mid, "samples": samples,
                 "params": params, "data": self._data_id(), "convention": self.c.convention}
         if maps != "espirit":
             base["maps"] = maps
@@ -270,11 +283,10 @@ class Evaluation:
 
             def compute(chunk=chunk):
                 cd = self.cell(spec)
-                prior = self.prior if model == "main" else self.twin
+                prior = {"main": self.prior, "twin": self.twin}[model] if model != "latent" else self.latent
                 recs = self._records(chunk, variant)
                 mp = cd.maps[chunk] if maps == "espirit" else self._oracle_maps(chunk)
-                r = dds_reconstruct(prior, cd.ksp[chunk], mp, cd.mask[chunk], recs, config=settings,
-                                    device=self.c.device)
+                r = sampler(prior, cd.ksp[chunk], mp, cd.mask[chunk], recs, config=settings, device=self.c.device)
                 res = self._metrics(cd.ref[chunk], r.image)
                 res["seconds"] = np.asarray(r.timings["total"] / len(chunk))
                 res["scale_ratio"] = r.scale / np.asarray(self.test.scale[self.slices[chunk]], np.float32)
@@ -337,6 +349,9 @@ class Evaluation:
             runs.add((-1.0, "oracle-maps", "main"))
         return runs
 
+    def _method_positions(self) -> np.ndarray:
+        return np.arange(min(self.c.methods_limit, len(self.slices)))
+
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
@@ -346,7 +361,7 @@ class Evaluation:
         cond = [w for w in cfgs if w > 0]
         w_guess = c.ablation_cfg if c.ablation_cfg is not None else (cond[0] if cond else None)
         total = sum(len(self._planned_runs(cfgs, w_guess, spec)) * self._n_chunks() + (1 if c.figures else 0)
-                    for spec in c.masks)
+                    + len(c.methods) * self._n_chunks(len(self._method_positions())) for spec in c.masks)
         self._bar = tqdm(total=total, desc="evaluate (DDS chunks)", disable=not self.progress,
                          unit="chunk", file=sys.stderr)
         cells = []
@@ -412,6 +427,8 @@ class Evaluation:
             r = self.dds(spec, best_w, "all", maps="oracle")
             cell["methods"]["dds_oracle_maps"] = self._entry(r, {"cfg": best_w})
             cell["per_slice"]["dds_oracle_maps"] = {k: r[k].tolist() for k in METRICS}
+        if c.methods:
+            cell["samplers"] = self._other_samplers(spec, dds, best_w if best_w is not None else cfgs[0])
         if c.twin:
             tw = run(0.0, "none", "twin")
             ref_w = best_w if best_w is not None else cfgs[0]
@@ -425,6 +442,19 @@ class Evaluation:
                                                 positions=self.examples)
             cell["example_cfg"] = w_ex
         return cell
+
+    def _other_samplers(self, spec, dds: dict, w: float) -> dict:
+        """Score-MRI / LDPM on the first `methods_limit` slices, paired with DDS (same w) on the same slices."""
+        pos = self._method_positions()
+        ref = dds[w]
+        same = {k: ref[k][pos] for k in METRICS}
+        out = {"cfg": w, "slices": int(len(pos)), "dds": self._entry({**same, "seconds": ref["seconds"]})}
+        for m in self.c.methods:
+            r = self.dds(spec, w, "all" if w > 0 else "uncond", model="latent" if m == "ldpm" else "main",
+                         positions=pos, method=m)
+            out[m] = self._entry(r, {"minus_dds": paired(r["psnr"], same["psnr"]),
+                                     "per_slice_psnr": r["psnr"].tolist()})
+        return out
 
     @staticmethod
     def _entry(r, extra=None) -> dict:

@@ -179,6 +179,26 @@ def _twin(res: dict) -> list:
     return L
 
 
+def _samplers(res: dict) -> list:
+    cells, L = res["cells"], []
+    cl = [cell for cell in cells if "samplers" in cell]
+    if not cl:
+        return L
+    L.append("## Other samplers: Score-MRI (same prior) and LDPM (latent prior), paired with DDS on the same slices\n")
+    L.append("| Cell | slices | method | PSNR | SSIM | − DDS (same slices, same w) | s/slice |")
+    L.append("|---|---|---|---|---|---|---|")
+    for cell in cl:
+        sm = cell["samplers"]
+        rows = [("DDS (defaults)", sm["dds"], None)] + [(m, sm[m], sm[m].get("minus_dds")) for m in sm
+                                                         if m not in ("dds", "cfg", "slices")]
+        for name, e, d in rows:
+            sec = f"{e['seconds_per_slice']:.1f}" if e.get("seconds_per_slice") is not None else "–"
+            L.append(f"| {cell['label']} (w = {sm['cfg']:g}) | {sm['slices']} | {name} | {_fmt(e, 'psnr')} | "
+                     f"{_fmt(e, 'ssim')} | {_pm(d) if d else '–'} | {sec} |")
+    L.append("")
+    return L
+
+
 def _timing(res: dict) -> list:
     cells, L = res["cells"], []
     tm = res.get("timings", {})
@@ -199,7 +219,7 @@ def _timing(res: dict) -> list:
 def render_markdown(res: dict) -> str:
     """results.md from the results dict: set-up, Table 1, headline pairs, ablations, pathology, twin, time."""
     L = []
-    for section in (_header, _table1, _headline, _ablations, _pathology, _twin, _timing):
+    for section in (_header, _table1, _headline, _ablations, _pathology, _twin, _samplers, _timing):
         L += section(res)
     return "\n".join(L)
 

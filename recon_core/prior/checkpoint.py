@@ -23,15 +23,23 @@ MANIFEST = "contextmri.json"
 FORMAT = "contextmri-prior"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_LATENT_DIR = Path(__file__).resolve().parent.parent / "models" / "latent"   # "default-latent"
 NORMALISATION = {"kind": "percentile", "percentile": 99.0, "of": "|MVUE|",
                  "channels": ["real", "imag"], "fft": "centred orthonormal"}
 
 
-def make_manifest(cfg: dict, encoder, preset: str | None = None, training: dict | None = None) -> dict:
-    """Manifest dict for a prior built from config `cfg` with `encoder`."""
+def make_manifest(cfg: dict, encoder, preset: str | None = None, training: dict | None = None, vae=None) -> dict:
+    """Manifest dict for a prior built from config `cfg` with `encoder` (and the MR-VAE of a latent prior)."""
     from .. import __version__
 
-    return {
+    cfg = {k: v for k, v in cfg.items() if k != "latent"}   # the VAE travels inside the checkpoint (vae/)
+    parts = {"unet": "unet", "scheduler": "scheduler", "encoder": "metadata_encoder"}
+    latent = {}
+    if vae is not None:
+        parts["vae"] = "vae"
+        latent = {"space": "latent", "latent": {"channels": vae.latent_channels, "size": vae.latent_size,
+                                                "downsample": vae.downsample, "scaling_factor": vae.scaling_factor}}
+    return {**latent,
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "contextmri_version": __version__,
@@ -43,7 +51,7 @@ def make_manifest(cfg: dict, encoder, preset: str | None = None, training: dict 
         "normalisation": dict(NORMALISATION),
         "config": json.loads(json.dumps(cfg)),
         "training": training or {},
-        "parts": {"unet": "unet", "scheduler": "scheduler", "encoder": "metadata_encoder"},
+        "parts": parts,
     }
 
 
@@ -66,6 +74,9 @@ def save_prior(prior, directory, extra_manifest: dict | None = None) -> Path:
         manifest = dict(prior.manifest)
         manifest.update(extra_manifest or {})
         manifest["parts"] = {"unet": unet_dir, "scheduler": parts.get("scheduler", "scheduler"), "encoder": enc_dir}
+        if getattr(prior, "vae", None) is not None:
+            prior.vae.save_pretrained(tmp / parts.get("vae", "vae"))
+            manifest["parts"]["vae"] = parts.get("vae", "vae")
         manifest["format"], manifest["version"] = FORMAT, FORMAT_VERSION
         write_json_atomic(tmp / MANIFEST, manifest)
         commit()
@@ -135,19 +146,22 @@ def _load_scheduler(path: Path):
     return sched
 
 
-def _check_consistent(unet, encoder, manifest: dict, where: Path) -> None:
+def _check_consistent(unet, encoder, manifest: dict, where: Path, vae=None) -> None:
     cfg = unet.config
+    want_ch = 2 if vae is None else vae.latent_channels
+    what = "2 (real, imag)" if vae is None else f"{want_ch} (the VAE's latent channels)"
     for key in ("in_channels", "out_channels"):
-        if cfg[key] != 2:
-            raise InputError(f"{where}/unet/config.json: key {key!r} is {cfg[key]}, expected 2 (real, imag)")
+        if cfg[key] != want_ch:
+            raise InputError(f"{where}/unet/config.json: key {key!r} is {cfg[key]}, expected {what}")
     want = cfg.encoder_hid_dim if cfg.get("encoder_hid_dim") is not None else cfg.cross_attention_dim
     key = "encoder_hid_dim" if cfg.get("encoder_hid_dim") is not None else "cross_attention_dim"
     if int(want) != int(encoder.dim):
         raise InputError(f"{where}: mismatched parts: unet config {key!r} = {want} but the encoder "
                          f"({getattr(encoder, 'kind', '?')}) gives tokens of dim {encoder.dim}")
-    if int(manifest["resolution"]) != int(cfg.sample_size):
+    f = 1 if vae is None else vae.downsample
+    if int(manifest["resolution"]) != int(cfg.sample_size) * f:
         raise InputError(f"{where / MANIFEST}: key 'resolution' is {manifest['resolution']} but "
-                         f"unet/config.json sample_size is {cfg.sample_size}")
+                         f"unet/config.json sample_size is {cfg.sample_size}" + (f" (× VAE downsampling {f})" if f > 1 else ""))
 
 
 def is_contextmri_layout(directory) -> bool:
@@ -180,12 +194,18 @@ def _load_contextmri_layout(directory: Path, variant: str | None):
 
 
 def resolve_model_path(path_or_name) -> Path:
-    """'default' → the shipped model (recon_core/models/default); otherwise a directory path."""
+    """'default' → the shipped model (recon_core/models/default), 'default-latent' → the shipped latent prior
+    (recon_core/models/latent); otherwise a directory path."""
     if str(path_or_name) == "default":
         if not (DEFAULT_MODEL_DIR / MANIFEST).is_file():
             raise InputError(f"the default model is not installed ({DEFAULT_MODEL_DIR} has no {MANIFEST}); "
                              f"train one with `contextmri train --config training/configs/default.yaml`")
         return DEFAULT_MODEL_DIR
+    if str(path_or_name) == "default-latent":
+        if not (DEFAULT_LATENT_DIR / MANIFEST).is_file():
+            raise InputError(f"the default latent prior is not installed ({DEFAULT_LATENT_DIR} has no {MANIFEST}); "
+                             f"train one (training/RUNS.md, 'Latent prior') or pass --model DIR")
+        return DEFAULT_LATENT_DIR
     path = Path(path_or_name).expanduser()
     if not path.is_dir():
         raise InputError(f"model directory not found: {path} (expected 'default' or a checkpoint directory)")
@@ -229,8 +249,17 @@ def load_prior(path_or_name="default", device="cpu", variant: str | None = None,
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise InputError(f"{enc_dir}: cannot load the condition encoder ({str(exc).splitlines()[0]})") from exc
-    _check_consistent(unet, encoder, manifest, directory)
-    prior = Prior(unet, sched, encoder, manifest)
+    vae = None
+    if manifest.get("space") == "latent":
+        from ..latent import load_vae
+
+        vdir = directory / (manifest.get("parts") or {}).get("vae", "vae")
+        if not vdir.is_dir():
+            raise InputError(f"{directory / MANIFEST}: a latent prior, but its VAE directory {vdir} is missing "
+                             f"(expected {vdir}/contextmri.json + {vdir}/vae/)")
+        vae = load_vae(vdir)
+    _check_consistent(unet, encoder, manifest, directory, vae)
+    prior = Prior(unet, sched, encoder, manifest, vae=vae)
     if adapter is not None:
         from .lora import load_adapter
 

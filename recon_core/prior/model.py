@@ -3,6 +3,11 @@ a DDPMScheduler (1000 steps, epsilon prediction) and a metadata/text condition e
 
 `build_prior(preset_or_config)` creates an untrained prior from a preset in `recon_core/prior/presets/`
 (or a config dict of the same schema); `load_prior` / `Prior.save_pretrained` live in `checkpoint.py`.
+
+A *latent* prior (config key `latent: {vae: DIR}`, manifest `space: latent`) holds a frozen MR-VAE
+(`recon_core.latent`) and its UNet works on the VAE's scaled latents (B, c, H/f, W/f) instead of the image
+(B, 2, H, W); `resolution` stays the image size. The pixel samplers (DDS, Score-MRI) refuse it; LDPM
+(`recon_core.latent.ldpm`) needs it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 from ..errors import InputError
 
 PRESET_DIR = Path(__file__).with_name("presets")
-CONFIG_KEYS = {"resolution", "prompt_format", "conditioned", "encoder", "unet", "scheduler"}
+CONFIG_KEYS = {"resolution", "prompt_format", "conditioned", "encoder", "unet", "scheduler", "latent"}
 # Keys of the UNet config that build_prior fills itself (from the resolution and the encoder).
 _UNET_FIXED = {"sample_size", "in_channels", "out_channels"}
 _SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
@@ -32,18 +37,55 @@ class Prior(torch.nn.Module):
     uses the null tokens: `condition(records)` then equals `uncondition(len(records))`.
     """
 
-    def __init__(self, unet, scheduler, encoder, manifest: dict):
+    def __init__(self, unet, scheduler, encoder, manifest: dict, vae=None):
         super().__init__()
         self.unet = unet
         self.encoder = encoder
         self.scheduler = scheduler
         self.manifest = dict(manifest)
+        self.vae = vae
+        if vae is not None:
+            vae.requires_grad_(False)
+            vae.eval()
 
     # --- properties -------------------------------------------------------------------------
     @property
     def resolution(self) -> int:
         """Training image size (square, pixels)."""
         return int(self.manifest.get("resolution", self.unet.config.sample_size))
+
+    @property
+    def is_latent(self) -> bool:
+        """True for a latent prior (UNet on MR-VAE latents)."""
+        return self.vae is not None
+
+    @property
+    def channels(self) -> int:
+        """Channels of the space the UNet works in (2 for images, the VAE's latent channels otherwise)."""
+        return int(self.unet.config.in_channels)
+
+    @property
+    def sample_shape(self) -> tuple:
+        """(channels, size, size) of the UNet's input: (2, res, res) or the latent's (c, res/f, res/f)."""
+        n = int(self.unet.config.sample_size)
+        return (self.channels, n, n)
+
+    def to_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 2, H, W) → scaled latent means (B, c, h, w) (identity for a pixel prior); no gradients."""
+        if self.vae is None:
+            return x
+        with torch.no_grad():
+            return self.vae.encode(x.float())
+
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, c, h, w) → images (B, 2, H, W) (identity for a pixel prior)."""
+        return z if self.vae is None else self.vae.decode(z.float())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.vae is not None:
+            self.vae.eval()   # frozen: the VAE never trains with the prior
+        return self
 
     @property
     def conditioned(self) -> bool:
@@ -68,8 +110,9 @@ class Prior(torch.nn.Module):
     # --- network ------------------------------------------------------------------------------
     def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """ε̂(x_t, t, c): x (B, 2, H, W) float, t (B,) long in [0, 1000), tokens (B, L, D) → (B, 2, H, W) float32."""
-        if x.ndim != 4 or x.shape[1] != 2:
-            raise InputError(f"prior input must be (B, 2, H, W) (real, imag); got shape {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            what = "(B, 2, H, W) (real, imag)" if not self.is_latent else f"(B, {self.channels}, h, w) (VAE latents)"
+            raise InputError(f"prior input must be {what}; got shape {tuple(x.shape)}")
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         out = self.unet(x, t, encoder_hidden_states=tokens.to(x.dtype) if tokens.dtype != x.dtype else tokens,
@@ -124,10 +167,14 @@ def check_config(cfg: dict, source: str = "prior config") -> None:
         raise InputError(f"{source}: unet.{fixed[0]} is set from 'resolution' and must not be given")
 
 
-def unet_config(cfg: dict, encoder_dim: int) -> dict:
-    """Full UNet2DConditionModel kwargs from a prior config and the encoder's token dim D."""
+def unet_config(cfg: dict, encoder_dim: int, vae=None) -> dict:
+    """Full UNet2DConditionModel kwargs from a prior config and the encoder's token dim D (and the MR-VAE
+    of a latent prior: the UNet then takes its latents)."""
     kw = dict(cfg["unet"])
-    kw.update(sample_size=int(cfg["resolution"]), in_channels=2, out_channels=2)
+    if vae is None:
+        kw.update(sample_size=int(cfg["resolution"]), in_channels=2, out_channels=2)
+    else:
+        kw.update(sample_size=vae.latent_size, in_channels=vae.latent_channels, out_channels=vae.latent_channels)
     if kw.get("encoder_hid_dim") is not None:
         kw["encoder_hid_dim"] = int(encoder_dim)  # text_proj: D -> cross_attention_dim
         kw.setdefault("cross_attention_dim", int(encoder_dim))
@@ -163,18 +210,35 @@ def build_prior(preset_or_config="tiny", seed: int | None = 0) -> Prior:
         cfg = copy.deepcopy(dict(preset_or_config))
         check_config(cfg)
         name = cfg.get("name", "custom")
+    vae = _latent_vae(cfg, name)
     if seed is not None:
         torch.manual_seed(int(seed))
     try:
         encoder = build_encoder(dict(cfg["encoder"]))
-        unet = UNet2DConditionModel(**unet_config(cfg, encoder.dim))
+        unet = UNet2DConditionModel(**unet_config(cfg, encoder.dim, vae))
     except TypeError as exc:  # unknown UNet/encoder argument
         raise InputError(f"prior config {name!r}: {exc}") from exc
     scheduler = build_scheduler(cfg.get("scheduler"))
     from .checkpoint import make_manifest
 
-    manifest = make_manifest(cfg, encoder, preset=name if isinstance(preset_or_config, str) else None)
-    return Prior(unet, scheduler, encoder, manifest)
+    manifest = make_manifest(cfg, encoder, preset=name if isinstance(preset_or_config, str) else None, vae=vae)
+    return Prior(unet, scheduler, encoder, manifest, vae=vae)
+
+
+def _latent_vae(cfg: dict, name: str):
+    """The MR-VAE a latent prior config names (`latent: {vae: DIR}`), checked against `resolution`; else None."""
+    lat = cfg.get("latent")
+    if lat is None:
+        return None
+    if not isinstance(lat, dict) or not lat.get("vae"):
+        raise InputError(f"prior config {name!r}: key 'latent' must be a mapping with key 'vae' (an MR-VAE directory)")
+    from ..latent import load_vae
+
+    vae = load_vae(Path(str(lat["vae"])).expanduser())
+    if vae.resolution != int(cfg["resolution"]):
+        raise InputError(f"prior config {name!r}: resolution {cfg['resolution']} but the VAE {lat['vae']} was "
+                         f"trained for {vae.resolution}x{vae.resolution}")
+    return vae
 
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:

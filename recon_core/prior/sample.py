@@ -11,7 +11,8 @@ from ..errors import InputError
 def sample_prior(prior, records=None, n: int = 1, cfg: float = 1.0, nfe: int = 50, eta: float = 0.0,
                  seed: int = 0, tokens: torch.Tensor | None = None, precision: str = "fp32",
                  progress: bool = False) -> torch.Tensor:
-    """Draw `n` images per condition; returns (B*n, 2, H, W) float32 (normalised real, imag) on CPU.
+    """Draw `n` images per condition; returns (B*n, 2, H, W) float32 (normalised real, imag) on CPU
+    (a latent prior samples latents and decodes them with its MR-VAE).
 
     `records`: list of MetadataRecord (one per condition; None → one unconditional condition) or
     precomputed `tokens` (B, L, D). ε = ε_u + cfg (ε_c − ε_u), cond/uncond batched in one forward
@@ -41,12 +42,14 @@ def sample_prior(prior, records=None, n: int = 1, cfg: float = 1.0, nfe: int = 5
         guid = Guidance(torch.cat([null, tokens]), True, float(cfg))
     timesteps, acp, step = ddim_schedule(prior.scheduler.config, int(nfe))
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    res = prior.resolution
-    x = torch.randn((batch, 2, res, res), generator=gen).to(dev)
+    x = torch.randn((batch, *prior.sample_shape), generator=gen).to(dev)
     for t in tqdm(timesteps.tolist(), desc="sampling", disable=not progress, leave=False):
         a_t, a_prev = float(acp[t]), alpha_prev(acp, t, step)
         with autocast(dev, precision):
             eps = guided_eps(prior, x, t, guid)
         z = torch.randn(x.shape, generator=gen).to(dev) if eta > 0 else None
         x = ddim_step(tweedie_x0(x, eps, a_t), eps, a_t, a_prev, eta, z)
+    if prior.is_latent:   # decode the latents to (real, imag) images
+        with autocast(dev, precision):
+            x = prior.from_latent(x)
     return x.float().cpu()

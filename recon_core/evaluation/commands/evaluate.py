@@ -46,6 +46,11 @@ def add_arguments(parser):
     parser.add_argument("--ablation-masks", default=None,
                         help="comma list of cells (among --masks) for ablations/pathology (default: all cells)")
     parser.add_argument("--twin", default=None, help="unconditional twin checkpoint to compare against")
+    parser.add_argument("--methods", default=None,
+                        help="other prior samplers beside DDS, comma list among scoremri,ldpm (on the first "
+                             "--methods-limit slices, paired with DDS on the same slices)")
+    parser.add_argument("--methods-limit", type=int, default=4, help="slices for --methods (they are slow)")
+    parser.add_argument("--latent-model", default="default-latent", help="latent prior for ldpm")
     parser.add_argument("--convention", default="fastmri", choices=["fastmri", "contextmri"],
                         help="metric convention (see recon_core.metrics)")
     parser.add_argument("--no-figures", action="store_true")
@@ -88,6 +93,8 @@ def run(args):
         ablation_masks=tuple(m.strip() for m in args.ablation_masks.split(",") if m.strip()) if args.ablation_masks else None,
         pathology=not args.no_pathology,
         twin=args.twin, convention=args.convention, figures=not args.no_figures,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
+        methods_limit=args.methods_limit, latent_model=args.latent_model,
         command=_command(args))
     res = run_evaluation(cfg, progress=not args.quiet)
     for s in res["summary"]:
