@@ -87,3 +87,46 @@ def all_metrics(ref, rec, convention: str = "fastmri") -> dict:
     """{'psnr', 'ssim', 'nmse'} for one slice (floats) or a batch (arrays)."""
     return {"psnr": psnr(ref, rec, convention), "ssim": ssim(ref, rec, convention),
             "nmse": nmse(ref, rec, convention)}
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)   # Wang, Simoncelli & Bovik 2003
+
+
+def _ssim_parts(x, y, data_range, win=7, k1=0.01, k2=0.03):
+    """(mean SSIM, mean contrast-structure term) with a uniform window over the valid region."""
+    ux, uy = uniform_filter(x, win), uniform_filter(y, win)
+    uxx, uyy, uxy = uniform_filter(x * x, win), uniform_filter(y * y, win), uniform_filter(x * y, win)
+    n = win * win
+    cov = n / (n - 1)
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    pad = (win - 1) // 2
+    sl = (slice(pad, -pad), slice(pad, -pad))
+    cs_map = (2 * vxy + c2) / (vx + vy + c2)
+    lum_map = (2 * ux * uy + c1) / (ux ** 2 + uy ** 2 + c1)
+    return (lum_map * cs_map)[sl].mean(), cs_map[sl].mean()
+
+
+def ms_ssim(a, b, data_range: float | None = None, scales: int | None = None) -> float:
+    """Multi-scale SSIM of two magnitude images (ny, nx) (complex or real): mean contrast-structure at the
+    first `scales`−1 dyadic scales (2×2 mean pooling), mean SSIM at the coarsest, Wang et al.'s weights
+    (renormalised for fewer scales; scales = 1 is the SSIM of `ssim`). data_range: max |a| by default.
+    Needs min(ny, nx) / 2^(scales−1) ≥ 8; scales None: as many as that allows, at most 5."""
+    x, y = np.abs(np.asarray(a, np.complex128)), np.abs(np.asarray(b, np.complex128))
+    if x.shape != y.shape or x.ndim != 2:
+        raise InputError(f"ms_ssim: expected two (ny, nx) images of one shape, got {x.shape} and {y.shape}")
+    if scales is None:
+        scales = int(max(1, min(5, np.floor(np.log2(max(min(x.shape), 1) / 8)) + 1)))
+    if min(x.shape) // 2 ** (scales - 1) < 8:
+        raise InputError(f"ms_ssim: {x.shape} is too small for {scales} scales (coarsest side < 8)")
+    dr = float(x.max()) if data_range is None else float(data_range)
+    w = np.asarray(MS_SSIM_WEIGHTS[:scales]) / np.sum(MS_SSIM_WEIGHTS[:scales])
+    val = 1.0
+    for s in range(scales):
+        full, cs = _ssim_parts(x, y, dr)
+        val *= max(cs, 1e-6) ** w[s] if s < scales - 1 else max(full, 1e-6) ** w[s]
+        if s < scales - 1:
+            h, ww = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
+            x = x[:h, :ww].reshape(h // 2, 2, ww // 2, 2).mean(axis=(1, 3))
+            y = y[:h, :ww].reshape(h // 2, 2, ww // 2, 2).mean(axis=(1, 3))
+    return float(val)

@@ -185,3 +185,27 @@ def test_bad_input(dataset, models, tmp_path):
         Evaluation(EvalConfig(model=models[0], data=str(tmp_path), out=str(tmp_path / "o")))
     rc = main(["evaluate", "--model", models[0], "--data", dataset, "--out", str(tmp_path / "o"), "--nfe", "0"])
     assert rc == 2
+
+
+def test_other_samplers_paired_with_dds(dataset, models, tmp_path):
+    """--methods scoremri,ldpm: each on the first methods_limit slices, paired with DDS on the same slices."""
+    from recon_core.evaluation import run_evaluation
+    from recon_core.latent import build_vae
+    from recon_core.prior import build_prior, load_preset
+
+    build_vae("vae-tiny").save_pretrained(tmp_path / "vae")
+    build_prior({**load_preset("tiny"), "latent": {"vae": str(tmp_path / "vae")}}).save_pretrained(tmp_path / "latent")
+    res = run_evaluation(_config(dataset, models, tmp_path / "out", methods=("scoremri", "ldpm"), methods_limit=1,
+                                 latent_model=str(tmp_path / "latent"), sampler=DDSConfig(nfe=2, scoremri_nfe=3),
+                                 ablations=False, pathology=False, figures=False, twin=None), progress=False)
+    s = res["cells"][0]["samplers"]
+    assert s["slices"] == 1 and s["cfg"] == 2.0
+    dds_slice0 = res["cells"][0]["per_slice"]["dds_w2"]["psnr"][0]
+    assert s["dds"]["psnr"]["mean"] == pytest.approx(dds_slice0)
+    for m in ("scoremri", "ldpm"):
+        assert np.isfinite(s[m]["psnr"]["mean"])
+        assert s[m]["minus_dds"]["mean"] == pytest.approx(s[m]["per_slice_psnr"][0] - dds_slice0)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Other samplers" in md and "ldpm" in md and "scoremri" in md
+    with pytest.raises(InputError, match="methods: unknown"):
+        _config(dataset, models, tmp_path / "o2", methods=("foo",)).check()

@@ -44,12 +44,9 @@ def latent_dirs(tmp_path_factory):
     ds = _dataset()
     train_vae({"vae": "vae-tiny", "train": {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3}},
               out=root / "vae", dataset=ds, progress=False)
-    from recon_core.prior.model import load_preset
-
-    pcfg = load_preset("tiny")
-    pcfg["latent"] = {"vae": str(root / "vae" / "model")}
-    train({"prior": pcfg, "train": {"max_steps": 3, "batch_size": 4, "checkpoint_every": 2}},
-          out=root / "prior", dataset=ds, progress=False)
+    train({"prior": "tiny", "latent_vae": str(root / "vae" / "model"),
+           "train": {"max_steps": 3, "batch_size": 4, "checkpoint_every": 2}}, out=root / "prior", dataset=ds,
+          progress=False)
     return root / "vae" / "model", root / "prior" / "model"
 
 
@@ -221,6 +218,40 @@ def test_cli_train_vae_bad_config(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "unknown key 'train.bogus'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_latent_training_resumes_exactly(latent_dirs, tmp_path):
+    """The latent prior uses the pixel prior's loop, so its exact resume holds too."""
+    from safetensors.torch import load_file
+
+    from training.loop import train
+
+    ds = _dataset(16)
+    cfg = {"prior": "tiny", "latent_vae": str(latent_dirs[0]), "train": {"max_steps": 4, "batch_size": 4}}
+    train(cfg, out=tmp_path / "a", dataset=ds, progress=False)
+    train(cfg, out=tmp_path / "b", dataset=ds, progress=False, max_steps=2)
+    train(cfg, out=tmp_path / "b", resume=tmp_path / "b", dataset=ds, progress=False)
+    a = load_file(str(tmp_path / "a" / "train_state" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "train_state" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_data_exclude_leaves_out_a_combination():
+    from recon_core.metadata import MetadataRecord
+    from training.config import load_config
+    from training.datasets import ImageDataset, exclude_combinations
+
+    recs = [MetadataRecord(contrast=c, pathology=p) for c in ("FLAIR", "T1") for p in ([], ["mass", "oedema"])]
+    ds = ImageDataset(np.zeros((4, 2, 8, 8), np.float32), recs)
+    kept = exclude_combinations(ds, [{"contrast": "flair", "pathology": "tumour"}])
+    assert [(r.contrast, bool(r.pathology)) for r in kept.records] == [("FLAIR", False), ("T1", False), ("T1", True)]
+    with pytest.raises(InputError, match="unknown field 'sex'"):
+        load_config({"data": {"exclude": [{"sex": "F"}]}})
+    with pytest.raises(InputError, match="leaves no training images"):
+        exclude_combinations(ds, [{"contrast": "FLAIR"}, {"contrast": "T1"}])
+    with pytest.raises(InputError, match="latent_vae.*cannot be combined"):
+        load_config({"latent_vae": "x", "init": "default"})
 
 
 assert COILS > 1

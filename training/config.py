@@ -2,7 +2,8 @@
 file and the key).
 
 Top level: name, seed, prior (preset name | YAML path | dict, schema of recon_core/prior/presets),
-init (checkpoint dir to start from, e.g. the base for LoRA), data, train, conditioning, lora.
+latent_vae (MR-VAE directory: train a latent prior on its latents), init (checkpoint dir to start from,
+e.g. the base for LoRA), data, train, conditioning, lora.
 Relative paths in `data.path`, `data.cache`, `init` are resolved against the current directory.
 """
 
@@ -17,6 +18,8 @@ DEFAULTS = {
     "name": "run",
     "seed": 0,
     "prior": "tiny",
+    "latent_vae": None,            # a latent prior: the MR-VAE checkpoint (train-vae's OUT/model) whose latents
+                                   # the UNet of `prior` learns (e.g. prior: latent-cpu); None: a pixel prior
     "init": None,
     "data": {
         "kind": "export",          # export (simulator export) | fastmri (multi-coil .h5) | ismrmrd (raw .h5)
@@ -103,6 +106,9 @@ def load_config(config, overrides: dict | None = None) -> dict:
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
+        if "." not in dotted:
+            cfg[dotted] = value
+            continue
         section, key = dotted.split(".")
         cfg[section][key] = value
     _validate(cfg, source)
@@ -154,5 +160,7 @@ def _validate(cfg: dict, source: str) -> None:
     from training.datasets import check_exclude
 
     check_exclude(d["exclude"], source)
+    if cfg["latent_vae"] is not None and (cfg["init"] or cfg["lora"] is not None):
+        raise InputError(f"{source}: key 'latent_vae' builds a new latent prior; it cannot be combined with 'init'/'lora'")
     if not isinstance(cfg["prior"], (str, dict)):
         raise InputError(f"{source}: key 'prior' must be a preset name, a YAML path or a mapping")

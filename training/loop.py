@@ -346,6 +346,13 @@ def _build_model(cfg: dict, seed: int):
             torch.manual_seed(seed)
             add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
                      targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
+    elif cfg["latent_vae"]:
+        from recon_core.prior.model import load_preset
+
+        pcfg = load_preset(cfg["prior"]) if isinstance(cfg["prior"], str) else dict(cfg["prior"])
+        pcfg["latent"] = {"vae": str(Path(cfg["latent_vae"]).expanduser().resolve())}
+        prior = build_prior(pcfg, seed=seed)
+        prior.manifest["preset"] = cfg["prior"] if isinstance(cfg["prior"], str) else None
     else:
         prior = build_prior(cfg["prior"], seed=seed)
     return prior, lora

@@ -11,6 +11,7 @@ def add_arguments(parser):
                                       "default: the --resume directory")
     parser.add_argument("--resume", help="output directory (or its train_state/) of an earlier run to continue")
     parser.add_argument("--data", help="training data path (overrides data.path)")
+    parser.add_argument("--vae", help="MR-VAE directory (train-vae's OUT/model): train a latent prior (overrides latent_vae)")
     parser.add_argument("--max-steps", type=int, help="total optimiser steps (overrides train.max_steps)")
     parser.add_argument("--max-minutes", type=float, help="wall-time limit of this run; stops with a checkpoint")
     parser.add_argument("--device", help="auto|cpu|cuda (overrides train.device)")
@@ -35,7 +36,7 @@ def run(args):
         raise InputError(f"--max-steps must be >= 1, got {args.max_steps}")
     res = train(config, out=args.out, resume=args.resume, max_steps=args.max_steps, device=args.device,
                 max_minutes=args.max_minutes, progress=not args.no_progress,
-                overrides={"train.threads": args.threads, "data.path": args.data})
+                overrides={"train.threads": args.threads, "data.path": args.data, "latent_vae": args.vae})
     if res.rank == 0:
         last = f"{res.losses[-1]:.4f}" if res.losses else "n/a"
         print(f"stopped at step {res.step} ({res.reason}); last loss {last}; "
