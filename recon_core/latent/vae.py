@@ -64,13 +64,15 @@ class MRVAE(torch.nn.Module):
     def scaling_factor(self) -> float:
         return float(self.manifest.get("scaling_factor", 1.0))
 
-    def _check(self, x: torch.Tensor, channels: int, size: int, what: str):
-        if x.ndim != 4 or x.shape[1] != channels or tuple(x.shape[-2:]) != (size, size):
-            raise InputError(f"VAE {what}: expected (B, {channels}, {size}, {size}), got {tuple(x.shape)}")
+    def _check(self, x: torch.Tensor, channels: int, multiple: int, what: str):
+        """(B, channels, H, W) with H, W multiples of `multiple` (the VAE is convolutional: any such size)."""
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[-1] % multiple or x.shape[-2] % multiple:
+            raise InputError(f"VAE {what}: expected (B, {channels}, H, W) with H, W divisible by {multiple}, "
+                             f"got {tuple(x.shape)}")
 
     def posterior(self, x: torch.Tensor):
         """diffusers DiagonalGaussianDistribution of the (unscaled) latent of x (B, 2, H, W)."""
-        self._check(x, 2, self.resolution, "input")
+        self._check(x, 2, self.downsample, "input")
         return self.ae.encode(x).latent_dist
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -81,7 +83,7 @@ class MRVAE(torch.nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """scaled latent (B, c, h, w) → image (B, 2, H, W) float32."""
-        self._check(z, self.latent_channels, self.latent_size, "latent")
+        self._check(z, self.latent_channels, 1, "latent")
         return self.ae.decode(z / self.scaling_factor).sample.float()
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

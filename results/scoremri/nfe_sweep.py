@@ -3,7 +3,8 @@ PSNR/SSIM vs network evaluations and time per slice (held-out test split, unifor
 
     python results/scoremri/nfe_sweep.py MODEL_DIR /work/data/sim128 [N_SLICES] [SCOREMRI_NFE,..] [DDS_NFE,..]
 
-Writes results/scoremri/results.json and fig_psnr_vs_nfe.png; prints a Markdown table. Both samplers use
+Writes results/scoremri/results.json and fig_psnr_vs_nfe.png; prints a Markdown table. A rerun with the
+same slices keeps the rows already in results.json and runs only the missing (sampler, NFE) pairs. Both samplers use
 the settings' defaults except NFE (DDS: the shipped DDSConfig defaults; Score-MRI: variant sense, r 0.16,
 one corrector step, γ and CG iterations as DDS). Slices are processed one at a time (in-line cost).
 """
@@ -29,7 +30,13 @@ def main(model, data, n=4, sm_nfe="100,500,2000", dds_nfe="20,50,100"):
     n = int(n)
     sm = [int(v) for v in str(sm_nfe).split(",") if v]
     dd = [int(v) for v in str(dds_nfe).split(",") if v]
-    rows = []
+    rows, done = [], {}
+    try:   # continue an earlier sweep of the same slices: only the missing (sampler, NFE) runs
+        old = json.load(open("results/scoremri/results.json"))
+        if int(old.get("slices", -1)) == n and old.get("cell") == CELL:
+            done = {(r["method"], r["nfe"]): r for r in old["rows"]}
+    except (OSError, ValueError):
+        pass
     with tempfile.TemporaryDirectory() as tmp:
         ev = Evaluation(EvalConfig(model=model, data=data, out=tmp, masks=(CELL,), limit=n, baselines=("zerofilled",),
                                    figures=False), progress=False)
@@ -38,6 +45,9 @@ def main(model, data, n=4, sm_nfe="100,500,2000", dds_nfe="20,50,100"):
         prior = ev.prior
         runs = [("dds", k) for k in dd] + [("scoremri", k) for k in sm]
         for method, k in runs:
+            if (method, k) in done:
+                rows.append(done[(method, k)])
+                continue
             ps, ss, secs = [], [], []
             for i in range(n):
                 t0 = time.perf_counter()
