@@ -237,6 +237,36 @@ def test_latent_training_resumes_exactly(latent_dirs, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+def test_export_half_weights(latent_dirs, tmp_path):
+    """export-model --half: float16 on disk, loaded as float32, same sampler output up to rounding."""
+    import subprocess
+    import sys
+
+    from recon_core.latent.ldpm import ldpm_reconstruct
+    from recon_core.prior import load_prior
+
+    r = subprocess.run([sys.executable, "-m", "gadget", "export-model", str(latent_dirs[1]), "--out",
+                        str(tmp_path / "h")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "gadget", "export-model", str(latent_dirs[1]), "--out",
+                        str(tmp_path / "h"), "--half"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from safetensors.torch import load_file
+
+    w = load_file(str(tmp_path / "h" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in w.values() if v.is_floating_point())
+    a, b = load_prior(latent_dirs[1]), load_prior(tmp_path / "h")
+    assert next(b.unet.parameters()).dtype == torch.float32 and b.is_latent
+    assert json.loads((tmp_path / "h" / "contextmri.json").read_text())["weights_dtype"].startswith("float16")
+    x, ksp, maps, mask = make_data(B=1, accel=2)
+    kw = dict(nfe=5, precision="fp32")
+    ra, rb = ldpm_reconstruct(a, ksp, maps, mask, **kw), ldpm_reconstruct(b, ksp, maps, mask, **kw)
+    assert np.abs(ra.image - rb.image).max() < 0.02 * np.abs(ra.image).max()
+    r = subprocess.run([sys.executable, "-m", "gadget", "export-model", str(tmp_path / "none"), "--out",
+                        str(tmp_path / "x")], capture_output=True, text=True)
+    assert r.returncode == 2 and "model directory not found" in r.stderr and not (tmp_path / "x").exists()
+
+
 def test_data_exclude_leaves_out_a_combination():
     from recon_core.metadata import MetadataRecord
     from training.config import load_config

@@ -4,7 +4,8 @@ LR schedule, phase augmentation, precision choice, stop flag and log/plot helper
 
     L = |x̂ − x|₁ + w_ssim · (1 − SSIM(|x̂|, |x|)) + β · KL(q(z|x) ‖ N(0, I))
 
-on the normalised (real, imag) images (no perceptual/adversarial terms: no downloaded VGG/LPIPS offline).
+on the normalised (real, imag) images (no perceptual/adversarial terms: no downloaded VGG/LPIPS offline),
+optionally on random `train.crop` patches (the VAE is convolutional: ~4× cheaper per sample at 64² than 128²).
 The exported VAE's `scaling_factor` = 1 / std of the latent means of the first 256 training images.
 
 Output directory: OUT/model/ (the VAE checkpoint `recon_core.latent.load_vae` reads), OUT/train_state/
@@ -33,7 +34,9 @@ DEFAULTS = {
     "train": {"batch_size": 8, "max_steps": 1000, "lr": 1.0e-3, "lr_schedule": "cosine", "warmup_steps": 50,
               "lr_min_ratio": 0.05, "weight_decay": 0.0, "betas": [0.9, 0.999], "grad_clip": 1.0,
               "kl_weight": 1.0e-6, "ssim_weight": 0.2, "precision": "auto", "checkpoint_every": 200,
-              "log_every": 10, "device": "auto", "threads": None, "max_minutes": None},
+              "log_every": 10, "device": "auto", "threads": None, "max_minutes": None,
+              "crop": None,         # train on random crop × crop patches (the VAE is convolutional; None: full images)
+              "crop_until": None},  # ... until this step, full images after it (GroupNorm sees full-FOV statistics)
 }
 
 
@@ -77,6 +80,8 @@ def load_vae_train_config(config, overrides: dict | None = None) -> dict:
             raise InputError(f"{source}: key 'train.{key}' must be ≥ 0, got {t[key]}")
     if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
+    if t["crop"] is not None and (not isinstance(t["crop"], int) or t["crop"] < 8):
+        raise InputError(f"{source}: key 'train.crop' must be an integer ≥ 8 or null, got {t['crop']!r}")
     cfg["_source"] = source
     return cfg
 
@@ -109,6 +114,18 @@ def vae_loss(vae, x: torch.Tensor, tc: dict, gen: torch.Generator) -> tuple[torc
     kl = dist.kl().float().mean() / x[0].numel()
     loss = l1 + tc["ssim_weight"] * (1 - ss) + tc["kl_weight"] * kl
     return loss, {"l1": float(l1.detach()), "ssim": float(ss.detach()), "kl": float(kl.detach())}
+
+
+def random_crop(x: torch.Tensor, size: int, multiple: int, gen: torch.Generator) -> torch.Tensor:
+    """One random size × size window (corner on a `multiple` grid) per image of x (B, 2, H, W)."""
+    H, W = x.shape[-2:]
+    size = min(size - size % multiple, H, W)
+    out = []
+    for b in range(x.shape[0]):
+        i = int(torch.randint(0, (H - size) // multiple + 1, (1,), generator=gen)) * multiple
+        j = int(torch.randint(0, (W - size) // multiple + 1, (1,), generator=gen)) * multiple
+        out.append(x[b, :, i:i + size, j:j + size])
+    return torch.stack(out)
 
 
 @torch.no_grad()
@@ -260,6 +277,8 @@ def train_vae(config, out=None, resume=None, max_steps=None, max_minutes=None, d
             x = torch.from_numpy(np.stack([ds[i][0] for i in idx])).float()
             if cfg["data"]["augment_phase"]:
                 x = _phase_rotate(x, gen)
+            if tc["crop"] and (tc["crop_until"] is None or step < int(tc["crop_until"])):
+                x = random_crop(x, int(tc["crop"]), vae.downsample, gen)
             with autocast(dev, prec.precision):
                 loss, parts = vae_loss(vae, x.to(dev), tc, gen)
             if not math.isfinite(float(loss.detach())):

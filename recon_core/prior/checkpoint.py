@@ -266,3 +266,32 @@ def load_prior(path_or_name="default", device="cpu", variant: str | None = None,
         load_adapter(prior, adapter)
     prior.eval()
     return prior.to(resolve_device(device) if isinstance(device, str) else device)
+
+
+def export_prior(src, dst, half: bool = False) -> Path:
+    """Copy the checkpoint directory `src` to `dst` (atomically); `half`: float32 weights stored as float16
+    (half the size on disk; `load_prior` loads them back as float32 — rounding only, ~1e-3 relative).
+    Returns dst. The manifest records `weights_dtype`."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src = resolve_model_path(src)
+    if not (src / MANIFEST).is_file():
+        raise InputError(f"{src}: not a prior checkpoint (no {MANIFEST})")
+    dst = Path(dst)
+    tmp, commit = _atomic_dir(dst)
+    try:
+        shutil.rmtree(tmp)
+        shutil.copytree(src, tmp)
+        if half:
+            for f in sorted(tmp.rglob("*.safetensors")):
+                sd = load_file(str(f))
+                save_file({k: (v.half() if v.dtype == torch.float32 else v) for k, v in sd.items()}, str(f))
+        man = json.loads((tmp / MANIFEST).read_text())
+        man["weights_dtype"] = "float16 (loaded as float32)" if half else "float32"
+        write_json_atomic(tmp / MANIFEST, man)
+        commit()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
