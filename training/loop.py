@@ -390,7 +390,8 @@ def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, p
         x0 = _phase_rotate(x0, gen)
     base = getattr(model, "module", model)
     if base.is_latent:   # a latent prior learns the frozen MR-VAE's latents of the same images
-        x0 = base.to_latent(x0.to(dev)).cpu()
+        with autocast(dev, precision):
+            x0 = base.to_latent(x0.to(dev)).float().cpu()
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, n_t, (bs,), generator=gen)
     x0, noise, t = x0.to(dev), noise.to(dev), t.to(dev)

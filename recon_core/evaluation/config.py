@@ -48,7 +48,7 @@ class EvalConfig:
     ablation_masks: tuple | None = None   # cells for ablations/pathology (None: all)
     pathology: bool = True
     twin: str | None = None
-    methods: tuple = ()                   # other prior samplers beside DDS: "scoremri", "ldpm" (first methods_limit slices)
+    methods: tuple = ()                   # other prior samplers beside DDS: "scoremri", "ldpm" (on methods_limit slices)
     methods_limit: int = 4
     latent_model: str = "default-latent"  # the latent prior LDPM uses
     convention: str = "fastmri"

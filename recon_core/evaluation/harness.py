@@ -350,7 +350,9 @@ class Evaluation:
         return runs
 
     def _method_positions(self) -> np.ndarray:
-        return np.arange(min(self.c.methods_limit, len(self.slices)))
+        """`methods_limit` positions spread evenly over the selected slices (subjects), first one included."""
+        n, k = len(self.slices), min(self.c.methods_limit, len(self.slices))
+        return np.unique(np.linspace(0, n - 1, k).round().astype(int)) if k > 1 else np.arange(k)
 
     def run(self) -> dict:
         from tqdm.auto import tqdm
@@ -444,7 +446,7 @@ class Evaluation:
         return cell
 
     def _other_samplers(self, spec, dds: dict, w: float) -> dict:
-        """Score-MRI / LDPM on the first `methods_limit` slices, paired with DDS (same w) on the same slices."""
+        """Score-MRI / LDPM on `methods_limit` slices spread over the selection, paired with DDS (same w) on them."""
         pos = self._method_positions()
         ref = dds[w]
         same = {k: ref[k][pos] for k in METRICS}

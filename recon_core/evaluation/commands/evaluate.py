@@ -47,8 +47,8 @@ def add_arguments(parser):
                         help="comma list of cells (among --masks) for ablations/pathology (default: all cells)")
     parser.add_argument("--twin", default=None, help="unconditional twin checkpoint to compare against")
     parser.add_argument("--methods", default=None,
-                        help="other prior samplers beside DDS, comma list among scoremri,ldpm (on the first "
-                             "--methods-limit slices, paired with DDS on the same slices)")
+                        help="other prior samplers beside DDS, comma list among scoremri,ldpm (on --methods-limit "
+                             "slices spread over the selection, paired with DDS on the same slices)")
     parser.add_argument("--methods-limit", type=int, default=4, help="slices for --methods (they are slow)")
     parser.add_argument("--latent-model", default="default-latent", help="latent prior for ldpm")
     parser.add_argument("--convention", default="fastmri", choices=["fastmri", "contextmri"],
