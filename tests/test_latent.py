@@ -121,6 +121,18 @@ def test_generate_with_latent_prior(latent_dirs):
     torch.testing.assert_close(x, x2, rtol=0, atol=0)
 
 
+def test_generate_cli_with_latent_prior(latent_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "g.png"
+    r = subprocess.run([sys.executable, "-m", "gadget", "generate", "--model", str(latent_dirs[1]), "--metadata",
+                        '{"anatomy": "brain", "contrast": "FLAIR", "pathology": ["Mass"]}', "--n", "2", "--nfe", "3",
+                        "--out", str(out), "--npy", str(tmp_path / "g.npy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and np.load(tmp_path / "g.npy").shape == (2, NY, NX)
+
+
 def test_ldpm_reconstruction_is_data_consistent_and_deterministic(latent_dirs):
     from recon_core.latent.ldpm import ldpm_reconstruct
     from recon_core.prior import load_prior
