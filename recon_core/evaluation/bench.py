@@ -5,7 +5,8 @@ slice's header-derived metadata), undersampled with `mask`:
 - I/O: np.save + np.load of the undersampled k-space and np.save of the output image (a temp dir);
 - ESPIRiT (recon_core.coils, torch backend; sigpy backend too);
 - DDS (recon_core.dds) split into network / CG / other, at `nfe`, `cfg`, `precision`;
-- the network floor: NFE × the median time of one batched cond+uncond forward (batch 2 when
+- the network floor: the network evaluations DDS ran (≈ warm_start · NFE with the default warm start) ×
+  the median time of one batched cond+uncond forward (batch 2 when
   0 < cfg ≠ 1, else 1) at the same shape; ratios DDS/floor and slice/floor (target ≤ 1.3);
 - peak memory: process peak RSS (resource.getrusage) and, on CUDA, torch.cuda.max_memory_allocated;
 - sigpy L1-wavelet (recon_core.baselines, oracle λ from the evaluation grid) and, when `bart` is on PATH, `bart ecalib` +
@@ -184,6 +185,7 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     from ..masks import make_mask, parse_mask_spec
     from ..metrics import psnr
     from ..precision import choose_inference_precision
+    from ..settings import DDSConfig
 
     if nfe < 1 or any(n < 1 for n in sweep):
         raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
@@ -210,18 +212,19 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
     _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
     t_fwd, nb = _network_floor(prior, record, cfg, matrix, dev, precision, repeat)
-    floor = nfe * t_fwd
 
     dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=precision)
     res = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
                           precision=precision, progress=progress)
     t_dds = res.timings["total"]
+    floor = res.nfe * t_fwd   # the network evaluations DDS actually ran (a warm start runs ≈ t0 · nfe of the grid)
     slice_total = t_io + t_esp + t_dds
     l1 = _sigpy_l1(ref, kb, maps, m.mask)
     zf = reconstruct("zerofilled", kb, maps, m.mask)
     out = {
         "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
-                  "realised_accel": m.accel, "nfe": nfe, "cfg": cfg, "precision": precision,
+                  "realised_accel": m.accel, "nfe": nfe, "network_evaluations": int(res.nfe), "cfg": cfg,
+                  "precision": precision, "sampler": DDSConfig(nfe=nfe, cfg=cfg, precision=precision).to_meta(),
                   "precision_choice": choice.to_meta(), "device": str(dev),
                   "torch_threads": torch.get_num_threads(), "forward_batch": nb, "seed": seed,
                   "psnr_convention": "fastmri (magnitude, data range = max |reference|)"},
@@ -252,7 +255,7 @@ def format_report(r: dict) -> str:
     L = [f"setup: {json.dumps(r['setup'])}",
          f"slice total {t['slice_total']:.3f} s = I/O {t['io']:.4f} + ESPIRiT {t['espirit']:.3f} + DDS {t['dds_total']:.3f} "
          f"(network {t['network']:.3f}, CG {t['cg']:.3f}, other {t['dds_other']:.3f})",
-         f"network floor {f['floor_s']:.3f} s ({f['one_forward_s'] * 1000:.1f} ms/forward × NFE); "
+         f"network floor {f['floor_s']:.3f} s ({f['one_forward_s'] * 1000:.1f} ms/forward × {r['setup']['network_evaluations']} network evaluations); "
          f"DDS/floor {f['dds_over_floor']:.3f}, slice/floor {f['slice_over_floor']:.3f} (target ≤ {f['target']})",
          f"ESPIRiT torch {t['espirit']:.3f} s, sigpy {t['espirit_sigpy']:.3f} s",
          f"PSNR: " + ", ".join(f"{k} {v:.2f} dB" for k, v in r["psnr"].items()),
