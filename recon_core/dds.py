@@ -128,6 +128,17 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def per_slice_noise(seed: int, K: int, B: int, shape: tuple, dev):
+    """noise() → (K·B·shape[0], *shape[1:]) float32 on `dev`: one CPU generator per (sample k, slice b),
+    seeded seed + k, so a slice's noise depends neither on the other slices of its batch nor on the device."""
+    gens = [torch.Generator(device="cpu").manual_seed(int(seed) + k) for k in range(K) for _ in range(B)]
+
+    def noise():
+        return torch.cat([torch.randn(shape, generator=g) for g in gens]).to(dev)
+
+    return noise
+
+
 def _prior_device(prior):
     try:
         return next(prior.unet.parameters()).device
@@ -136,10 +147,13 @@ def _prior_device(prior):
 
 
 def _down_factor(prior):
+    """The image sides must be multiples of this: the UNet's downsampling (× the VAE's, for a latent prior)."""
     try:
-        return 2 ** (len(prior.unet.config.block_out_channels) - 1)
+        f = 2 ** (len(prior.unet.config.block_out_channels) - 1)
     except AttributeError:
         return 1
+    vae = getattr(prior, "vae", None)
+    return f * (vae.downsample if vae is not None else 1)
 
 
 @dataclass
@@ -297,12 +311,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
     timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
 
-    # one generator per (sample k, slice b), seeded seed + k: a slice's noise does not depend on the batch
-    gens = [torch.Generator(device="cpu").manual_seed(int(c.seed) + k) for k in range(K) for _ in range(B)]
-
-    def noise():
-        return torch.stack([torch.randn((2, ny, nx), generator=g) for g in gens]).to(dev)
-
+    noise = per_slice_noise(c.seed, K, B, (1, 2, ny, nx), dev)
     x = noise()
     if pb.init is not None:   # warm start: q(x_t0 | classical estimate)
         x0w = pb.init.repeat(K, 1, 1)

@@ -83,6 +83,22 @@ def atomic_dir(target):
     return tmp, commit
 
 
+def preset_yaml(name, preset_dir, what: str):
+    """(config dict, source) of a preset `name` in `preset_dir` (NAME.yaml) or of a YAML file path;
+    InputError naming the known presets otherwise (`what`: "prior", "VAE", ...)."""
+    import yaml
+
+    from .errors import InputError
+
+    path = Path(str(name))
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = Path(preset_dir) / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in Path(preset_dir).glob("*.yaml"))
+            raise InputError(f"unknown {what} preset {name!r}: expected one of {known} or a YAML file")
+    return yaml.safe_load(path.read_text()) or {}, str(path)
+
+
 @contextlib.contextmanager
 def atomic_directory(target):
     """Context-manager form of `atomic_dir`: yields the temporary directory, commits on normal exit."""

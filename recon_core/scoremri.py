@@ -79,7 +79,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
     (settings used: scoremri_nfe, pc_snr, pc_corrector, scoremri_variant, hybrid_every, hybrid_lambda,
     cfg, gamma, cg_iters, samples, seed, precision, scale)."""
     from .cg import data_consistency
-    from .dds import DDSResult, _check_inputs, _prepare, _prior_device, _progress_fn
+    from .dds import DDSResult, _check_inputs, _prepare, _prior_device, _progress_fn, per_slice_noise
     from .device import autocast, resolve_device
     from .fft import fft2c, ifft2c
     from .precision import choose_inference_precision
@@ -117,11 +117,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
     acp = prior.scheduler.alphas_cumprod.double()
     T = int(acp.shape[0])
     ts = pc_grid(T, c.scoremri_nfe, c.pc_corrector)
-    gens = [torch.Generator(device="cpu").manual_seed(int(c.seed) + k) for k in range(K) for _ in range(B)]
-    per = C if per_coil else 1
-
-    def noise():
-        return torch.cat([torch.randn((per, 2, ny, nx), generator=g) for g in gens]).to(dev)
+    noise = per_slice_noise(c.seed, K, B, (C if per_coil else 1, 2, ny, nx), dev)
 
     mk = pb.op.mask if pb.op.mask.shape[0] == K * B else pb.op.mask.expand(K * B, -1, -1, -1)
 

@@ -84,15 +84,16 @@ def _merge(base: dict, over: dict, source: str, prefix: str = "") -> dict:
     return out
 
 
-def load_config(config, overrides: dict | None = None) -> dict:
-    """YAML path or dict → full validated config (defaults filled). `overrides`: {"train.max_steps": 5, ...}."""
+def read_config(config, defaults: dict, overrides: dict | None = None, what: str = "training config"):
+    """(config with `defaults` filled, source) from a YAML path or a dict; unknown keys → InputError naming
+    the file and the key. `overrides`: {"train.max_steps": 5, "latent_vae": DIR, ...} (None values skipped)."""
     import yaml
 
-    source = "training config"
+    source = what
     if isinstance(config, (str, Path)):
         path = Path(config)
         if not path.is_file():
-            raise InputError(f"training config not found: {path}")
+            raise InputError(f"{what} not found: {path}")
         source = str(path)
         try:
             raw = yaml.safe_load(path.read_text()) or {}
@@ -102,7 +103,7 @@ def load_config(config, overrides: dict | None = None) -> dict:
         raw = copy.deepcopy(dict(config))
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping at the top level")
-    cfg = _merge(DEFAULTS, raw, source)
+    cfg = _merge(defaults, raw, source)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -111,6 +112,12 @@ def load_config(config, overrides: dict | None = None) -> dict:
             continue
         section, key = dotted.split(".")
         cfg[section][key] = value
+    return cfg, source
+
+
+def load_config(config, overrides: dict | None = None) -> dict:
+    """YAML path or dict → full validated config (defaults filled). `overrides`: {"train.max_steps": 5, ...}."""
+    cfg, source = read_config(config, DEFAULTS, overrides)
     _validate(cfg, source)
     cfg["_source"] = source
     return cfg

@@ -14,7 +14,6 @@ Output directory: OUT/model/ (the VAE checkpoint `recon_core.latent.load_vae` re
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -42,34 +41,9 @@ DEFAULTS = {
 
 def load_vae_train_config(config, overrides: dict | None = None) -> dict:
     """YAML path or dict → validated config (defaults filled); unknown keys → InputError naming the key."""
-    import yaml
+    from training.config import read_config
 
-    source = "VAE training config"
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        if not path.is_file():
-            raise InputError(f"VAE training config not found: {path}")
-        source = str(path)
-        raw = yaml.safe_load(path.read_text()) or {}
-    else:
-        raw = copy.deepcopy(dict(config))
-    if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping")
-    cfg = copy.deepcopy(DEFAULTS)
-    for key, value in raw.items():
-        if key not in DEFAULTS:
-            raise InputError(f"{source}: unknown key {key!r} (allowed: {sorted(DEFAULTS)})")
-        if isinstance(DEFAULTS[key], dict) and key != "vae":
-            bad = sorted(set(value or {}) - set(DEFAULTS[key]))
-            if bad:
-                raise InputError(f"{source}: unknown key '{key}.{bad[0]}' (allowed: {sorted(DEFAULTS[key])})")
-            cfg[key].update(value or {})
-        else:
-            cfg[key] = value
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            section, key = dotted.split(".")
-            cfg[section][key] = value
+    cfg, source = read_config(config, DEFAULTS, overrides, what="VAE training config")
     t = cfg["train"]
     for key in ("batch_size", "max_steps", "checkpoint_every", "log_every"):
         if not isinstance(t[key], int) or t[key] < 1:
@@ -132,12 +106,9 @@ def random_crop(x: torch.Tensor, size: int, multiple: int, gen: torch.Generator)
 def latent_scale(vae, ds, n: int = 256, batch: int = 16) -> float:
     """1 / std of the latent means of the first n images of `ds` (the latent prior's unit variance)."""
     zs = []
-    was = vae.scaling_factor
-    vae.manifest["scaling_factor"] = 1.0
     for i in range(0, min(n, len(ds)), batch):
         x = torch.from_numpy(np.stack([ds[j][0] for j in range(i, min(i + batch, n, len(ds)))]))
-        zs.append(vae.encode(x.to(next(vae.parameters()).device)).cpu())
-    vae.manifest["scaling_factor"] = was
+        zs.append(vae.posterior(x.to(next(vae.parameters()).device)).mean.float().cpu())
     return float(1.0 / torch.cat(zs).std().clamp_min(1e-6))
 
 
@@ -249,7 +220,6 @@ def train_vae(config, out=None, resume=None, max_steps=None, max_minutes=None, d
     x_trial = torch.from_numpy(np.stack([ds[i % len(ds)][0] for i in range(tc["batch_size"])])).to(dev)
     prec = _vae_precision(tc, vae, x_trial, dev, state, lambda m: print(m, flush=True) if progress else None)
     _write_config(out, cfg)
-    sched = {**tc, "lr_schedule": tc["lr_schedule"]}
     stop = _StopFlag()
     t0 = time.time()
     deadline = t0 + 60 * tc["max_minutes"] if tc["max_minutes"] else None
@@ -272,7 +242,7 @@ def train_vae(config, out=None, resume=None, max_steps=None, max_minutes=None, d
         while step < tc["max_steps"]:
             ts = time.time()
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, sched)
+                g["lr"] = lr_at(step, tc)
             idx = order.next_batch()
             x = torch.from_numpy(np.stack([ds[i][0] for i in idx])).float()
             if cfg["data"]["augment_phase"]:
@@ -297,7 +267,7 @@ def train_vae(config, out=None, resume=None, max_steps=None, max_minutes=None, d
                              "l1": round(float(np.mean([p["l1"] for _, p in interval])), 6),
                              "ssim": round(float(np.mean([p["ssim"] for _, p in interval])), 5),
                              "kl": round(float(np.mean([p["kl"] for _, p in interval])), 4),
-                             "lr": lr_at(step - 1, sched),
+                             "lr": lr_at(step - 1, tc),
                              "samples_per_s": round(len(idx) / max(time.time() - ts, 1e-9), 2),
                              "elapsed_s": round(elapsed0 + time.time() - t0, 1)})
                 interval = []

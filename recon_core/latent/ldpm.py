@@ -1,8 +1,9 @@
 """LDPM-style reconstruction with a latent prior (MR-VAE + conditional latent UNet): a sketch, then a
 dual-stage DDIM sampler in the VAE's latent space.
 
-Sketch: the SENSE-10 estimate of the measured data (CG on AᴴAx = Aᴴy, so it agrees with the measured
-k-space; LDPM's c = F⁻¹[F(R(x_u))(1−M) + k_u M] with R a CG solve instead of a trained repair network).
+Sketch: the warm start's classical estimate (`warm_init`, default the SENSE-10 estimate: CG on AᴴAx = Aᴴy,
+so it agrees with the measured k-space; LDPM's c = F⁻¹[F(R(x_u))(1−M) + k_u M] with R a CG solve instead of
+a trained repair network).
 It is encoded, z_s = E(sketch), and forward-noised to t0 = `warm_start`·T (cold start from N(0, I) when
 warm_start is None). Here the sketch is the *starting point*; the latent UNet is not sketch-conditioned.
 
@@ -20,7 +21,6 @@ import time
 
 import torch
 
-from ..errors import InputError
 from ..settings import DDSConfig
 
 
@@ -38,7 +38,8 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | N
     """LDPM reconstruction of B slices with K samples; arguments and result as `recon_core.dds.dds_reconstruct`
     (numpy DDSResult, scanner units). `prior` must be a latent prior (`prior.is_latent`)."""
     from ..cg import data_consistency
-    from ..dds import _check_inputs, _finish, _prepare, _prior_device, _progress_fn, _sync, sampling_timesteps
+    from ..dds import (_check_inputs, _finish, _prepare, _prior_device, _progress_fn, _sync, per_slice_noise,
+                       sampling_timesteps)
     from ..device import autocast, resolve_device
     from ..precision import choose_inference_precision
     from ..prior.ddim import alpha_prev, ddim_step, forward_noise, guided_eps, make_guidance, tweedie_x0
@@ -48,13 +49,9 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | N
         if k not in DDSConfig.sampler_fields():
             raise TypeError(f"ldpm_reconstruct() got an unexpected keyword argument {k!r}")
     c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
-    c = c.replace(warm_init="sense") if c.warm_start is not None else c
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records, latent=True)
     B, C, ny, nx = ksp.shape
-    f = prior.vae.downsample * (2 ** (len(prior.unet.config.block_out_channels) - 1))
-    if ny % f or nx % f:
-        raise InputError(f"image matrix {ny}×{nx}: the latent prior needs both sides divisible by {f} (pad or crop)")
     pb = _prepare(ksp, maps, mask, c, scale, dev)
     K = pb.K
     if _prior_device(prior) != dev:
@@ -65,10 +62,7 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | N
     prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (h, w), dev)
     timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
     T = int(prior.scheduler.config.num_train_timesteps)
-    gens = [torch.Generator(device="cpu").manual_seed(int(c.seed) + k) for k in range(K) for _ in range(B)]
-
-    def noise():
-        return torch.stack([torch.randn((ch, h, w), generator=g) for g in gens]).to(dev)
+    noise = per_slice_noise(c.seed, K, B, (1, ch, h, w), dev)
 
     def enc(xc):
         with autocast(dev, prec.precision):

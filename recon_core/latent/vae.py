@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -91,11 +90,10 @@ class MRVAE(torch.nn.Module):
 
     def save_pretrained(self, directory, training: dict | None = None) -> Path:
         """Write DIR/vae/ + DIR/contextmri.json atomically."""
-        from ..io_utils import atomic_dir, write_json_atomic
+        from ..io_utils import atomic_directory, write_json_atomic
 
         directory = Path(directory)
-        tmp, commit = atomic_dir(directory)
-        try:
+        with atomic_directory(directory) as tmp:
             self.ae.save_pretrained(tmp / "vae", safe_serialization=True)
             manifest = dict(self.manifest)
             if training is not None:
@@ -103,10 +101,6 @@ class MRVAE(torch.nn.Module):
             manifest.update(format=FORMAT, version=FORMAT_VERSION, latent_channels=self.latent_channels,
                             downsample=self.downsample)
             write_json_atomic(tmp / MANIFEST, manifest)
-            commit()
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
 
@@ -116,19 +110,12 @@ def list_presets() -> list[str]:
 
 def load_vae_config(name_or_cfg) -> dict:
     """A VAE config dict from a preset name (`recon_core/latent/presets/`), a YAML path or a dict."""
-    import yaml
+    from ..io_utils import preset_yaml
 
     if isinstance(name_or_cfg, dict):
-        cfg = copy.deepcopy(name_or_cfg)
-        source = "VAE config"
+        cfg, source = copy.deepcopy(name_or_cfg), "VAE config"
     else:
-        path = Path(str(name_or_cfg))
-        if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-            path = PRESET_DIR / f"{name_or_cfg}.yaml"
-            if not path.is_file():
-                raise InputError(f"unknown VAE preset {name_or_cfg!r}: expected one of {list_presets()} or a YAML file")
-        cfg = yaml.safe_load(path.read_text()) or {}
-        source = str(path)
+        cfg, source = preset_yaml(name_or_cfg, PRESET_DIR, "VAE")
     if not isinstance(cfg, dict):
         raise InputError(f"{source}: expected a mapping")
     unknown = sorted(set(cfg) - CONFIG_KEYS)

@@ -278,11 +278,11 @@ def export_prior(src, dst, half: bool = False) -> Path:
     src = resolve_model_path(src)
     if not (src / MANIFEST).is_file():
         raise InputError(f"{src}: not a prior checkpoint (no {MANIFEST})")
+    from ..io_utils import atomic_directory
+
     dst = Path(dst)
-    tmp, commit = _atomic_dir(dst)
-    try:
-        shutil.rmtree(tmp)
-        shutil.copytree(src, tmp)
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
         if half:
             for f in sorted(tmp.rglob("*.safetensors")):
                 sd = load_file(str(f))
@@ -290,8 +290,4 @@ def export_prior(src, dst, half: bool = False) -> Path:
         man = json.loads((tmp / MANIFEST).read_text())
         man["weights_dtype"] = "float16 (loaded as float32)" if half else "float32"
         write_json_atomic(tmp / MANIFEST, man)
-        commit()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst

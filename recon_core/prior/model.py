@@ -139,16 +139,10 @@ def list_presets() -> list[str]:
 
 def load_preset(name: str) -> dict:
     """The config dict of a preset (`tiny`, `cpu-128`, `contextmri-320`) or of a YAML file path."""
-    import yaml
+    from ..io_utils import preset_yaml
 
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = PRESET_DIR / f"{name}.yaml"
-        if not path.is_file():
-            raise InputError(f"unknown prior preset {name!r}: expected one of {list_presets()} or a YAML file")
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh) or {}
-    check_config(cfg, str(path))
+    cfg, source = preset_yaml(name, PRESET_DIR, "prior")
+    check_config(cfg, source)
     return cfg
 
 
