@@ -62,9 +62,10 @@ from ..io_utils import write_json_atomic  # noqa: E402,F401
 
 def save_prior(prior, directory, extra_manifest: dict | None = None) -> Path:
     """Write `prior` to `directory` atomically (temp dir + rename); returns the path."""
+    from ..io_utils import atomic_directory
+
     directory = Path(directory)
-    tmp, commit = _atomic_dir(directory)
-    try:
+    with atomic_directory(directory) as tmp:
         parts = prior.manifest.get("parts") or {}
         unet_dir = parts.get("unet", "unet")
         enc_dir = parts.get("encoder", "metadata_encoder")
@@ -79,10 +80,6 @@ def save_prior(prior, directory, extra_manifest: dict | None = None) -> Path:
             manifest["parts"]["vae"] = parts.get("vae", "vae")
         manifest["format"], manifest["version"] = FORMAT, FORMAT_VERSION
         write_json_atomic(tmp / MANIFEST, manifest)
-        commit()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
