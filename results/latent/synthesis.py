@@ -3,15 +3,17 @@
 images; its accuracy on the real val + test images is reported beside it), for the latent prior and,
 for comparison at the same settings, the pixel prior (recon_core.evaluation.synthesis).
 
-    python results/latent/synthesis.py LATENT_MODEL DATA_DIR [PIXEL_MODEL|none] [N] [NFE] [CFG]
+    python results/latent/synthesis.py LATENT_MODEL DATA_DIR [PIXEL_MODEL|none] [N] [NFE] [CFG] [ETA]
 
-Writes results/latent/synthesis.json and synthesis.png (one sample per cell; the cell left out of the latent
+Writes results/latent/synthesis.json and synthesis.png (synthesis_eta<ETA>.* for a DDIM η ≠ 0) (one sample per cell; the cell left out of the latent
 prior's training — its manifest's training.data.exclude — is framed in red). Seeds fixed.
 """
 
+import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from recon_core.evaluation.ablation import pathology_kind
 from recon_core.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim, template_record
 from recon_core.io_utils import write_text_atomic
 from recon_core.prior import load_prior
+from recon_core.prior.cache import resolve_model
 from recon_core.prior.sample import sample_prior
 from recon_core.sim.export import load_split
 
@@ -37,8 +40,9 @@ def _complex(x):
     return x[:, 0] + 1j * x[:, 1]
 
 
-def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0):
-    n, nfe, cfg = int(n), int(nfe), float(cfg)
+def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0, eta=0.0):
+    n, nfe, cfg, eta = int(n), int(nfe), float(cfg), float(eta)
+    suffix = "" if eta == 0 else f"_eta{eta:g}"
     rng = np.random.default_rng(0)
     train = load_split(data, "train")
     kinds = np.array([pathology_kind(r) for r in train.records])
@@ -53,8 +57,8 @@ def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0):
         held += list(zip(clf.predict(_complex(sd.mvue)), [family(r.contrast or "") for r in sd.records]))
     clf_acc = float(np.mean([p == t for p, t in held]))
     print(f"contrast classifier accuracy on {len(held)} real val+test images: {clf_acc:.3f}", flush=True)
-    out = {"command": f"python results/latent/synthesis.py {latent} {data} {pixel} {n} {nfe} {cfg}",
-           "n_per_cell": n, "nfe": nfe, "cfg": cfg, "classifier_real_accuracy": clf_acc,
+    out = {"command": f"python results/latent/synthesis.py {latent} {data} {pixel} {n} {nfe} {cfg}" + (f" {eta:g}" if eta else ""),
+           "n_per_cell": n, "nfe": nfe, "cfg": cfg, "eta": eta, "classifier_real_accuracy": clf_acc,
            "classifier_real_n": len(held), "real": {}, "models": {}}
     for c in CONTRASTS:
         for k in PATHOLOGIES:
@@ -66,6 +70,15 @@ def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0):
     examples = {}
     for name, path in models.items():
         prior = load_prior(path)
+        cache = _cache_file(path, n, nfe, cfg, eta)
+        if cache.exists():  # one model's cells at these settings (same weights, seeds): computed once
+            res = json.loads(cache.read_text())
+            for key, v in res["cells"].items():
+                c, k = key.split("/")
+                examples[(name, c, k)] = np.load(cache.with_suffix(".npz"))[key]
+            out["models"][name] = res
+            print(f"{name}: cached {cache}", flush=True)
+            continue
         excluded = [(e.get("contrast", "").upper(), e.get("pathology")) for e in
                     ((prior.manifest.get("training") or {}).get("data") or {}).get("exclude") or []]
         res = {"path": str(path), "excluded": [f"{c}/{k}" for c, k in excluded], "cells": {}}
@@ -73,7 +86,7 @@ def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0):
         for ci, c in enumerate(CONTRASTS):
             for ki, k in enumerate(PATHOLOGIES):
                 rec = template_record(train.records, c, k)
-                x = _complex(sample_prior(prior, [rec], n=n, cfg=cfg, nfe=nfe, eta=0.0, seed=1000 * ci + ki,
+                x = _complex(sample_prior(prior, [rec], n=n, cfg=cfg, nfe=nfe, eta=eta, seed=1000 * ci + ki,
                                           precision="fp32"))
                 pred = clf.predict(x)
                 res["cells"][f"{c}/{k}"] = {"pairwise_ms_ssim": pairwise_ms_ssim(x),
@@ -86,13 +99,25 @@ def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0):
         res["mean_contrast_accuracy"] = float(np.mean([v["contrast_accuracy"] for v in cells]))
         res["mean_pairwise_ms_ssim"] = float(np.mean([v["pairwise_ms_ssim"] for v in cells]))
         out["models"][name] = res
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache.with_suffix(".npz"), **{f"{c}/{k}": examples[(name, c, k)]
+                                               for c in CONTRASTS for k in PATHOLOGIES})
+        write_text_atomic(cache, json.dumps(res))
     out["real_mean_pairwise_ms_ssim"] = float(np.mean([v["pairwise_ms_ssim"] for v in out["real"].values()]))
-    write_text_atomic("results/latent/synthesis.json", json.dumps(out, indent=1))
-    _figure(examples, models, out)
+    write_text_atomic(f"results/latent/synthesis{suffix}.json", json.dumps(out, indent=1))
+    _figure(examples, models, out, suffix)
     _table(out)
 
 
-def _figure(examples, models, out):
+def _cache_file(path, n, nfe, cfg, eta=0.0) -> Path:
+    """results/latent/.cache/<hash>.json: the hash covers the prior's weight files and the settings."""
+    h = hashlib.sha256((f"{n}/{nfe}/{cfg}/v1" + (f"/eta{eta}" if eta else "")).encode())
+    for f in sorted(Path(resolve_model(path)).rglob("*.safetensors")):
+        h.update(f.read_bytes())
+    return Path("results/latent/.cache") / f"{h.hexdigest()[:16]}.json"
+
+
+def _figure(examples, models, out, suffix=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +142,7 @@ def _figure(examples, models, out):
                 ax.set_ylabel(m, fontsize=8)
     fig.suptitle("one sample per (contrast, pathology): " + out["command"], fontsize=6)
     fig.tight_layout()
-    fig.savefig("results/latent/synthesis.png")
+    fig.savefig(f"results/latent/synthesis{suffix}.png")
 
 
 def _table(out):
