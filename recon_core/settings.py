@@ -72,8 +72,8 @@ class DDSConfig:
     # gamma, cg_iters and final_cg_iters are shared with DDS
     ldpm_switch: float = _f(0.2, "float", "LDPM: stage-2 (k-space gradient on the latent) below t = this "
                             "fraction of T; above it decode → CG data consistency → re-encode", lo=0.0, hi=1.0)
-    ldpm_grad: float = _f(1.0, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units; "
-                          "1 chosen on validation over LDPM's 0.1: results/latent/tune_ldpm.json)",
+    ldpm_grad: float = _f(10.0, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units; "
+                          "10 chosen on validation over 0.1 (LDPM's), 1 and 3: results/latent/tune_ldpm.json)",
                           lo=0.0, hi=100.0)
 
     def __post_init__(self):

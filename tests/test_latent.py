@@ -271,7 +271,9 @@ def test_export_half_weights(latent_dirs, tmp_path):
     assert next(b.unet.parameters()).dtype == torch.float32 and b.is_latent
     assert json.loads((tmp_path / "h" / "contextmri.json").read_text())["weights_dtype"].startswith("float16")
     x, ksp, maps, mask = make_data(B=1, accel=2)
-    kw = dict(nfe=5, precision="fp32")
+    # g = 1: on this untrained random decoder the default step (10) amplifies any weight rounding chaotically;
+    # the comparison is about the export, not the step size
+    kw = dict(nfe=5, precision="fp32", ldpm_grad=1.0)
     ra, rb = ldpm_reconstruct(a, ksp, maps, mask, **kw), ldpm_reconstruct(b, ksp, maps, mask, **kw)
     assert np.abs(ra.image - rb.image).max() < 0.02 * np.abs(ra.image).max()
     r = subprocess.run([sys.executable, "-m", "gadget", "export-model", str(tmp_path / "none"), "--out",

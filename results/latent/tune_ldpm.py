@@ -2,7 +2,8 @@
 
     python results/latent/tune_ldpm.py LATENT_MODEL /work/data/sim128 [CACHE_DIR]
 
-Settings of the dual-stage sampler (CFG 2, NFE-50 grid), 8 validation slices, uniform1d ×4/×8 and
+Settings of the dual-stage sampler (CFG 2, NFE-50 grid; unnamed settings at their defaults: warm start
+0.3, p = 0.2, g = 1 since session 5 — session 5's table had E and G at g = 0.1, the default then), 8 validation slices, uniform1d ×4/×8 and
 poisson2d ×8, the maps every method gets; DDS at its defaults with the pixel prior as the reference line.
 Prints a Markdown table and writes results/latent/tune_ldpm.json. Seconds are per slice at batch 8.
 """
@@ -18,13 +19,16 @@ from recon_core.settings import DDSConfig
 
 CELLS = ("uniform1d:4", "uniform1d:8", "poisson2d:8")
 SETTINGS = {
-    "A warm 0.3, p 0.2, g 0.1 (LDPM's p, g)": dict(),
+    "A warm 0.3, p 0.2, g 0.1 (LDPM's p, g)": dict(ldpm_grad=0.1),
     "B warm 0.3, p 0.2, g 0 (stage 2 off)": dict(ldpm_grad=0.0),
     "C warm 0.3, p 0.2, g 1": dict(ldpm_grad=1.0),
     "D warm 0.3, p 0 (stage 1 only)": dict(ldpm_switch=0.0),
-    "E warm 0.5, p 0.2, g 0.1": dict(warm_start=0.5),
+    "E warm 0.5, p 0.2, g 1": dict(warm_start=0.5),
     "F warm 0.5, p 0 (stage 1 only)": dict(warm_start=0.5, ldpm_switch=0.0),
-    "G cold, p 0.2, g 0.1": dict(warm_start=None),
+    "G cold, p 0.2, g 1": dict(warm_start=None),
+    "H warm 0.3, p 0.2, g 3": dict(ldpm_grad=3.0),
+    "I warm 0.3, p 0.4, g 1": dict(ldpm_switch=0.4),
+    "J warm 0.3, p 0.2, g 10": dict(ldpm_grad=10.0),
 }
 
 
