@@ -73,7 +73,7 @@ class DDSConfig:
     ldpm_switch: float = _f(0.2, "float", "LDPM: stage-2 (k-space gradient on the latent) below t = this "
                             "fraction of T; above it decode → CG data consistency → re-encode", lo=0.0, hi=1.0)
     ldpm_grad: float = _f(10.0, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units; "
-                          "10 chosen on validation over 0.1 (LDPM's), 1 and 3: results/latent/tune_ldpm.json)",
+                          "10 chosen on validation over 0.1 (LDPM's), 1, 3 and 30: results/latent/tune_ldpm.json)",
                           lo=0.0, hi=100.0)
 
     def __post_init__(self):

@@ -12,7 +12,7 @@ Each DDIM step t (ε̂ with classifier-free guidance, ẑ0 = Tweedie(z_t, ε̂))
     t ≤ p·T (stage 2):  ẑ0 ← ẑ0 − g · ∇_z ‖A D(z) − y‖₂ |_{z = ẑ0}   (one gradient step through the decoder)
     z_prev = DDIM(ẑ0, ε̂, η)
 p = `ldpm_switch` (0.2 = LDPM's 200 of 1000), g = `ldpm_grad` (default 10, chosen on validation;
-LDPM's 0.1 was 0.3–1.1 dB worse, and 10 is the grid's end). Output: D(ẑ0) of the last step, made data
+LDPM's 0.1 was 0.3–1.1 dB worse, 30 0.7–2.7 dB worse). Output: D(ẑ0) of the last step, made data
 consistent by `final_cg_iters` (≥ cg_iters) CG iterations in pixel space, in scanner units (DDSResult).
 """
 

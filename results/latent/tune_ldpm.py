@@ -29,6 +29,7 @@ SETTINGS = {
     "H warm 0.3, p 0.2, g 3": dict(ldpm_grad=3.0),
     "I warm 0.3, p 0.4, g 1": dict(ldpm_switch=0.4),
     "J warm 0.3, p 0.2, g 10": dict(ldpm_grad=10.0),
+    "K warm 0.3, p 0.2, g 30": dict(ldpm_grad=30.0),
 }
 
 
