@@ -5,23 +5,24 @@ for comparison at the same settings, the pixel prior (recon_core.evaluation.synt
 
     python results/latent/synthesis.py LATENT_MODEL DATA_DIR [PIXEL_MODEL|none] [N] [NFE] [CFG] [ETA]
 
-Writes results/latent/synthesis.json and synthesis.png (synthesis_eta<ETA>.* for a DDIM η ≠ 0) (one sample per cell; the cell left out of the latent
-prior's training — its manifest's training.data.exclude — is framed in red). Seeds fixed.
+Writes results/latent/synthesis.json and synthesis.png (synthesis_eta<ETA>.* for a DDIM η ≠ 0; one sample per cell; the cell left out of the latent
+prior's training — its manifest's training.data.exclude — is framed in red). Seeds fixed; every sample is cached
+(results/latent/.cache, the evaluation's UnitCache keyed by the model's files and the settings), so the
+metrics can be recomputed without sampling again.
 """
 
-import hashlib
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from recon_core.evaluation import Evaluation
 from recon_core.evaluation.ablation import pathology_kind
+from recon_core.evaluation.cache import UnitCache
 from recon_core.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim, template_record
 from recon_core.io_utils import write_text_atomic
 from recon_core.prior import load_prior
-from recon_core.prior.cache import resolve_model
 from recon_core.prior.sample import sample_prior
 from recon_core.sim.export import load_split
 
@@ -68,53 +69,45 @@ def main(latent, data, pixel="default", n=8, nfe=50, cfg=3.0, eta=0.0):
                                        "n_train": int(len(idx))}
     models = {"latent": latent} if pixel in (None, "none") else {"latent": latent, "pixel": pixel}
     examples = {}
+    cache = UnitCache("results/latent/.cache", version=2)
     for name, path in models.items():
         prior = load_prior(path)
-        cache = _cache_file(path, n, nfe, cfg, eta)
-        if cache.exists():  # one model's cells at these settings (same weights, seeds): computed once
-            res = json.loads(cache.read_text())
-            for key, v in res["cells"].items():
-                c, k = key.split("/")
-                examples[(name, c, k)] = np.load(cache.with_suffix(".npz"))[key]
-            out["models"][name] = res
-            print(f"{name}: cached {cache}", flush=True)
-            continue
         excluded = [(e.get("contrast", "").upper(), e.get("pathology")) for e in
                     ((prior.manifest.get("training") or {}).get("data") or {}).get("exclude") or []]
-        res = {"path": str(path), "excluded": [f"{c}/{k}" for c, k in excluded], "cells": {}}
-        t0 = time.perf_counter()
-        for ci, c in enumerate(CONTRASTS):
-            for ki, k in enumerate(PATHOLOGIES):
-                rec = template_record(train.records, c, k)
-                x = _complex(sample_prior(prior, [rec], n=n, cfg=cfg, nfe=nfe, eta=eta, seed=1000 * ci + ki,
-                                          precision="fp32"))
+        key = {"unit": "synthesis", "model": Evaluation._model_id(path), "n": n, "nfe": nfe, "cfg": cfg, "eta": eta}
+        samples = cache.get(key, lambda: _sample_cells(prior, train.records, n, nfe, cfg, eta))  # all samples
+        res = {"path": str(path), "excluded": [f"{c}/{k}" for c, k in excluded], "cells": {},
+               "seconds_per_image": float(samples["seconds_per_image"])}
+        for c in CONTRASTS:
+            for k in PATHOLOGIES:
+                x = samples[f"{c}/{k}"]
                 pred = clf.predict(x)
                 res["cells"][f"{c}/{k}"] = {"pairwise_ms_ssim": pairwise_ms_ssim(x),
                                             "contrast_accuracy": float(np.mean([p == family(c) for p in pred])),
                                             "predicted": pred, "held_out": (c, k) in excluded}
                 examples[(name, c, k)] = x[0]
                 print(name, c, k, {kk: v for kk, v in res["cells"][f"{c}/{k}"].items() if kk != "predicted"}, flush=True)
-        res["seconds_per_image"] = (time.perf_counter() - t0) / (n * len(CONTRASTS) * len(PATHOLOGIES))
         cells = res["cells"].values()
         res["mean_contrast_accuracy"] = float(np.mean([v["contrast_accuracy"] for v in cells]))
         res["mean_pairwise_ms_ssim"] = float(np.mean([v["pairwise_ms_ssim"] for v in cells]))
         out["models"][name] = res
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache.with_suffix(".npz"), **{f"{c}/{k}": examples[(name, c, k)]
-                                               for c in CONTRASTS for k in PATHOLOGIES})
-        write_text_atomic(cache, json.dumps(res))
     out["real_mean_pairwise_ms_ssim"] = float(np.mean([v["pairwise_ms_ssim"] for v in out["real"].values()]))
     write_text_atomic(f"results/latent/synthesis{suffix}.json", json.dumps(out, indent=1))
     _figure(examples, models, out, suffix)
     _table(out)
 
 
-def _cache_file(path, n, nfe, cfg, eta=0.0) -> Path:
-    """results/latent/.cache/<hash>.json: the hash covers the prior's weight files and the settings."""
-    h = hashlib.sha256((f"{n}/{nfe}/{cfg}/v1" + (f"/eta{eta}" if eta else "")).encode())
-    for f in sorted(Path(resolve_model(path)).rglob("*.safetensors")):
-        h.update(f.read_bytes())
-    return Path("results/latent/.cache") / f"{h.hexdigest()[:16]}.json"
+def _sample_cells(prior, records, n, nfe, cfg, eta) -> dict:
+    """{"CONTRAST/pathology": (n, H, W) complex samples, ..., "seconds_per_image": ()}: fixed seed per cell."""
+    t0 = time.perf_counter()
+    out = {}
+    for ci, c in enumerate(CONTRASTS):
+        for ki, k in enumerate(PATHOLOGIES):
+            rec = template_record(records, c, k)
+            out[f"{c}/{k}"] = _complex(sample_prior(prior, [rec], n=n, cfg=cfg, nfe=nfe, eta=eta,
+                                                    seed=1000 * ci + ki, precision="fp32"))
+    out["seconds_per_image"] = np.array((time.perf_counter() - t0) / (n * len(CONTRASTS) * len(PATHOLOGIES)))
+    return out
 
 
 def _figure(examples, models, out, suffix=""):
