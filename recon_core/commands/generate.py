@@ -13,9 +13,7 @@ def add_arguments(parser):
     parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (1 = conditional only)")
     parser.add_argument("--n", type=int, default=4, help="samples per condition")
     parser.add_argument("--nfe", type=int, default=50, help="DDIM steps")
-    parser.add_argument("--eta", type=float, default=1.0,
-                        help="DDIM eta (1: ancestral; the shipped priors leave visible noise at 0 — "
-                             "results/latent/synthesis*.png)")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the sampler's, 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
