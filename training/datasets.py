@@ -23,7 +23,7 @@ from recon_core.errors import InputError
 class ImageDataset:
     """Images (N, 2, H, W) float32 (array or memmap) + N MetadataRecords. Item i → (image (2,H,W) float32, record)."""
 
-    def __init__(self, images, records, source: str = "memory", fov_mm=None):
+    def __init__(self, images, records, source: str = "memory", fov_mm=None, geometry: dict | None = None):
         images = images if isinstance(images, np.ndarray) else np.asarray(images)
         if images.ndim != 4 or images.shape[1] != 2:
             raise InputError(f"{source}: images must be (N, 2, H, W) (real, imag), got shape {images.shape}")
@@ -31,6 +31,7 @@ class ImageDataset:
             raise InputError(f"{source}: {images.shape[0]} images but {len(records)} metadata records")
         self.images, self.records, self.source = images, list(records), source
         self.fov_mm = fov_mm  # reconSpace FOV in mm (one value or (min, max)), None when unknown
+        self.geometry = geometry  # {"orientation", "phase_encoding", "pixel_mm": [lo, hi]} or None (unknown)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -43,7 +44,7 @@ class ImageDataset:
         return np.asarray(self.images[i], dtype=np.float32), self.records[i]
 
     def subset(self, n: int) -> "ImageDataset":
-        return ImageDataset(self.images[:n], self.records[:n], self.source, self.fov_mm)
+        return ImageDataset(self.images[:n], self.records[:n], self.source, self.fov_mm, self.geometry)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -53,8 +54,14 @@ def load_export(path, split: str = "train") -> ImageDataset:
     from recon_core.sim.export import load_split
 
     sd = load_split(Path(path), split)
-    fov = (sd.info.get("config") or {}).get("fov_mm")
-    return ImageDataset(sd.mvue, sd.records, source=str(Path(path) / split), fov_mm=fov)
+    from recon_core.sim.variety import export_geometry
+
+    conf = sd.info.get("config") or {}
+    geometry = export_geometry(conf, sd.index)
+    fov = conf.get("fov_mm")
+    if conf.get("variety", "none") != "none":
+        fov = [min(v["variety"]["fov_mm"] for v in sd.index), max(v["variety"]["fov_mm"] for v in sd.index)]
+    return ImageDataset(sd.mvue, sd.records, source=str(Path(path) / split), fov_mm=fov, geometry=geometry)
 
 
 def write_export_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict) -> Path:
@@ -243,7 +250,7 @@ def exclude_combinations(ds: ImageDataset, rules) -> ImageDataset:
     keep = [i for i, r in enumerate(ds.records) if not any(_matches(r, rule) for rule in rules)]
     if not keep:
         raise InputError(f"{ds.source}: data.exclude {rules} leaves no training images")
-    return ImageDataset(np.asarray(ds.images[keep]), [ds.records[i] for i in keep], ds.source, ds.fov_mm)
+    return ImageDataset(np.asarray(ds.images[keep]), [ds.records[i] for i in keep], ds.source, ds.fov_mm, ds.geometry)
 
 
 def build_dataset(data_cfg: dict, resolution: int, progress: bool = True) -> ImageDataset:

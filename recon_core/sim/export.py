@@ -41,6 +41,7 @@ STACK_SLICES = 16
 FORMAT_VERSION = 2   # 2: metadata slice = scanner slice counter within the scan (1: virtual-stack position)
 PATHOLOGY_P = {"none": 0.6, "wm_lesions": 0.2, "tumour": 0.2}
 CHECKPOINT_SECONDS = 10.0
+VARIETIES = ("none", "scanner")
 
 
 def subject_seed(seed: int, split: str, i: int) -> int:
@@ -67,6 +68,7 @@ class ExportConfig:
     fov_mm: float = 240.0
     thickness_mm: float = 5.0
     espirit_grid: str = "half"           # "half": maps on the (H/2)² grid, upsampled (see `espirit`); "full"
+    variety: str = "none"                # "scanner": domain randomisation per subject (`recon_core.sim.variety`)
 
     def resolved(self) -> dict:
         d = dict(self.__dict__)
@@ -98,6 +100,8 @@ def _check(cfg: ExportConfig):
     bad = [c for c in cfg.contrasts if c not in CONTRASTS]
     if bad or not cfg.contrasts:
         raise InputError(f"contrasts: expected some of {', '.join(CONTRASTS)}, got {list(cfg.contrasts)}")
+    if cfg.variety not in VARIETIES:
+        raise InputError(f"variety: expected one of {', '.join(VARIETIES)}, got {cfg.variety!r}")
     if cfg.field is not None and cfg.field not in (1.5, 3.0):
         raise InputError(f"field strength: expected 1.5 or 3 (T), got {cfg.field}")
 
@@ -146,35 +150,56 @@ def espirit(ksp, calib: int, grid: str = "half"):
 # ------------------------------------------------------------------------------------------ one subject
 def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu") -> dict:
     """Simulate `n` slices of subject `sseed`: returns arrays for the export and the per-slice metadata."""
+    if cfg.variety == "scanner":
+        return _simulate_varied(cfg, sseed, n, device)
+    from .contrast import draw_protocol
+    from .phantom import Z_RANGE_MM, make_subject, render_slab
+    from .scan import image_from_slab
+    from .tissues import INDEX
+
+    rng = np.random.default_rng([int(sseed), 0xDA7A])
+    M = cfg.matrix
+    stack, z = _slice_positions(rng, n, Z_RANGE_MM)
+    subj = make_subject(sseed, field=cfg.field, pathology=_pathology(rng),
+                        slab_mm=(float(z.min()), float(z.max())))
+    contrast = str(cfg.contrasts[int(rng.integers(len(cfg.contrasts)))])
+    protocol = draw_protocol(contrast, rng, field=subj.field, t1_csf=float(subj.table.t1[INDEX["csf"]]))
+    slab = render_slab(subj, z, matrix=M, fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm)
+    x = image_from_slab(slab, subj, protocol, rng)
+    out = _acquire(cfg, x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, cfg.snr, rng, device)
+    records = _records(cfg, protocol, subj, n, cfg.fov_mm)
+    index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": contrast,
+              "z_mm": round(float(zz), 2)} for k, zz in zip(stack, z)]
+    return {**out, "records": records, "index": index}
+
+
+def _slice_positions(rng, n: int, z_range) -> tuple[np.ndarray, np.ndarray]:
+    """(stack positions, slice centres mm) of `n` slices among STACK_SLICES positions spread over `z_range`."""
+    lo, hi = z_range
+    spacing = (hi - lo) / (STACK_SLICES - 1)
+    stack = np.sort(rng.choice(STACK_SLICES, size=n, replace=False))
+    return stack, lo + spacing * stack + rng.uniform(-0.3, 0.3) * spacing
+
+
+def _pathology(rng) -> str:
+    names = list(PATHOLOGY_P)
+    return names[int(rng.choice(len(names), p=[PATHOLOGY_P[k] for k in names]))]
+
+
+def _acquire(cfg: ExportConfig, x, brain, head, snr_range, rng, device) -> dict:
+    """Complex images (S, M, M) → coils, correlated noise at an SNR drawn from `snr_range`, ESPIRiT maps from
+    the centre calib² block, MVUE and its normalisation → the export arrays of these slices."""
     import torch
 
     from recon_core.fft import fft2c
     from recon_core.mvue import mvue_from_kspace, normalize
 
     from . import acquisition as acqmod
-    from .contrast import draw_protocol
-    from .header import build_header
-    from .phantom import Z_RANGE_MM, make_subject, render_slab
-    from .scan import image_from_slab, slice_records
-    from .tissues import INDEX
 
-    rng = np.random.default_rng([int(sseed), 0xDA7A])
-    M, C = cfg.matrix, cfg.coils
-    lo, hi = Z_RANGE_MM
-    spacing = (hi - lo) / (STACK_SLICES - 1)
-    stack = np.sort(rng.choice(STACK_SLICES, size=n, replace=False))
-    z = lo + spacing * stack + rng.uniform(-0.3, 0.3) * spacing
-    names = list(PATHOLOGY_P)
-    path = names[int(rng.choice(len(names), p=[PATHOLOGY_P[k] for k in names]))]
-    subj = make_subject(sseed, field=cfg.field, pathology=path, slab_mm=(float(z.min()), float(z.max())))
-    contrast = str(cfg.contrasts[int(rng.integers(len(cfg.contrasts)))])
-    protocol = draw_protocol(contrast, rng, field=subj.field, t1_csf=float(subj.table.t1[INDEX["csf"]]))
-    slab = render_slab(subj, z, matrix=M, fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm)
-    x = image_from_slab(slab, subj, protocol, rng)
-    maps_true = acqmod.coil_maps(C, M, rng)
-    psi = acqmod.noise_covariance(C, rng)
-    snr = float(rng.uniform(*cfg.snr))
-    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
+    maps_true = acqmod.coil_maps(cfg.coils, x.shape[-1], rng)
+    psi = acqmod.noise_covariance(cfg.coils, rng)
+    snr = float(rng.uniform(*snr_range))
+    sigma = acqmod.noise_sigma(x, brain, head, snr)
     with torch.no_grad():
         xt = torch.from_numpy(x).to(device)
         ksp = fft2c(torch.from_numpy(maps_true).to(device)[None] * xt[:, None])
@@ -183,22 +208,74 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
         maps = espirit(ksp, cfg.calib, cfg.espirit_grid)
         mvue = mvue_from_kspace(ksp, maps)
         mvn, scale = normalize(mvue)
-    header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=n, n_coils=C,
-                          fov_mm=cfg.fov_mm, thickness_mm=cfg.thickness_mm, accel=1.0, calibration_mode="embedded",
-                          pathology_labels=subj.labels, seed=int(sseed) & 0xFFFFFFFF, acs_lines=cfg.calib)
-    # metadata "slice" = the scanner's slice counter of this scan (0..n−1, inferior to superior), the
-    # definition a scanner stream (and `simulate`) gives the gadget; the virtual-stack position is in index.jsonl
-    records = [r.to_dict() for r in slice_records(header, n, subj.labels)]
-    index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": contrast,
-              "z_mm": round(float(zz), 2)} for k, zz in zip(stack, z)]
     out = {"mvue": torch.stack([mvn.real, mvn.imag], 1).float().cpu().numpy(),
-           "scale": scale.float().cpu().numpy(), "reference": mvue.cpu().numpy().astype(np.complex64),
-           "records": records, "index": index}
+           "scale": scale.float().cpu().numpy(), "reference": mvue.cpu().numpy().astype(np.complex64)}
     if cfg.resolved()["save_kspace"]:
         out["kspace"] = ksp.cpu().numpy().astype(np.complex64)
     if cfg.save_maps:
         out["maps"] = maps.cpu().numpy().astype(np.complex64)
     return out
+
+
+def _records(cfg: ExportConfig, protocol, subj, n: int, fov_mm: float) -> list[dict]:
+    """Per-slice metadata dicts from the header a scan of this protocol would carry.
+
+    metadata "slice" = the scanner's slice counter of this scan (0..n−1, inferior to superior), the
+    definition a scanner stream (and `simulate`) gives the gadget; the virtual-stack position is in index.jsonl"""
+    from .header import build_header
+    from .scan import slice_records
+
+    header = build_header(protocol=protocol, subject=subj, matrix=cfg.matrix, n_slices=n, n_coils=cfg.coils,
+                          fov_mm=fov_mm, thickness_mm=cfg.thickness_mm, accel=1.0, calibration_mode="embedded",
+                          pathology_labels=subj.labels, seed=int(subj.seed) & 0xFFFFFFFF, acs_lines=cfg.calib)
+    return [r.to_dict() for r in slice_records(header, n, subj.labels)]
+
+
+def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict:
+    """`simulate_subject` with the scanner variety of `recon_core.sim.variety` (orientation, dihedral
+    transform, FOV/pixel size with a `matrix`² window of a larger grid, SNR, bias, fine warp, GRE family,
+    intensity randomisation). The record's contrast is the GRE weighting label; with random intensities
+    the contrast and sequence parameters are missing."""
+    from dataclasses import replace
+
+    from .contrast import draw_protocol, tissue_signals
+    from .phantom import make_subject, render_slab
+    from .tissues import INDEX
+    from . import variety as V
+
+    v = V.draw_variety(sseed, crop=cfg.matrix)
+    rng = np.random.default_rng([int(sseed), 0xDA7A])
+    vr = np.random.default_rng([v.seed, 1])
+    stack, z = _slice_positions(rng, n, V.SLICE_RANGE_MM[v.orientation])
+    subj = make_subject(sseed, field=cfg.field, pathology=_pathology(rng),
+                        slab_mm=(float(z.min()), float(z.max())) if v.orientation == "axial" else None)
+    subj.bias_strength = v.bias_strength
+    if v.family == "GRE":
+        protocol, label = V.draw_gre(rng, subj.field)
+    else:
+        protocol = draw_protocol(v.family, rng, field=subj.field, t1_csf=float(subj.table.t1[INDEX["csf"]]))
+        label = v.family
+    slab = render_slab(subj, z, matrix=v.render_matrix, fov_mm=v.fov_mm, thickness_mm=cfg.thickness_mm,
+                       orientation=v.orientation, fine=(V.fine_field(v.seed), v.fine_mm))
+    M = cfg.matrix
+    oy, ox = V.head_crop(slab.fractions.sum(0)[len(z) // 2] > 0.5, M, vr)
+    win = (Ellipsis, slice(oy, oy + M), slice(ox, ox + M))
+    slab = replace(slab, fractions=np.ascontiguousarray(slab.fractions[win]), bias=slab.bias[win],
+                   phase=slab.phase[win])
+    signals = V.tissue_factors(v.intensity, tissue_signals(subj.table, protocol), vr).astype(np.float32)
+    mag = np.tensordot(signals, slab.fractions, axes=(0, 0)) * slab.bias
+    x = (mag * np.float32(10 ** vr.uniform(-4.5, -3.5)) * np.exp(1j * slab.phase)).astype(np.complex64)
+    x = V.dihedral(x, v.dihedral)
+    brain, head = V.dihedral(slab.brain > 0.5, v.dihedral), V.dihedral(slab.fractions.sum(0) > 0.5, v.dihedral)
+    out = _acquire(cfg, x, brain, head, (v.snr_db, v.snr_db), vr, device)
+    fov_crop = v.fov_mm * M / v.render_matrix
+    records = _records(cfg, protocol, subj, n, fov_crop)
+    params = {"contrast": None, "sequence": None, "tr": None, "te": None, "ti": None, "flip_angle": None} \
+        if v.intensity == "synth" else {"contrast": label}
+    records = [{**r, **params} for r in records]
+    index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": label,
+              "z_mm": round(float(zz), 2), "variety": v.to_dict()} for k, zz in zip(stack, z)]
+    return {**out, "records": records, "index": index}
 
 
 def _worker(args):

@@ -233,18 +233,42 @@ def _sample_fields(subj: Subject, pts_mm: np.ndarray) -> np.ndarray:
     return out[0, :, 0, 0].numpy().reshape((6,) + shp)
 
 
-def _fields_on_grid(subj: Subject, zz: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Smooth fields (6, P, m, m) on the slab grid, evaluated on a coarse grid and bilinearly upsampled."""
+def _fields_on_grid(subj: Subject, zz: np.ndarray, coords: np.ndarray, basis=None) -> np.ndarray:
+    """Smooth fields (6, P, m, m) on the slab grid, evaluated on a coarse grid and bilinearly upsampled.
+
+    basis: RAS unit vectors (column, row, normal) of the image grid (`_ras_basis`); None = axial."""
     import torch
 
+    bc, br, bn = _ras_basis("axial") if basis is None else basis
     m = len(coords)
     nc = max(m // 8, 2) + 1
     c = np.linspace(coords[0], coords[-1], nc)
     Y, X = np.meshgrid(c, c, indexing="ij")
-    pts = np.empty((len(zz), nc, nc, 3), dtype=np.float32)
-    pts[..., 0], pts[..., 1], pts[..., 2] = -X[None], -Y[None], zz[:, None, None]
+    pts = (X[None, ..., None] * bc + Y[None, ..., None] * br + zz[:, None, None, None] * bn).astype(np.float32)
     coarse = torch.from_numpy(_sample_fields(subj, pts))              # (6, P, nc, nc)
     return torch.nn.functional.interpolate(coarse, size=(m, m), mode="bilinear", align_corners=True).numpy()
+
+
+def _ras_basis(orientation: str) -> tuple:
+    """RAS unit vectors (column, row, normal) of an orientation's image grid (LPS ones in
+    `variety.ORIENTATIONS`; RAS = diag(−1, −1, 1)·LPS)."""
+    from .variety import ORIENTATIONS
+
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation: expected one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
+    flip = np.array([-1.0, -1.0, 1.0])
+    return tuple(np.asarray(v, dtype=np.float64) * flip for v in ORIENTATIONS[orientation])
+
+
+def _fine_displacement(fine: np.ndarray, pts_ras: np.ndarray) -> np.ndarray:
+    """Fine displacement directions (3, n, n, n) sampled at RAS points (..., 3) mm → (..., 3) (trilinear)."""
+    import torch
+
+    shp = pts_ras.shape[:-1]
+    g = torch.from_numpy((pts_ras.reshape(1, 1, 1, -1, 3) / FIELD_HALF_MM).astype(np.float32))
+    out = torch.nn.functional.grid_sample(torch.from_numpy(fine)[None], g, mode="bilinear", padding_mode="border",
+                                          align_corners=True)
+    return out[0, :, 0, 0].numpy().T.reshape(shp + (3,))
 
 
 def _trilinear_uint8(base_zyx4: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -282,11 +306,14 @@ def _layer_fractions(dist: np.ndarray, mod: np.ndarray, layers_mm: np.ndarray, s
 
 
 def render_slab(subj: Subject, z_mm, matrix: int = 128, fov_mm: float = 240.0, thickness_mm: float = 4.0,
-                sub_slices: int = 2, oversample: int = 1) -> Slab:
-    """Tissue fractions of axial slices at LPS z positions `z_mm` on a matrix×matrix grid over `fov_mm`.
+                sub_slices: int = 2, oversample: int = 1, orientation: str = "axial",
+                fine: tuple | None = None) -> Slab:
+    """Tissue fractions of slices at positions `z_mm` (mm along the slice normal) on a matrix×matrix grid over `fov_mm`.
 
     sub_slices: points averaged across the slice thickness (slice profile / partial volume).
     oversample: in-plane supersampling factor, box-averaged back to `matrix` (pixel partial volume).
+    orientation: axial (default), sagittal or coronal (grid directions in `variety.ORIENTATIONS`).
+    fine: (directions (3, n, n, n), amplitude mm) — a second, fine elastic displacement (`variety.fine_field`).
     """
     from .pathology import apply_pathology
 
@@ -298,13 +325,21 @@ def render_slab(subj: Subject, z_mm, matrix: int = 128, fov_mm: float = 240.0, t
     offs = ((np.arange(sub_slices) + 0.5) / sub_slices - 0.5) * thickness_mm
     zz = (z_mm[:, None] + offs[None, :]).reshape(-1).astype(np.float32)      # (S*ns,)
     P = len(zz)
-    fl = _fields_on_grid(subj, zz, coords)                                  # (6, P, m, m)
+    basis = _ras_basis(orientation)
+    fl = _fields_on_grid(subj, zz, coords, basis)                           # (6, P, m, m)
     # scanner (LPS → RAS: x_ras = −x_lps, y_ras = −y_lps) → MNI source position
     A = subj.affine.astype(np.float32)
+    ac, ar, an = (A @ b for b in basis)                                     # MNI steps per column/row/normal mm
     src = np.empty((P, m_hi, m_hi, 3), dtype=np.float32)
     for k in range(3):
-        src[..., k] = (-A[k, 0] * coords[None, None, :] - A[k, 1] * coords[None, :, None] + A[k, 2] * zz[:, None, None]
+        src[..., k] = (np.float32(ac[k]) * coords[None, None, :] + np.float32(ar[k]) * coords[None, :, None]
+                       + np.float32(an[k]) * zz[:, None, None]
                        + np.float32(subj.shift_mm[k]) + np.float32(subj.elastic_mm) * fl[k])
+    if fine is not None:
+        bc, br, bn = basis
+        ras = (coords[None, None, :, None] * bc + coords[None, :, None, None] * br
+               + zz[:, None, None, None] * bn).astype(np.float32)
+        src += np.float32(fine[1]) * _fine_displacement(fine[0], ras)
     for p in subj.pathology:                                               # mass effect
         src = p.displace(src).astype(np.float32)
     idx = src.reshape(-1, 3) + (np.array(MNI_ORIGIN, dtype=np.float32) + PAD)
