@@ -63,3 +63,33 @@ def test_training_stores_the_domain_and_the_processor_reports_a_departure(tmp_pa
     msg = out.images[0].meta["prior_domain_warning"]
     assert "anatomy 'knee' was not in the prior's training data" in msg and "fine-tune" in msg
     assert any("anatomy 'knee'" in r.getMessage() for r in caplog.records)
+
+
+def test_scanner_domain_check_nominal_field_orientation_pixel_size():
+    """Issue 26 item 4: 2.89 T is a 3 T scan; orientation, phase-encoding direction and pixel size are
+    compared where the domain records them; each departure is one sentence."""
+    from types import SimpleNamespace
+
+    from recon_core.metadata.record import MetadataRecord
+    from recon_core.prior.domain import domain_warnings, nominal_field, scan_geometry
+
+    assert nominal_field(2.89362) == 3.0 and nominal_field(1.494) == 1.5 and nominal_field(0.55) == 0.55
+    assert nominal_field(2.0) == 2.0
+    dom = {"anatomy": ["brain"], "contrast": ["T1"], "field_strength": [1.5, 3.0], "fov_mm": [180.0, 300.0],
+           "matrix": [128, 128], "orientation": ["axial"], "phase_encoding": ["AP"], "pixel_mm": [0.8, 2.3]}
+    axial_ap = SimpleNamespace(slice_dir=(0, 0, 1), phase_dir=(0, 1, 0))
+    rec = MetadataRecord(anatomy="brain", contrast="T1", field_strength=2.89362)
+    assert domain_warnings(dom, rec, (256.0, 256.0), (256, 256), 128, head=axial_ap) == []   # 1 mm pixels, 256²: fine
+    sag_si = SimpleNamespace(slice_dir=(1, 0, 0), phase_dir=(0, 0.1, -0.99))
+    assert scan_geometry(sag_si, (256.0, 256.0), (128, 128)) == {"orientation": "sagittal", "phase_encoding": "SI",
+                                                                 "pixel_mm": 2.0}
+    w = domain_warnings(dom, rec, (240.0, 240.0), (64, 64), 128, head=sag_si)
+    assert len(w) == 3
+    assert any("pixel size 3.75 mm" in s for s in w) and any("orientation sagittal" in s for s in w)
+    assert any("phase-encoding direction SI" in s for s in w)
+    w = domain_warnings(dom, MetadataRecord(field_strength=7.0), None, None, 128)
+    assert w == ["field strength 7 T (nominal 7 T) was not in the prior's training data (1.5 T, 3 T)"]
+    # a domain without pixel sizes (older priors): the matrix rule as before
+    old = {k: v for k, v in dom.items() if k not in ("pixel_mm", "orientation", "phase_encoding")}
+    assert domain_warnings(old, None, None, (256, 256), 128) == \
+        ["the prior was trained on 128×128 images; this scan is 256×256"]

@@ -521,7 +521,8 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     order = _Order(len(ds), tc["batch_size"], rank, world, seed)
     from recon_core.prior.domain import describe_domain
 
-    domain = describe_domain(getattr(ds, "records", []), getattr(ds, "fov_mm", None), (prior.resolution,) * 2)
+    domain = describe_domain(getattr(ds, "records", []), getattr(ds, "fov_mm", None), (prior.resolution,) * 2,
+                             getattr(ds, "geometry", None))
 
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * rank + 1)
     nprng = np.random.default_rng([seed, rank, 17])
