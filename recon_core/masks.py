@@ -8,6 +8,8 @@ acs_fraction = 0.32 / accel.
 - uniform1d:   ACS + the other lines drawn uniformly at random **without** replacement so that the
                realised acceleration equals the nominal one (up to rounding to whole lines).
 - equispaced1d: ACS + every R-th line with a random offset, topped up/thinned to the exact count.
+- regular1d:   the scanner's GRAPPA pattern: every R-th line counted from the centre line (so the
+               centre is sampled) plus the ACS block; the realised acceleration is below R.
 - gaussian1d:  ACS + lines drawn without replacement with a Gaussian density around the centre.
 - poisson2d:   variable-density Poisson disc over (ky, kx) with sigpy's Poisson-disc kernel and a
                bounded slope search (`sigpy.mri.poisson`'s own search can loop forever), a square
@@ -27,7 +29,7 @@ import numpy as np
 from .errors import InputError
 
 MIN_ACS_LINES = 8
-KINDS = ("uniform1d", "equispaced1d", "gaussian1d", "poisson2d")
+KINDS = ("uniform1d", "equispaced1d", "regular1d", "gaussian1d", "poisson2d")
 
 
 @dataclass
@@ -45,15 +47,34 @@ def default_acs_fraction(accel: float) -> float:
 
 
 def parse_mask_spec(spec: str) -> tuple[str, float]:
-    """'uniform1d:4' → ('uniform1d', 4.0)."""
+    """'uniform1d:4' → ('uniform1d', 4.0). A third field (the ACS, `parse_mask_acs`) is allowed."""
     try:
-        kind, accel = spec.split(":")
+        kind, accel = spec.split(":")[:2]
         accel = float(accel)
+        if spec.count(":") > 2:
+            raise ValueError
     except ValueError:
-        raise InputError(f"mask spec {spec!r}: expected KIND:ACCEL such as uniform1d:4") from None
+        raise InputError(f"mask spec {spec!r}: expected KIND:ACCEL[:ACS] such as uniform1d:4 or regular1d:2:24") from None
     if kind not in KINDS:
         raise InputError(f"mask spec {spec!r}: unknown kind {kind!r}, expected one of {', '.join(KINDS)}")
     return kind, accel
+
+
+def parse_mask_acs(spec: str) -> dict:
+    """The optional ACS field of KIND:ACCEL:ACS as make_mask keywords: an integer ≥ 1 is a number of
+    lines ({'acs_lines': n}), a number in (0, 1) a fraction of the lines ({'acs_fraction': f}); {} if absent."""
+    parts = spec.split(":")
+    if len(parts) < 3:
+        return {}
+    try:
+        v = float(parts[2])
+    except ValueError:
+        raise InputError(f"mask spec {spec!r}: the ACS field must be a number of lines or a fraction") from None
+    if v >= 1 and v == int(v):
+        return {"acs_lines": int(v)}
+    if 0 < v < 1:
+        return {"acs_fraction": v}
+    raise InputError(f"mask spec {spec!r}: the ACS field must be a whole number of lines ≥ 1 or a fraction in (0, 1)")
 
 
 def _acs(ny: int, accel: float, acs_fraction: float | None, acs_lines: int | None) -> np.ndarray:
@@ -114,6 +135,19 @@ def equispaced1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> Mas
     else:
         picked = np.array([], dtype=int)
     return _finish_rows(np.concatenate([acs, picked]).astype(int), shape, "equispaced1d", accel, acs)
+
+
+def regular1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None) -> MaskResult:
+    """Every round(accel)-th line counted from the centre line ny // 2, plus the ACS block (seed unused)."""
+    _check(shape, accel)
+    ny = shape[0]
+    R = max(int(round(accel)), 1)
+    if acs_lines is None and acs_fraction is None:
+        acs_lines = 24 if ny >= 48 else MIN_ACS_LINES
+    acs = _acs(ny, 1.0, acs_fraction, acs_lines)
+    rows = np.arange(ny)
+    picked = rows[(rows - ny // 2) % R == 0]
+    return _finish_rows(np.union1d(acs, picked).astype(int), shape, "regular1d", accel, acs)
 
 
 def gaussian1d(shape, accel, seed=0, acs_fraction=None, acs_lines=None, sigma_fraction=0.3) -> MaskResult:
@@ -183,7 +217,7 @@ def _poisson_disc(shape, accel: float, calib, seed: int, max_attempts: int = 60)
     return np.abs(best.reshape(shape)) > 0
 
 
-_GENERATORS = {"uniform1d": uniform1d, "equispaced1d": equispaced1d, "gaussian1d": gaussian1d,
+_GENERATORS = {"uniform1d": uniform1d, "equispaced1d": equispaced1d, "regular1d": regular1d, "gaussian1d": gaussian1d,
                "poisson2d": poisson2d}
 
 

@@ -81,21 +81,49 @@ def all_metrics(ref, rec, convention: str = "fastmri") -> dict:
             "nmse": nmse(ref, rec, convention)}
 
 
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)   # Wang, Simoncelli & Bovik 2003
+def masked_metrics(ref, rec, region) -> dict:
+    """PSNR / SSIM / NMSE of magnitudes inside `region` (bool (ny, nx)), background zeroed in both images:
+    PSNR = 10 log10(max|ref|² / mean over the region of the squared error); SSIM: the map of
+    `_ssim_map` (fastMRI constants, data_range = max|ref|) averaged over the region; NMSE over the region.
+    Independent of anyone's coil-map support: every image is judged on the same pixels."""
+    r = np.abs(np.asarray(ref)).astype(np.float64)
+    x = np.abs(np.asarray(rec)).astype(np.float64)
+    m = np.asarray(region, dtype=bool)
+    if r.shape != x.shape or r.shape != m.shape or r.ndim != 2:
+        raise InputError(f"masked metrics: reference {r.shape}, reconstruction {x.shape} and region {m.shape} "
+                         f"must be the same (ny, nx)")
+    if not m.any():
+        raise InputError("masked metrics: the region is empty")
+    r, x = r * m, x * m
+    dr = float(r.max())
+    err = ((r - x) ** 2)[m]
+    ssim_map = _ssim_map(r, x, dr)
+    return {"psnr": float(10 * np.log10(dr ** 2 / max(err.mean(), 1e-30))), "ssim": float(ssim_map[m].mean()),
+            "nmse": float(err.sum() / max((r[m] ** 2).sum(), 1e-30))}
 
 
-def _ssim_parts(x, y, data_range, win=7, k1=0.01, k2=0.03):
-    """(mean SSIM, mean contrast-structure term) with a uniform window over the valid region."""
+def _ssim_map(x, y, data_range, win=7, k1=0.01, k2=0.03, cs: bool = False):
+    """Per-pixel SSIM map (uniform window, sample covariances), same size as x; with `cs` also the
+    contrast-structure map."""
     ux, uy = uniform_filter(x, win), uniform_filter(y, win)
     uxx, uyy, uxy = uniform_filter(x * x, win), uniform_filter(y * y, win), uniform_filter(x * y, win)
     n = win * win
     cov = n / (n - 1)
     vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    return (s, (2 * vxy + c2) / (vx + vy + c2)) if cs else s
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)   # Wang, Simoncelli & Bovik 2003
+
+
+def _ssim_parts(x, y, data_range, win=7, k1=0.01, k2=0.03):
+    """(mean SSIM, mean contrast-structure term) with a uniform window over the valid region."""
+    s, cs = _ssim_map(x, y, data_range, win, k1, k2, cs=True)
     pad = (win - 1) // 2
     sl = (slice(pad, -pad), slice(pad, -pad))
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
-    return s[sl].mean(), ((2 * vxy + c2) / (vx + vy + c2))[sl].mean()
+    return s[sl].mean(), cs[sl].mean()
 
 
 def ms_ssim(a, b, data_range: float | None = None, scales: int | None = None) -> float:
