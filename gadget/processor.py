@@ -59,6 +59,7 @@ class SliceResult:
     timings: dict = field(default_factory=dict)
     precision: str | None = None   # what the network ran in (precision "auto" resolves per machine)
     calibration: dict = field(default_factory=dict)   # recon_core.raw.image.calibration_quality
+    sampler_info: dict = field(default_factory=dict)  # self-validation choice, noise σ and γ used (diffusion)
 
 
 def _as_header(header):
@@ -71,6 +72,17 @@ def _as_header(header):
     from recon_core.metadata.header import parse_header
 
     return parse_header(header)
+
+
+def _sampler_info(timings: dict) -> dict:
+    """What a one-slice diffusion run decided: self-validation (choice, held-out errors, reason), the k-space
+    noise σ (normalised units) and the data weight γ it used."""
+    out = {}
+    if timings.get("self_validation"):
+        out["self_validation"] = timings["self_validation"][0]
+    if timings.get("noise_sigma"):
+        out["noise_sigma"], out["gamma"] = float(timings["noise_sigma"][0]), float(timings["gamma"][0])
+    return out
 
 
 class StreamProcessor:
@@ -214,20 +226,30 @@ class StreamProcessor:
                          "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
                          "conditioning": "unconditional" if p.cfg == 0 else "conditional",
                          "sampler": json.dumps(p.sampler().to_meta(), sort_keys=True)})
+            info = res.sampler_info
+            if "self_validation" in info:
+                sv = info["self_validation"]
+                meta["self_validation"] = json.dumps(sv, sort_keys=True)
+                meta["reconstruction"] = sv.get("chosen", p.method)
+                if "reason" in sv:
+                    meta["self_validation_reason"] = sv["reason"]
+            if "noise_sigma" in info:
+                meta["noise_sigma"], meta["gamma_used"] = info["noise_sigma"], info["gamma"]
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
 
-    def _check_prior_domain(self, shape, record) -> None:
+    def _check_prior_domain(self, shape, record, head=None) -> None:
         """Say so (once per session, log + image meta) when the scan lies outside the prior's training
-        domain: matrix, anatomy, contrast, field strength, field of view (`recon_core.prior.domain`)."""
+        domain: pixel size (or matrix), orientation, phase-encoding direction, anatomy, contrast, nominal
+        field strength, field of view (`recon_core.prior.domain`)."""
         from recon_core.prior.domain import ADVICE, domain_of, domain_warnings
 
         if self._domain_warned:
             return
         prior = self.prior
         issues = domain_warnings(domain_of(prior), record, self.geom.fov_mm, shape,
-                                 int(getattr(prior, "resolution", 0) or 0) or None)
+                                 int(getattr(prior, "resolution", 0) or 0) or None, head=head)
         if issues:
             self._domain_warned = True
             self.domain_warning = "; ".join(issues) + f": quality is not what the evaluation measured ({ADVICE})"
@@ -259,12 +281,14 @@ class StreamProcessor:
         prompt = build_prompt(record)
         ksp = sd.kspace[None]
         std = precision = None
+        sampler_info: dict = {}
         if p.method in DIFFUSION_METHODS:
-            self._check_prior_domain(sd.kspace.shape[-2:], record)
+            self._check_prior_domain(sd.kspace.shape[-2:], record, sd.head)
             sampler = diffusion_sampler(p.method)
             out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
                           config=p.sampler(), device=p.device, progress=True if p.method == "scoremri" else None)
             precision = out.timings.get("precision")
+            sampler_info = _sampler_info(out.timings)
             image = np.asarray(out.image)[0]
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
@@ -285,5 +309,5 @@ class StreamProcessor:
             zf = None if zf is None else zf * f
         res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
                           _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq)
+                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info)
         return res

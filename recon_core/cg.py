@@ -57,15 +57,23 @@ def data_consistency(op, x0: torch.Tensor, y: torch.Tensor | None, gamma: float 
                      AHy: torch.Tensor | None = None) -> torch.Tensor:
     """DDS data consistency: solve (I + γAᴴA) x = x0 + γAᴴy per slice, starting at x0.
 
-    x0: (B, ny, nx) complex; y: (B, C, ny, nx) measured (masked) k-space; op: SenseOp. `AHy`: Aᴴy
-    precomputed (then `y` may be None), as a sampler calling this every step does.
+    x0: (B, ny, nx) complex; y: (B, C, ny, nx) measured (masked) k-space; op: SenseOp; gamma: a float
+    or a (B,) tensor (one weight per slice). `AHy`: Aᴴy precomputed (then `y` may be None), as a sampler calling this every step does.
     """
-    if gamma < 0:
-        raise InputError(f"gamma must be ≥ 0, got {gamma}")
-    if n_iter == 0 or gamma == 0:
-        return x0
-    b = x0 + gamma * (op.AH(y) if AHy is None else AHy)
-    return conjugate_gradient(lambda v: v + gamma * op.AHA(v), b, x0=x0, n_iter=n_iter)
+    if isinstance(gamma, torch.Tensor):    # one weight per slice (B,)
+        if bool((gamma < 0).any()):
+            raise InputError(f"gamma must be ≥ 0, got {gamma.tolist()}")
+        if n_iter == 0:
+            return x0
+        g = _bcast(gamma, x0).to(x0.real.dtype)
+    else:
+        if gamma < 0:
+            raise InputError(f"gamma must be ≥ 0, got {gamma}")
+        if n_iter == 0 or gamma == 0:
+            return x0
+        g = gamma
+    b = x0 + g * (op.AH(y) if AHy is None else AHy)
+    return conjugate_gradient(lambda v: v + g * op.AHA(v), b, x0=x0, n_iter=n_iter)
 
 
 def sense_solve(op, y: torch.Tensor, n_iter: int = 30, lamda: float = 0.0, x0=None, tol: float = 0.0) -> torch.Tensor:

@@ -171,10 +171,30 @@ class _Problem:
     init: torch.Tensor | None  # (B, ny, nx) normalised classical estimate (warm start)
     y: torch.Tensor | None = None  # (K·B, C, ny, nx) normalised measured k-space
     sense: torch.Tensor | None = None  # (B, ny, nx) normalised SENSE-10 image, when the scale estimate made one
+    gamma: object = None    # float, or (K·B,) tensor: the data-consistency weight of each slice
+    sigma: torch.Tensor | None = None  # (B,) k-space noise σ in normalised units (data_weight noise)
+    inner: tuple | None = None  # the measured (ny, nx) when the problem was padded for the network (`_pad_problem`)
 
 
-def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False):
-    """Validated (ksp, maps, records); `latent`: the sampler works on a latent prior (LDPM), else a pixel one."""
+def _pad_problem(pb: "_Problem", multiple: int) -> "_Problem":
+    """The problem on the smallest grid whose sides are multiples of `multiple` (the UNet's downsampling):
+    images zero-padded, the operator seen through the padding (`operators.PaddedOp`); the result is cropped
+    back in `_finish`. Unchanged when the matrix already fits."""
+    from dataclasses import replace
+
+    from .operators import PaddedOp, pad_image, pad_sizes
+
+    size = pad_sizes(pb.ny, pb.nx, multiple)
+    if size == (pb.ny, pb.nx):
+        return pb
+    return replace(pb, ny=size[0], nx=size[1], maps=pad_image(pb.maps, size), op=PaddedOp(pb.op, size),
+                   AHy=pad_image(pb.AHy, size), init=None if pb.init is None else pad_image(pb.init, size),
+                   inner=(pb.ny, pb.nx))
+
+
+def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False, pad: bool = False):
+    """Validated (ksp, maps, records); `latent`: the sampler works on a latent prior (LDPM), else a pixel one;
+    `pad`: the sampler pads any matrix for the network (`_pad_problem`), else the sides must fit it."""
     if bool(getattr(prior, "is_latent", False)) != latent:
         raise InputError("this checkpoint is a latent prior (MR-VAE + latent UNet): use --method ldpm"
                          if not latent else "method ldpm needs a latent prior (a checkpoint with vae/ and "
@@ -191,7 +211,7 @@ def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False):
         raise InputError(f"coil maps: expected shape {tuple(ksp.shape)} (same as k-space), got {tuple(maps.shape)}")
     B, C, ny, nx = ksp.shape
     f = _down_factor(prior)
-    if ny % f or nx % f:
+    if (ny % f or nx % f) and not pad:
         raise InputError(f"image matrix {ny}×{nx}: the prior's UNet needs both sides divisible by {f} "
                          f"(pad or crop the matrix)")
     if records is not None:
@@ -255,7 +275,25 @@ def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
     mask_n = m if m.shape[0] == 1 else m.repeat(K, 1, 1, 1)
     op = SenseOp(maps_n, mask_n[:, 0])
     sense_n = None if sense_img is None else sense_img / scale_t.view(B, 1, 1)
-    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n, sense_n)
+    gamma, sigma = data_weight(y, m, scale_t, config)
+    if isinstance(gamma, torch.Tensor):
+        gamma = gamma.to(dev).repeat(K)
+    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n, sense_n, gamma, sigma)
+
+
+def data_weight(y: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, config) -> tuple:
+    """(γ, σ): the data-consistency weight — `config.gamma` (data_weight fixed), or per slice
+    min(γ, prior_error / σ²) with σ the k-space noise (`recon_core.noise_level.kspace_sigma`, in the prior's
+    normalised units); where σ cannot be measured (calibration block too small) γ stays. σ is (B,) or None."""
+    if config.data_weight == "fixed":
+        return float(config.gamma), None
+    from .noise_level import kspace_sigma
+
+    m = mask[:, 0] if mask.ndim == 4 else mask
+    sigma = kspace_sigma(y, m.bool()) / scale.double().cpu()
+    g = torch.where(torch.isfinite(sigma) & (sigma > 0), config.prior_error / sigma.clamp_min(1e-30) ** 2,
+                    torch.full_like(sigma, float(config.gamma)))
+    return g.clamp(max=float(config.gamma)).float(), sigma.float()
 
 
 def sampling_timesteps(scheduler_config, config) -> tuple[list, torch.Tensor, int]:
@@ -302,8 +340,8 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
             raise TypeError(f"dds_reconstruct() got an unexpected keyword argument {k!r}")
     c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records)
-    pb = _prepare(ksp, maps, mask, c, scale, dev)
+    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records, pad=True)
+    pb = _pad_problem(_prepare(ksp, maps, mask, c, scale, dev), _down_factor(prior))
     B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     if _prior_device(prior) != dev:
         prior.to(dev)
@@ -335,7 +373,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
             if c.clip_x0 is not None:
                 x0 = x0.clamp(-c.clip_x0, c.clip_x0)
             x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
-            x0c = data_consistency(pb.op, x0c, None, c.gamma, c.cg_iters, AHy=pb.AHy)   # 3) (I + γAᴴA)x = x̂0 + γAᴴy
+            x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.cg_iters, AHy=pb.AHy)  # 3) (I + γAᴴA)x = x̂0 + γAᴴy
             _sync(dev)
             t_cg += time.perf_counter() - t1
             if i < len(timesteps) - 1:                                 # 4) DDIM update
@@ -346,7 +384,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
         close()
     t2 = time.perf_counter()
     if c.final_cg_iters > 0 and c.gamma > 0:
-        x0c = data_consistency(pb.op, x0c, None, c.gamma, c.final_cg_iters, AHy=pb.AHy)
+        x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.final_cg_iters, AHy=pb.AHy)
         t_cg += time.perf_counter() - t2
     return _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, time.perf_counter())
 
@@ -358,6 +396,11 @@ def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, 
     # only the prior's x̂0 remains; the image is set to 0 there, as SENSE-type reconstructions do.
     support = (pb.maps.abs().pow(2).sum(dim=1) > 0).to(x0c.real.dtype)          # (B, ny, nx)
     out = (x0c.reshape(K, B, ny, nx) * (pb.scale.view(1, B, 1, 1) * support[None])).to(torch.complex64)
+    if pb.inner is not None:   # padded for the network: back to the measured matrix
+        from .operators import crop_image
+
+        out, x0_pre = crop_image(out, pb.inner), crop_image(x0_pre, pb.inner)
+        ny, nx = pb.inner
     mean = out.mean(dim=0)
     std = samples_np = None
     if K > 1:
@@ -369,6 +412,9 @@ def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, 
     timings = {"network": t_net, "cg": t_cg, "setup": t_setup, "finish": time.perf_counter() - t2,
                "total": t_total, "other": t_total - t_net - t_cg, "precision": prec.precision,
                "precision_choice": prec.to_meta()}
+    if pb.sigma is not None:   # noise-aware data weight: what was measured and used, per slice
+        timings["noise_sigma"] = [round(float(v), 6) for v in pb.sigma]
+        timings["gamma"] = [round(float(v), 4) for v in pb.gamma[:B]]
     return DDSResult(image=image, std=std, samples=samples_np, scale=pb.scale.cpu().numpy().astype(np.float32),
                      timings=timings, denoised=den, nfe=len(timesteps), cfg=float(c.cfg), timesteps=list(timesteps),
                      config=c.to_meta())

@@ -13,12 +13,17 @@ from .errors import InputError
 DIFFUSION_METHODS = ("dds", "scoremri", "ldpm")
 
 
-def diffusion_sampler(method: str):
-    """The reconstruction function of a diffusion method (see module docstring)."""
+def diffusion_sampler(method: str, validated: bool = True):
+    """The reconstruction function of a diffusion method (see module docstring). DDS comes wrapped in the
+    per-scan self-validation (`recon_core.selfval`; active when the config's `self_validate` is on) unless
+    `validated` is False."""
     if method == "dds":
-        from .dds import dds_reconstruct
+        from functools import partial
 
-        return dds_reconstruct
+        from .dds import dds_reconstruct
+        from .selfval import self_validated
+
+        return partial(self_validated, dds_reconstruct) if validated else dds_reconstruct
     if method == "scoremri":
         from .scoremri import scoremri_reconstruct
 

@@ -21,6 +21,7 @@ from .errors import InputError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")
+DATA_WEIGHTS = ("fixed", "noise")
 SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -56,6 +57,16 @@ class DDSConfig:
                     choices=SCALE_METHODS)
     clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",
                                lo=0.0, hi=1e3, lo_open=True, optional=True)
+    data_weight: str = _f("fixed", "str", "data-consistency weight: fixed (γ) or noise (γ_eff = min(γ, "
+                          "prior_error / σ²) with σ the k-space noise measured in the calibration block: the prior "
+                          "may remove noise where the data are noisy)", choices=DATA_WEIGHTS)
+    prior_error: float = _f(1e-3, "float", "data_weight noise: the prior's error variance per pixel "
+                            "(normalised units)", lo=0.0, hi=10.0, lo_open=True)
+    self_validate: bool = _f(False, "bool", "hold out a part of the measured lines, reconstruct from the rest "
+                             "with each candidate (recon_core/selfval.py), keep the one that predicts the held-out "
+                             "lines best, then reconstruct with all data")
+    holdout: float = _f(0.1, "float", "self-validation: fraction of the measured non-calibration lines held out",
+                        lo=0.0, hi=0.5, lo_open=True)
     # Score-MRI's predictor-corrector sampler (recon_core/scoremri.py) on the same prior
     scoremri_nfe: int = _f(500, "int", "Score-MRI network evaluations (predictor + corrector steps)", lo=1,
                            hi=20000)
