@@ -55,3 +55,44 @@ class SenseOp:
         """Normal operator (B, ny, nx) → (B, ny, nx); the mask is applied once (M² = M for binary M)."""
         k = self.mask * fft2c(self.maps * x[:, None])
         return (self.maps.conj() * ifft2c(k)).sum(dim=1)
+
+
+def pad_sizes(ny: int, nx: int, multiple: int) -> tuple[int, int]:
+    """The smallest (ny', nx') ≥ (ny, nx) that are multiples of `multiple`."""
+    return -(-ny // multiple) * multiple, -(-nx // multiple) * multiple
+
+
+def pad_image(x: torch.Tensor, size: tuple) -> torch.Tensor:
+    """Zero-pad the last two axes of x, centred (the extra row/column at the end), to `size`."""
+    ny, nx = x.shape[-2:]
+    py, px = size[0] - ny, size[1] - nx
+    return torch.nn.functional.pad(x, (px // 2, px - px // 2, py // 2, py - py // 2))
+
+
+def crop_image(x: torch.Tensor, size: tuple) -> torch.Tensor:
+    """Inverse of `pad_image`: the centred (ny, nx) = `size` part of the last two axes."""
+    ny, nx = x.shape[-2:]
+    oy, ox = (ny - size[0]) // 2, (nx - size[1]) // 2
+    return x[..., oy:oy + size[0], ox:ox + size[1]]
+
+
+class PaddedOp:
+    """A SenseOp seen from a larger image grid: A'(x) = A(crop(x)), A'ᴴ(y) = pad(Aᴴ(y)).
+
+    Lets a network that needs sides divisible by 2ᵏ work on any matrix: the padded border is not seen
+    by the data (A'ᴴA' is zero there), so the prior fills it and the caller crops it away."""
+
+    def __init__(self, op: SenseOp, size: tuple):
+        self.op, self.size = op, tuple(size)
+        self.inner = tuple(op.maps.shape[-2:])
+        self.maps = pad_image(op.maps, self.size)      # zero outside the measured grid (support = inner grid)
+        self.mask = op.mask
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.A(crop_image(x, self.inner))
+
+    def AH(self, y: torch.Tensor) -> torch.Tensor:
+        return pad_image(self.op.AH(y), self.size)
+
+    def AHA(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_image(self.op.AHA(crop_image(x, self.inner)), self.size)

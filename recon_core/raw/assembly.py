@@ -202,6 +202,10 @@ class Assembler:
         if nsamp > g.enc_nx:
             raise InputError(f"acquisition {self.n_acquisitions} has {nsamp} readout samples, more than the encoded "
                              f"matrix {g.enc_nx}")
+        e2 = int(acq.idx.kspace_encode_step_2)
+        if e2 != 0:   # the header's encodedSpace has z = 1 (3-D encodings are refused with the header)
+            raise InputError(f"acquisition {self.n_acquisitions} has kspace_encode_step_2 = {e2}, outside the header's "
+                             f"encoded space (z = 1): 3-D or multi-partition data is not supported")
         row = int(acq.idx.kspace_encode_step_1) + g.line_offset
         if not 0 <= row < g.enc_ny:
             raise InputError(f"acquisition {self.n_acquisitions} has phase-encode line {acq.idx.kspace_encode_step_1} "
@@ -219,9 +223,20 @@ class Assembler:
         buf.add(row, col0, data, calibration=calib_only or calib_img, imaging=not calib_only or calib_img, head=head)
         if not calib_only or calib_img:
             self.n_imaging += 1
-        if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and not calib_only:
+        if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and not calib_only and self._last_average(acq):
             return [self._finish(key)]
         return []
+
+    def _last_average(self, acq) -> bool:
+        """Averages acquired as outer passes flag LAST_IN_SLICE on every pass: the slice is complete (its
+        repeated lines averaged in the buffer) only with the header's last average; a counter beyond the
+        header's averages is refused."""
+        n_avg = (self.geom.limits or {}).get("average", 1)
+        a = int(acq.idx.average)
+        if a >= n_avg or a < 0:
+            raise InputError(f"acquisition {self.n_acquisitions} has average index {a}, outside the header's "
+                             f"encoding limits (0..{n_avg - 1})")
+        return a == n_avg - 1
 
     def _check_new_buffer(self, key: SliceKey, n_coils: int) -> None:
         """Refuse counters outside the header's encoding limits and more buffered data than the caps."""

@@ -78,7 +78,7 @@ class EncodingGeometry:
         limits = None
         if lim is not None:
             limits = {}
-            for name in ("slice", "contrast", "phase", "repetition", "set"):
+            for name in ("slice", "contrast", "phase", "repetition", "set", "average"):
                 lt = getattr(lim, name, None)
                 if lt is not None and lt.maximum is not None:
                     limits[name] = int(lt.maximum) + 1
