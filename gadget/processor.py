@@ -26,7 +26,7 @@ import numpy as np
 from recon_core.errors import InputError
 
 from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
-from recon_core.raw.image import crop_rows as _crop_rows
+from recon_core.raw.image import to_recon_space
 from recon_core.raw.image import slice_maps
 from recon_core.raw.noise import unwhitened_intensity
 
@@ -183,7 +183,7 @@ class StreamProcessor:
         lo, hi, source = locate_acs(rows, ny // 2, ref_rows, where="the buffer")
         head = min(headers, key=lambda h: abs(int(h.idx.kspace_encode_step_1) - self.geom.center_line))
         sd = SliceData(slice_key(head), ksp, np.repeat(rows[:, None], nx, axis=1), calib, (lo, hi), source, head,
-                       min(self.geom.rec_ny, ny))
+                       min(self.geom.keep_rows, ny), rec_shape=self.geom.rec_shape)
         return self.reconstruct(sd)
 
     # ------------------------------------------------------------------ one slice
@@ -307,7 +307,7 @@ class StreamProcessor:
             image = image * f
             std = None if std is None else std * f
             zf = None if zf is None else zf * f
-        res = SliceResult(sd.key, _crop_rows(image.astype(np.complex64), sd.rec_ny), _crop_rows(std, sd.rec_ny),
-                          _crop_rows(zf, sd.rec_ny), maps.astype(np.complex64), record, prompt, sd.acs_source,
+        res = SliceResult(sd.key, to_recon_space(image.astype(np.complex64), sd), to_recon_space(std, sd),
+                          to_recon_space(zf, sd), maps.astype(np.complex64), record, prompt, sd.acs_source,
                           sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info)
         return res

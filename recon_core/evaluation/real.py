@@ -82,7 +82,7 @@ def _otsu(x: np.ndarray, bins: int = 256) -> float:
 def load_real(path) -> list[RealSlice]:
     """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled)."""
     from ..fft import ifft2c_np
-    from ..raw.image import crop_rows
+    from ..raw.image import to_recon_space
     from ..raw.reader import read_slices
 
     raw = read_slices(path)
@@ -91,7 +91,7 @@ def load_real(path) -> list[RealSlice]:
         if not sd.mask.all():
             raise InputError(f"{path}: slice {sd.key.slice} is not fully sampled "
                              f"({int(sd.mask[:, 0].sum())} of {sd.mask.shape[0]} lines)")
-        rss = crop_rows(np.sqrt((np.abs(ifft2c_np(sd.kspace)) ** 2).sum(0)), sd.rec_ny)
+        rss = to_recon_space(np.sqrt((np.abs(ifft2c_np(sd.kspace)) ** 2).sum(0)).astype(np.float32), sd)
         out.append(RealSlice(f"{os.path.basename(os.fspath(path))}#{sd.key.slice}", sd, raw.header,
                              rss.astype(np.float64), object_region(rss)))
     return out
@@ -114,12 +114,12 @@ def undersample(sd, spec: str, seed: int = 0):
 
 
 def _finish(sd, image: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """Reconstruction (ny, nx) → unwhitened intensity, rows cropped to reconSpace (as the scanner does)."""
-    from ..raw.image import crop_rows
+    """Reconstruction (ny, nx) → unwhitened intensity, mapped to reconSpace (as the scanner does)."""
+    from ..raw.image import to_recon_space
     from ..raw.noise import unwhitened_intensity
 
     f = unwhitened_intensity(maps, sd.prewhitener)
-    return crop_rows(image * f if f is not None else image, sd.rec_ny)
+    return to_recon_space(image * f if f is not None else image, sd)
 
 
 def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:

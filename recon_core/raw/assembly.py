@@ -96,7 +96,8 @@ class SliceData:
     k-space whose rows `acs_rows` are the ACS lines (either calibration-flagged lines or the fully
     sampled centre of `kspace`); acs_source "calibration-lines" | "kspace-centre"; head: the
     AcquisitionHeader closest to the k-space centre (geometry and counters); rec_ny: rows to keep
-    in the final image (centre crop); prewhitener: the (C, C) W applied to kspace/calib, or None.
+    in the final image (centre crop); prewhitener: the (C, C) W applied to kspace/calib, or None;
+    rec_shape: the reconSpace matrix the cropped image is Fourier-interpolated to (`raw.image.to_recon_space`).
     """
 
     key: SliceKey
@@ -108,6 +109,7 @@ class SliceData:
     head: object
     rec_ny: int
     prewhitener: np.ndarray | None = None
+    rec_shape: tuple | None = None   # reconSpace (ny, nx) the cropped image is interpolated to; None: as cropped
 
 
 def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
@@ -132,7 +134,7 @@ def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
     mask = np.repeat(rows[:, None], geom.rec_nx, axis=1)
     head = min(buf.heads, key=lambda h: abs(int(h.idx.kspace_encode_step_1) + geom.line_offset - centre))
     return SliceData(key, ksp.astype(np.complex64), mask, calib.astype(np.complex64), (lo, hi), source, head,
-                     geom.rec_ny, W)
+                     geom.keep_rows, W, geom.rec_shape)
 
 
 class Assembler:
@@ -230,9 +232,11 @@ class Assembler:
     def _last_average(self, acq) -> bool:
         """Averages acquired as outer passes flag LAST_IN_SLICE on every pass: the slice is complete (its
         repeated lines averaged in the buffer) only with the header's last average; a counter beyond the
-        header's averages is refused."""
-        n_avg = (self.geom.limits or {}).get("average", 1)
-        a = int(acq.idx.average)
+        header's averages is refused. Without an average limit in the header every LAST_IN_SLICE closes."""
+        lim = self.geom.limits or {}
+        if "average" not in lim:   # the header does not say: each LAST_IN_SLICE closes the slice
+            return True
+        n_avg, a = lim["average"], int(acq.idx.average)
         if a >= n_avg or a < 0:
             raise InputError(f"acquisition {self.n_acquisitions} has average index {a}, outside the header's "
                              f"encoding limits (0..{n_avg - 1})")

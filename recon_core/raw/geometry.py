@@ -13,6 +13,9 @@ class EncodingGeometry:
 
     enc_nx/enc_ny: encodedSpace matrix (readout incl. oversampling, phase); rec_nx/rec_ny: reconSpace
     matrix; fov_mm: reconSpace field of view (x, y, z) in mm; center_line: k-space centre line index.
+    The image of the encoded grid is mapped to reconSpace as a scanner does: rows outside the reconSpace
+    phase FOV cropped (`keep_rows`, phase oversampling), then Fourier-interpolated to `rec_shape` (e.g. a
+    75 % phase resolution: 192 encoded lines → 256 rows, square pixels).
     """
 
     enc_nx: int
@@ -25,6 +28,19 @@ class EncodingGeometry:
     acc_factor: tuple = (1, 1)
     limits: dict = None            # {"slice", "contrast", "phase", "repetition", "set"} → count (max + 1), or None
     max_channels: int = 256
+    enc_fov_mm: tuple | None = None  # encodedSpace field of view (x, y, z) in mm (None: as reconSpace)
+
+    @property
+    def keep_rows(self) -> int:
+        """Image rows (of enc_ny) inside the reconSpace FOV: fewer when the phase FOV is oversampled."""
+        if self.enc_fov_mm is None or self.enc_fov_mm[1] <= self.fov_mm[1] + 1e-6:
+            return min(self.enc_ny, self.rec_ny) if self.enc_fov_mm is None else self.enc_ny
+        return max(1, int(round(self.enc_ny * self.fov_mm[1] / self.enc_fov_mm[1])))
+
+    @property
+    def rec_shape(self) -> tuple:
+        """(rec_ny, rec_nx): the image matrix the header asks for (reconSpace)."""
+        return self.rec_ny, self.rec_nx
 
     def buffer_bytes(self, n_coils: int) -> int:
         """Bytes of one slice buffer (imaging + calibration sums, complex64) at the encoded size."""
@@ -40,6 +56,7 @@ class EncodingGeometry:
             enc_nx, enc_ny, enc_nz = int(es.matrixSize.x), int(es.matrixSize.y), int(es.matrixSize.z or 1)
             rec_nx, rec_ny = int(rs.matrixSize.x), int(rs.matrixSize.y)
             fov = (float(rs.fieldOfView_mm.x), float(rs.fieldOfView_mm.y), float(rs.fieldOfView_mm.z))
+            efov = (float(es.fieldOfView_mm.x), float(es.fieldOfView_mm.y), float(es.fieldOfView_mm.z))
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise InputError(f"ISMRMRD header lacks encoding[0] encodedSpace/reconSpace matrix and FOV ({exc})") from None
         if min(enc_nx, enc_ny, rec_nx, rec_ny) < 1:
@@ -82,7 +99,7 @@ class EncodingGeometry:
                 lt = getattr(lim, name, None)
                 if lt is not None and lt.maximum is not None:
                     limits[name] = int(lt.maximum) + 1
-        return cls(enc_nx, enc_ny, rec_nx, rec_ny, fov, center, n_slices, acc, limits, int(max_channels))
+        return cls(enc_nx, enc_ny, rec_nx, rec_ny, fov, center, n_slices, acc, limits, int(max_channels), efov)
 
     @property
     def line_offset(self) -> int:

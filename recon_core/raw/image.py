@@ -67,10 +67,39 @@ def crop_rows(x: np.ndarray | None, ny: int) -> np.ndarray | None:
     return x[..., start:start + ny, :]
 
 
+def fourier_resample(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """Resample the last two axes to `shape` by zero-padding / cropping the centred k-space (the scanner's
+    interpolation for a reduced phase resolution); same FOV, so pixels become `FOV / shape`. Real input
+    (a std map) stays real, non-negative."""
+    from ..fft import fft2c_np, ifft2c_np
+
+    ny, nx = x.shape[-2:]
+    if (ny, nx) == tuple(shape):
+        return x
+    k = fft2c_np(np.asarray(x, dtype=np.complex64))
+    out = np.zeros(k.shape[:-2] + tuple(shape), dtype=np.complex64)
+    cy, cx = min(ny, shape[0]), min(nx, shape[1])
+    sy, sx = (ny - cy) // 2, (nx - cx) // 2
+    ty, tx = (shape[0] - cy) // 2, (shape[1] - cx) // 2
+    out[..., ty:ty + cy, tx:tx + cx] = k[..., sy:sy + cy, sx:sx + cx]
+    img = ifft2c_np(out) * np.sqrt(shape[0] * shape[1] / (ny * nx))   # keep intensities (orthonormal FFTs)
+    return img.astype(np.complex64) if np.iscomplexobj(x) else np.maximum(img.real, 0).astype(np.float32)
+
+
+def to_recon_space(x: np.ndarray | None, sd) -> np.ndarray | None:
+    """An image of the slice's encoded grid → the reconSpace matrix: rows cropped to the reconSpace FOV,
+    then Fourier-interpolated to `sd.rec_shape` (None passes through)."""
+    if x is None:
+        return None
+    x = crop_rows(x, sd.rec_ny)
+    shape = getattr(sd, "rec_shape", None)
+    return x if shape is None else fourier_resample(x, shape)
+
+
 def slice_mvue(sd: SliceData, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(image (rec_ny, nx) complex64 in scanner units, maps): the MVUE of the slice's acquired k-space
     (zero-filled where not acquired) with its ESPIRiT maps, brought back to the intensity of the
-    unwhitened data, rows cropped to reconSpace."""
+    unwhitened data, mapped to reconSpace (`to_recon_space`)."""
     from ..mvue import mvue_from_kspace
 
     if maps is None:
@@ -79,7 +108,7 @@ def slice_mvue(sd: SliceData, maps: np.ndarray | None = None) -> tuple[np.ndarra
     f = unwhitened_intensity(maps, sd.prewhitener)
     if f is not None:
         img = img * f
-    return crop_rows(img, sd.rec_ny).astype(np.complex64), maps
+    return to_recon_space(img, sd).astype(np.complex64), maps
 
 
 def calibration_quality(sd: SliceData, maps: np.ndarray, threshold: float = 0.1) -> dict:
