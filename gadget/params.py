@@ -17,7 +17,10 @@ from recon_core.errors import InputError
 from recon_core.samplers import DIFFUSION_METHODS  # the methods that use a prior (ldpm: a latent one)
 from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
-METHODS = DIFFUSION_METHODS + ("sense", "grappa", "l1wavelet", "tv", "zerofilled")
+#: the classical methods a front door offers: recon_core.baselines.METHODS (kept torch-free here; a test checks
+#: that the two lists agree)
+CLASSICAL_METHODS = ("sense", "grappa", "l1wavelet", "tv", "zerofilled", "bart-w", "bart-tv")
+METHODS = DIFFUSION_METHODS + CLASSICAL_METHODS
 IMAGE_FORMATS = ("uint16", "float", "complex")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
 
@@ -26,7 +29,7 @@ DEVICES_HINT = "auto, cpu or cuda[:N]"
 class ReconParams(DDSConfig):
     """DDSConfig + front-door parameters.
 
-    model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|tv|zerofilled;
+    model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|tv|zerofilled|bart-w|bart-tv;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
     [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis);
     image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).
