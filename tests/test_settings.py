@@ -73,3 +73,10 @@ def test_replay_cli_non_finite_seed_is_exit_2(tmp_path, capsys):
     rc = main(["replay", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o.h5"), "--seed", "inf"])
     err = capsys.readouterr().err
     assert rc == 2 and "seed" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_front_doors_offer_every_classical_method_of_the_library():
+    from gadget.params import CLASSICAL_METHODS
+    from recon_core.baselines import METHODS
+
+    assert set(CLASSICAL_METHODS) == set(METHODS)
