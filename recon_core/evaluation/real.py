@@ -263,10 +263,12 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
                 cells_txt.append("–" if not v else f"{v['psnr']:.2f} / {v['ssim']:.3f}")
             lines.append(f"| {m} | " + " | ".join(cells_txt) + " |")
         lines.append("")
-    if main:
+    if main and any(r["diff_db"] is not None for r in summary_rows(res, main)):
         lines.append(f"{main} − best classical (PSNR dB):")
         lines.append("")
         for row in summary_rows(res, main):
+            if row["diff_db"] is None:
+                continue
             lines.append(f"- {row['slice']} {row['mask']}: {row['diff_db']:+.2f} (best classical: "
                          f"{row['best_classical']} {row['best_psnr_ssim']})")
     for note in res.get("skipped", []):
