@@ -47,6 +47,12 @@ class ReconParams(DDSConfig):
     send_std: bool = _f(False, "bool", "send the posterior std series (samples > 1)")
     send_zerofilled: bool = _f(False, "bool", "send a zero-filled series")
     max_matrix: int = _f(512, "int", "refuse matrices larger than this (either axis)", lo=1, hi=1 << 20)
+    compress_coils_above: int = _f(16, "int", "SVD coil compression for scans with more coils than this "
+                                   "(recon_core/raw/coil_compression.py; 0: always)", lo=0, hi=1024)
+    coil_energy: float = _f(0.99, "float", "coil compression: keep this fraction of the calibration energy",
+                            lo=0.5, hi=1.0)
+    virtual_coils: int = _f(0, "int", "coil compression: at most this many virtual coils (0: as the energy asks)",
+                            lo=0, hi=1024)
     image_format: str = _f("uint16", "str", "pixels sent: uint16 (scaled to bits_stored, the scanner's own "
                            "convention; the float scale in meta), float (scanner units) or complex (magnitude "
                            "series as complex)", choices=IMAGE_FORMATS)

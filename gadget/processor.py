@@ -26,6 +26,7 @@ import numpy as np
 from recon_core.errors import InputError
 
 from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
+from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import to_recon_space
 from recon_core.raw.image import slice_maps
 from recon_core.raw.noise import unwhitened_intensity
@@ -221,6 +222,10 @@ class StreamProcessor:
             **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
         }
+        cc = res.calibration.get("coil_compression")
+        if cc:
+            meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
+                                        f"({100 * cc['energy']:.1f} % of the calibration energy)")
         if p.method in DIFFUSION_METHODS:
             meta.update({"NFE": p.scoremri_nfe if p.method == "scoremri" else p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
                          "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
@@ -267,7 +272,8 @@ class StreamProcessor:
 
         p = self.params
         t0 = time.perf_counter()
-        calq: dict = {}
+        sd, cc = compress_slice(sd, p.coil_energy, p.virtual_coils, p.compress_coils_above)
+        calq: dict = {**({"coil_compression": cc} if cc else {})}
         maps = slice_maps(sd, backend="torch", info=calq)
         if calq.get("fallback"):
             log.warning("slice %d: %s; using low-resolution coil maps (smoother, less exact than ESPIRiT: "
@@ -302,7 +308,7 @@ class StreamProcessor:
             from recon_core import baselines
 
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
-        f = unwhitened_intensity(maps, sd.prewhitener)
+        f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
         if f is not None:  # back to the unit-norm-maps intensity of the unwhitened data (scanner units)
             image = image * f
             std = None if std is None else std * f

@@ -118,7 +118,7 @@ def _finish(sd, image: np.ndarray, maps: np.ndarray) -> np.ndarray:
     from ..raw.image import to_recon_space
     from ..raw.noise import unwhitened_intensity
 
-    f = unwhitened_intensity(maps, sd.prewhitener)
+    f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
     return to_recon_space(image * f if f is not None else image, sd)
 
 

@@ -110,6 +110,7 @@ class SliceData:
     rec_ny: int
     prewhitener: np.ndarray | None = None
     rec_shape: tuple | None = None   # reconSpace (ny, nx) the cropped image is interpolated to; None: as cropped
+    coil_lift: np.ndarray | None = None  # (C, n): virtual → unwhitened physical coils after coil compression
 
 
 def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,

@@ -105,7 +105,7 @@ def slice_mvue(sd: SliceData, maps: np.ndarray | None = None) -> tuple[np.ndarra
     if maps is None:
         maps = slice_maps(sd)
     img = np.asarray(mvue_from_kspace(sd.kspace * sd.mask[None], maps)).astype(np.complex64)
-    f = unwhitened_intensity(maps, sd.prewhitener)
+    f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
     if f is not None:
         img = img * f
     return to_recon_space(img, sd).astype(np.complex64), maps

@@ -69,19 +69,23 @@ def prewhiten(ksp: np.ndarray, W: np.ndarray | None) -> np.ndarray:
     return (W @ ksp.reshape(C, -1)).reshape(ksp.shape).astype(np.complex64)
 
 
-def unwhitened_intensity(maps: np.ndarray, W: np.ndarray | None) -> np.ndarray | None:
+def unwhitened_intensity(maps: np.ndarray, W: np.ndarray | None, lift: np.ndarray | None = None) -> np.ndarray | None:
     """Per-pixel factor (ny, nx) float32 that brings an image reconstructed from prewhitened data back
     to the usual convention (unit-norm coil maps of the *unwhitened* data), or None when W is None.
 
     Whitened data y_w = W y have maps W·S; ESPIRiT normalises them, S_w = W·S/‖W·S‖, so the
     reconstruction is x·‖W·S‖. With ‖S‖ = 1 (the MVUE convention), ‖W⁻¹·S_w‖ = 1/‖W·S‖, hence
     x = x_w·‖W⁻¹·S_w‖. Where the maps are zero (outside the ESPIRiT support) the median factor
-    inside is used.
+    inside is used. `lift` (C, n): for coil-compressed data the map from virtual to unwhitened physical
+    coils (`raw.coil_compression`), used instead of W⁻¹.
     """
-    if W is None:
+    if lift is not None:   # coil-compressed: virtual maps (n, …) → unwhitened physical coils (C, n)·(n, P)
+        unw = lift.astype(np.complex128) @ maps.reshape(maps.shape[0], -1).astype(np.complex128)
+    elif W is None:
         return None
-    C = maps.shape[0]
-    unw = np.linalg.solve(W.astype(np.complex128), maps.reshape(C, -1).astype(np.complex128))
+    else:
+        C = maps.shape[0]
+        unw = np.linalg.solve(W.astype(np.complex128), maps.reshape(C, -1).astype(np.complex128))
     f = np.sqrt((np.abs(unw) ** 2).sum(0)).reshape(maps.shape[1:])
     inside = (np.abs(maps) ** 2).sum(0) > 1e-6
     f[~inside] = float(np.median(f[inside])) if inside.any() else 1.0
