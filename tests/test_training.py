@@ -116,6 +116,20 @@ def test_config_errors_name_file_and_key(tmp_path):
     assert cfg["train"]["batch_size"] == 4
 
 
+def test_data_also_adds_exports(tmp_path):
+    """`data.also`: images of several exports in one training set (the variety export beside the classic one)."""
+    from training.config import load_config
+    from training.datasets import build_dataset
+
+    a, b = write_export(tmp_path / "a", n=6), write_export(tmp_path / "b", n=4)
+    ds = build_dataset({"kind": "export", "path": str(a), "split": "train", "also": [str(b)]}, 32)
+    assert len(ds) == 10 and len(ds.records) == 10 and "+" in ds.source
+    cfg = tiny_cfg()
+    cfg["data"].update(kind="fastmri", path=str(a), also=[str(b)])
+    with pytest.raises(InputError, match="data.also"):
+        load_config(cfg)
+
+
 def test_export_data_cli_train_then_generate_and_lora(tmp_path, capsys):
     import yaml
 

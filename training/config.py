@@ -28,6 +28,8 @@ DEFAULTS = {
         "cache": None,             # fastmri/ismrmrd: where the preprocessed export-layout cache is written
         "limit": None,             # use only the first N slices
         "augment_phase": True,     # multiply each image by a random global phase e^{i phi} (physically valid)
+        "also": None,              # export: more export directories (same split) whose images are added, e.g. the
+                                   # classic export beside the scanner-variety one
         "exclude": None,           # [{contrast: FLAIR, pathology: tumour}, ...]: leave these combinations out
                                    # (pathology: none | wm_lesions | tumour); e.g. to test unseen combinations
     },
@@ -167,6 +169,11 @@ def _validate(cfg: dict, source: str) -> None:
     from training.datasets import check_exclude
 
     check_exclude(d["exclude"], source)
+    if d["also"] is not None:
+        if not isinstance(d["also"], list) or not all(isinstance(p, str) and p for p in d["also"]):
+            raise InputError(f"{source}: key 'data.also' must be a list of export directories")
+        if d["kind"] != "export":
+            raise InputError(f"{source}: key 'data.also' adds simulator exports; it needs data.kind export")
     if cfg["latent_vae"] is not None and (cfg["init"] or cfg["lora"] is not None):
         raise InputError(f"{source}: key 'latent_vae' builds a new latent prior; it cannot be combined with 'init'/'lora'")
     if not isinstance(cfg["prior"], (str, dict)):

@@ -253,6 +253,24 @@ def exclude_combinations(ds: ImageDataset, rules) -> ImageDataset:
     return ImageDataset(np.asarray(ds.images[keep]), [ds.records[i] for i in keep], ds.source, ds.fov_mm, ds.geometry)
 
 
+def concat_datasets(parts: list) -> ImageDataset:
+    """One dataset of several (images concatenated in memory, in order); the FOV range and the image geometry
+    (orientations, phase-encoding directions, pixel sizes) are the union of the parts'."""
+    def rng(v):
+        return None if v is None else (list(v) if isinstance(v, (list, tuple)) else [float(v), float(v)])
+
+    fovs = [rng(p.fov_mm) for p in parts]
+    fov = None if any(f is None for f in fovs) else [min(f[0] for f in fovs), max(f[1] for f in fovs)]
+    geos = [p.geometry for p in parts]
+    geo = None
+    if all(geos):
+        geo = {k: sorted(set().union(*[g[k] for g in geos])) for k in ("orientation", "phase_encoding")}
+        geo["pixel_mm"] = [min(g["pixel_mm"][0] for g in geos), max(g["pixel_mm"][1] for g in geos)]
+    images = np.concatenate([np.asarray(p.images) for p in parts])
+    records = [r for p in parts for r in p.records]
+    return ImageDataset(images, records, " + ".join(p.source for p in parts), fov, geo)
+
+
 def build_dataset(data_cfg: dict, resolution: int, progress: bool = True) -> ImageDataset:
     """Dataset from the `data` section of a training config; checks the image size equals the prior's."""
     kind, path = data_cfg["kind"], data_cfg.get("path")
@@ -260,6 +278,8 @@ def build_dataset(data_cfg: dict, resolution: int, progress: bool = True) -> Ima
         raise InputError("training config: key 'data.path' is required")
     if kind == "export":
         ds = load_export(path, data_cfg.get("split") or "train")
+        if data_cfg.get("also"):
+            ds = concat_datasets([ds] + [load_export(p, data_cfg.get("split") or "train") for p in data_cfg["also"]])
     else:
         cache = data_cfg.get("cache") or os.path.join(tempfile.gettempdir(), f"contextmri-cache-{Path(path).stem}")
         ds = (fastmri_dataset if kind == "fastmri" else ismrmrd_dataset)(path, cache, resolution, progress)

@@ -174,10 +174,12 @@ _ROW_DIRECTION = {"axial": ("AP", "RL"), "sagittal": ("SI", "AP"), "coronal": ("
 
 def export_geometry(config: dict, index: list) -> dict:
     """Orientations, phase-encoding directions (the image rows) and pixel sizes (mm) of an export's images,
-    for the prior's training domain (`recon_core.prior.domain`)."""
+    for the prior's training domain (`recon_core.prior.domain`); None when the export does not say."""
     if config.get("variety", "none") == "none":
+        if "fov_mm" not in config or "matrix" not in config:
+            return None   # not a simulator export (or an old one): unknown
         return {"orientation": ["axial"], "phase_encoding": ["AP"],
-                "pixel_mm": [float(config.get("fov_mm", 240.0)) / int(config.get("matrix", 128))] * 2}
+                "pixel_mm": [float(config["fov_mm"]) / int(config["matrix"])] * 2}
     vs = [d["variety"] for d in index]
     pix = [v["fov_mm"] / v["render_matrix"] for v in vs]
     return {"orientation": sorted({v["orientation"] for v in vs}),
