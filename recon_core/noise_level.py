@@ -28,7 +28,6 @@ MAX_ROWS = 2000
 
 def _calib_matrix(block: torch.Tensor, kernel: int, max_rows: int, seed: int) -> torch.Tensor:
     """(C, h, w) k-space block → (rows, C·kernel²) matrix of all kernel×kernel patches (≤ max_rows, a seeded subset)."""
-    C = block.shape[0]
     re = torch.nn.functional.unfold(block.real[None].double(), kernel)[0]      # (C·k², L)
     im = torch.nn.functional.unfold(block.imag[None].double(), kernel)[0]
     a = torch.complex(re, im).T                                                # (L, C·k²)

@@ -21,8 +21,6 @@ Cost: one reconstruction per candidate on top of the final one (≈ 3 DDS runs p
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-
 import numpy as np
 import torch
 

@@ -217,6 +217,25 @@ def _acquire(cfg: ExportConfig, x, brain, head, snr_range, rng, device) -> dict:
     return out
 
 
+def _window(full: dict, win: tuple) -> dict:
+    """The export arrays of an M² window of full-grid arrays (`_acquire`'s): the MVUE window renormalised by
+    its own 99th percentile, maps cropped, k-space = the FFT of the cropped coil images."""
+    import torch
+
+    from recon_core.fft import fft2c_np, ifft2c_np
+    from recon_core.mvue import normalize
+
+    ref = np.ascontiguousarray(full["reference"][(Ellipsis,) + win])
+    mvn, scale = normalize(torch.from_numpy(ref))
+    out = {"mvue": torch.stack([mvn.real, mvn.imag], 1).float().numpy(), "scale": scale.float().numpy(),
+           "reference": ref.astype(np.complex64)}
+    if "maps" in full:
+        out["maps"] = np.ascontiguousarray(full["maps"][(Ellipsis,) + win])
+    if "kspace" in full:
+        out["kspace"] = fft2c_np(ifft2c_np(full["kspace"])[(Ellipsis,) + win]).astype(np.complex64)
+    return out
+
+
 def _records(cfg: ExportConfig, protocol, subj, n: int, fov_mm: float) -> list[dict]:
     """Per-slice metadata dicts from the header a scan of this protocol would carry.
 
@@ -233,11 +252,9 @@ def _records(cfg: ExportConfig, protocol, subj, n: int, fov_mm: float) -> list[d
 
 def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict:
     """`simulate_subject` with the scanner variety of `recon_core.sim.variety` (orientation, dihedral
-    transform, FOV/pixel size with a `matrix`² window of a larger grid, SNR, bias, fine warp, GRE family,
-    intensity randomisation). The record's contrast is the GRE weighting label; with random intensities
+    transform, FOV/pixel size with a `matrix`² window of a larger grid — the scan simulated on the whole grid,
+    the window cut from its MVUE —, SNR, bias, fine warp, GRE family, intensity randomisation). The record's contrast is the GRE weighting label; with random intensities
     the contrast and sequence parameters are missing."""
-    from dataclasses import replace
-
     from .contrast import draw_protocol, tissue_signals
     from .phantom import make_subject, render_slab
     from .tissues import INDEX
@@ -257,17 +274,18 @@ def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict
         label = v.family
     slab = render_slab(subj, z, matrix=v.render_matrix, fov_mm=v.fov_mm, thickness_mm=cfg.thickness_mm,
                        orientation=v.orientation, fine=(V.fine_field(v.seed), v.fine_mm))
-    M = cfg.matrix
-    oy, ox = V.head_crop(slab.fractions.sum(0)[len(z) // 2] > 0.5, M, vr)
-    win = (Ellipsis, slice(oy, oy + M), slice(ox, ox + M))
-    slab = replace(slab, fractions=np.ascontiguousarray(slab.fractions[win]), bias=slab.bias[win],
-                   phase=slab.phase[win])
     signals = V.tissue_factors(v.intensity, tissue_signals(subj.table, protocol), vr).astype(np.float32)
     mag = np.tensordot(signals, slab.fractions, axes=(0, 0)) * slab.bias
     x = (mag * np.float32(10 ** vr.uniform(-4.5, -3.5)) * np.exp(1j * slab.phase)).astype(np.complex64)
     x = V.dihedral(x, v.dihedral)
     brain, head = V.dihedral(slab.brain > 0.5, v.dihedral), V.dihedral(slab.fractions.sum(0) > 0.5, v.dihedral)
-    out = _acquire(cfg, x, brain, head, (v.snr_db, v.snr_db), vr, device)
+    # the scan covers the whole rendered FOV (the head inside it, as with phase oversampling): coils, noise,
+    # ESPIRiT and MVUE there; the training image is a head-containing M² window of it, normalised on its own
+    # (ESPIRiT on a window that cuts the head at its edge gives wrong maps: MVUE errors of ~10 % were measured)
+    full = _acquire(cfg, x, brain, head, (v.snr_db, v.snr_db), vr, device)
+    M = cfg.matrix
+    oy, ox = V.head_crop(head[len(z) // 2], M, vr)
+    out = _window(full, (slice(oy, oy + M), slice(ox, ox + M)))
     fov_crop = v.fov_mm * M / v.render_matrix
     records = _records(cfg, protocol, subj, n, fov_crop)
     params = {"contrast": None, "sequence": None, "tr": None, "te": None, "ti": None, "flip_angle": None} \
