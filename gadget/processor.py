@@ -105,6 +105,7 @@ class StreamProcessor:
         self._index: dict[int, int] = {}
         self.results: list[SliceResult] = []  # light copies kept for callers (no maps)
         self._domain_warned = False
+        self._pf_warned = False
         self.domain_warning: str | None = None
         self.keep_results = False
 
@@ -222,6 +223,11 @@ class StreamProcessor:
             **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
         }
+        pf = res.calibration.get("partial_fourier")
+        if pf:
+            meta["partial_fourier"] = ", ".join(f"{k} {v:g}" for k, v in pf.items()) + (
+                ": unacquired k-space filled by the prior under data consistency" if p.method in DIFFUSION_METHODS
+                else ": unacquired k-space zero (no homodyne/POCS)")
         cc = res.calibration.get("coil_compression")
         if cc:
             meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
@@ -273,7 +279,8 @@ class StreamProcessor:
         p = self.params
         t0 = time.perf_counter()
         sd, cc = compress_slice(sd, p.coil_energy, p.virtual_coils, p.compress_coils_above)
-        calq: dict = {**({"coil_compression": cc} if cc else {})}
+        calq: dict = {**({"coil_compression": cc} if cc else {}),
+                      **({"partial_fourier": sd.partial_fourier} if sd.partial_fourier else {})}
         maps = slice_maps(sd, backend="torch", info=calq)
         if calq.get("fallback"):
             log.warning("slice %d: %s; using low-resolution coil maps (smoother, less exact than ESPIRiT: "
@@ -282,6 +289,11 @@ class StreamProcessor:
             log.warning("slice %d: the coil maps cover only %.1f %% of the calibration image's signal energy "
                         "(%d ACS lines); object outside the ESPIRiT support is lost — acquire more calibration "
                         "lines or check the FOV", sd.key.slice, 100 * calq["coverage"], calq["acs_lines"])
+        if sd.partial_fourier and not self._pf_warned:
+            self._pf_warned = True
+            log.warning("partial Fourier (%s): the unacquired k-space is left to the reconstruction (DDS: the prior "
+                        "under data consistency; classical methods: zero, no homodyne/POCS yet)",
+                        ", ".join(f"{k} {v:g}" for k, v in sd.partial_fourier.items()))
         t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
         prompt = build_prompt(record)

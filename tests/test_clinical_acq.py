@@ -140,3 +140,39 @@ def test_coil_compression_keeps_the_image_and_says_so():
     e_comp = np.linalg.norm(comp - ref) / np.linalg.norm(ref)
     assert e_comp < e_full * 1.15 + 0.005
     assert float(note.split("(")[1].split(" %")[0]) >= 99.0
+
+
+def test_partial_fourier_is_detected_masked_and_said():
+    """6/8 partial Fourier in phase and an asymmetric echo in readout: the unacquired k-space is not treated as
+    measured zeros (mask), the slice says so (SliceData and image meta)."""
+    from recon_core.raw.reader import read_slices  # noqa: F401  (the same assembler as the processor)
+    from recon_core.sim.scan import simulate_scan
+
+    full = simulate_scan("T2", n_slices=1, matrix=64, coils=4, accel=1, seed=13, snr=40.0, acs_lines=16)
+    acqs = []
+    for a in full.acquisitions:
+        b = ismrmrd.Acquisition(a.getHead(), a.data.copy())
+        if not b.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            if int(a.idx.kspace_encode_step_1) < 16:           # 6/8 in phase: the first 16 of 64 lines missing
+                continue
+            nx = a.data.shape[1]                                # asymmetric echo: the first 20 % of samples missing
+            cut = nx // 5
+            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(a.data[:, cut:]))
+            b.setHead(a.getHead())
+            b.resize(number_of_samples=nx - cut, active_channels=a.data.shape[0])
+            b.data[:] = a.data[:, cut:]
+            b.center_sample = a.center_sample - cut
+        acqs.append(b)
+    from gadget.params import ReconParams
+    from gadget.processor import StreamProcessor
+    from recon_core.raw.assembly import Assembler
+
+    proc = StreamProcessor(full.header, ReconParams(method="sense", image_format="float"))
+    asm = Assembler(proc.geom)
+    sds = [sd for a in acqs for sd in asm.add(a)] + asm.flush()
+    (sd,) = sds
+    assert sd.partial_fourier["phase"] == pytest.approx(0.75, abs=0.02)
+    assert 0.75 < sd.partial_fourier["readout"] < 0.85
+    assert not sd.mask[:16].any() and not sd.mask[40, :10].any() and sd.mask[40, 20:].all()
+    (img,) = list(proc.process(acqs))
+    assert "phase 0.75" in img.meta["partial_fourier"] and "no homodyne" in img.meta["partial_fourier"]

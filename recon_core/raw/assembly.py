@@ -62,6 +62,8 @@ class SliceBuffer:
     ref_count: np.ndarray = None
     heads: list = field(default_factory=list)  # AcquisitionHeader of imaging lines
     dwell_us: float | None = None
+    col_lo: int | None = None     # readout extent (encoded samples) covered by the imaging lines
+    col_hi: int | None = None
 
     def __post_init__(self):
         shape = (self.n_coils, self.enc_ny, self.enc_nx)
@@ -73,6 +75,8 @@ class SliceBuffer:
         if imaging:
             self.data_sum[:, row, col0:col0 + n] += data
             self.data_count[row] += 1
+            self.col_lo = col0 if self.col_lo is None else min(self.col_lo, col0)
+            self.col_hi = col0 + n if self.col_hi is None else max(self.col_hi, col0 + n)
             self.heads.append(head)
             if head.sample_time_us:
                 self.dwell_us = float(head.sample_time_us)
@@ -111,6 +115,7 @@ class SliceData:
     prewhitener: np.ndarray | None = None
     rec_shape: tuple | None = None   # reconSpace (ny, nx) the cropped image is interpolated to; None: as cropped
     coil_lift: np.ndarray | None = None  # (C, n): virtual → unwhitened physical coils after coil compression
+    partial_fourier: dict | None = None  # {"phase": fraction, "readout": fraction} of an asymmetric k-space, or None
 
 
 def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
@@ -133,9 +138,37 @@ def finish_slice(buf: SliceBuffer, geom: EncodingGeometry, W: np.ndarray | None,
         ref_rows = buf.ref_count > 0
     lo, hi, source = locate_acs(rows, centre, ref_rows, min_acs, where=f"slice {key.slice}")
     mask = np.repeat(rows[:, None], geom.rec_nx, axis=1)
+    cols, pf = _partial_fourier(buf, geom, rows)
+    mask &= cols[None, :]
     head = min(buf.heads, key=lambda h: abs(int(h.idx.kspace_encode_step_1) + geom.line_offset - centre))
     return SliceData(key, ksp.astype(np.complex64), mask, calib.astype(np.complex64), (lo, hi), source, head,
-                     geom.keep_rows, W, geom.rec_shape)
+                     geom.keep_rows, W, geom.rec_shape, partial_fourier=pf)
+
+
+def _partial_fourier(buf: SliceBuffer, geom: EncodingGeometry, rows: np.ndarray) -> tuple[np.ndarray, dict | None]:
+    """(acquired readout columns (rec_nx,) bool, partial-Fourier fractions or None).
+
+    Readout (asymmetric echo): the imaging lines cover encoded samples [col_lo, col_hi) only; after the
+    readout-oversampling removal the same fraction of the reconSpace columns is acquired, so the rest is
+    masked out (not treated as measured zeros). Phase: the acquired lines reach the edge on one side of the
+    centre line and stop short of 85 % of that on the other (6/8, 7/8 ...; random undersampling does not)."""
+    n = geom.rec_nx
+    cols = np.ones(n, bool)
+    pf = {}
+    if buf.col_lo is not None and buf.col_hi - buf.col_lo < geom.enc_nx:
+        lo = int(np.floor(buf.col_lo * n / geom.enc_nx))
+        hi = int(np.ceil(buf.col_hi * n / geom.enc_nx))
+        cols[:] = False
+        cols[lo:hi] = True
+        if min(n // 2 - lo, hi - n // 2) < max(n // 2 - lo, hi - n // 2) - 2:
+            pf["readout"] = round((hi - lo) / n, 3)
+    acq = np.nonzero(rows)[0]
+    c = geom.enc_ny // 2
+    if len(acq):
+        below, above = c - int(acq.min()), int(acq.max()) - c
+        if min(below, above) < 0.85 * max(below, above) and max(below, above) >= c - 2:
+            pf["phase"] = round((int(acq.max()) - int(acq.min()) + 1) / geom.enc_ny, 3)
+    return cols, (pf or None)
 
 
 class Assembler:
