@@ -227,7 +227,8 @@ class StreamProcessor:
         if pf:
             meta["partial_fourier"] = ", ".join(f"{k} {v:g}" for k, v in pf.items()) + (
                 ": unacquired k-space filled by the prior under data consistency" if p.method in DIFFUSION_METHODS
-                else ": unacquired k-space zero (no homodyne/POCS)")
+                else (": unacquired k-space zero" if p.method == "zerofilled"
+                      else ": unacquired k-space by phase-constrained POCS (10 iterations)"))
         cc = res.calibration.get("coil_compression")
         if cc:
             meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
@@ -292,7 +293,7 @@ class StreamProcessor:
         if sd.partial_fourier and not self._pf_warned:
             self._pf_warned = True
             log.warning("partial Fourier (%s): the unacquired k-space is left to the reconstruction (DDS: the prior "
-                        "under data consistency; classical methods: zero, no homodyne/POCS yet)",
+                        "under data consistency; classical methods: phase-constrained POCS; zero-filled: zero)",
                         ", ".join(f"{k} {v:g}" for k, v in sd.partial_fourier.items()))
         t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
@@ -314,6 +315,10 @@ class StreamProcessor:
             from recon_core import baselines
 
             image = np.asarray(baselines.reconstruct(p.method, ksp, maps[None], sd.mask))[0]
+            if sd.partial_fourier and p.method != "zerofilled":   # the missing side by phase-constrained POCS
+                from recon_core.partial_fourier import pocs
+
+                image = pocs(image, sd.kspace, maps, sd.mask)
         t2 = time.perf_counter()
         zf = None
         if p.send_zerofilled:
