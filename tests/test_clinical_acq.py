@@ -145,7 +145,7 @@ def test_coil_compression_keeps_the_image_and_says_so():
 def test_partial_fourier_is_detected_masked_and_said():
     """6/8 partial Fourier in phase and an asymmetric echo in readout: the unacquired k-space is not treated as
     measured zeros (mask), the slice says so (SliceData and image meta)."""
-    from recon_core.raw.reader import read_slices  # noqa: F401  (the same assembler as the processor)
+    from recon_core.sim.acquisitions import drop_first_samples
     from recon_core.sim.scan import simulate_scan
 
     full = simulate_scan("T2", n_slices=1, matrix=64, coils=4, accel=1, seed=13, snr=40.0, acs_lines=16)
@@ -155,13 +155,7 @@ def test_partial_fourier_is_detected_masked_and_said():
         if not b.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
             if int(a.idx.kspace_encode_step_1) < 16:           # 6/8 in phase: the first 16 of 64 lines missing
                 continue
-            nx = a.data.shape[1]                                # asymmetric echo: the first 20 % of samples missing
-            cut = nx // 5
-            b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(a.data[:, cut:]))
-            b.setHead(a.getHead())
-            b.resize(number_of_samples=nx - cut, active_channels=a.data.shape[0])
-            b.data[:] = a.data[:, cut:]
-            b.center_sample = a.center_sample - cut
+            b = drop_first_samples(a, a.data.shape[1] // 5)      # asymmetric echo: the first 20 % missing
         acqs.append(b)
     from gadget.params import ReconParams
     from gadget.processor import StreamProcessor

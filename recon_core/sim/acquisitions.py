@@ -62,20 +62,29 @@ def _lines(acqs, keep) -> list:
     return out
 
 
+def _central_lines(sc, n: int, recon_too: bool) -> tuple:
+    """(header, acquisitions) keeping the central `n` of the scan's lines, renumbered 0..n−1 around centre n/2,
+    over the same FOV; `recon_too`: the reconSpace matrix becomes n rows as well (else it stays)."""
+    off = (sc.header.encoding[0].encodedSpace.matrixSize.y - n) // 2
+    h = copy.deepcopy(sc.header)
+    enc = h.encoding[0]
+    for space in (enc.encodedSpace, enc.reconSpace) if recon_too else (enc.encodedSpace,):
+        space.matrixSize.y = n
+    enc.encodingLimits.kspace_encoding_step_1.maximum = n - 1
+    enc.encodingLimits.kspace_encoding_step_1.center = n // 2
+    acqs = _lines(sc.acquisitions, lambda ky: off <= ky < off + n)
+    for a in acqs:
+        if not _is_noise(a):
+            a.idx.kspace_encode_step_1 = int(a.idx.kspace_encode_step_1) - off
+    return h, acqs
+
+
 def reduced_phase_resolution() -> AcqCase:
     """48 of 64 phase lines over the same FOV (75 % phase resolution): a 64² image, square pixels."""
     from recon_core.fft import fft2c_np, ifft2c_np
 
     sc = _scan()
-    h = copy.deepcopy(sc.header)
-    enc = h.encoding[0]
-    enc.encodedSpace.matrixSize.y = 48
-    enc.encodingLimits.kspace_encoding_step_1.maximum = 47
-    enc.encodingLimits.kspace_encoding_step_1.center = 24
-    acqs = _lines(sc.acquisitions, lambda ky: 8 <= ky < 56)
-    for a in acqs:
-        if not _is_noise(a):
-            a.idx.kspace_encode_step_1 = int(a.idx.kspace_encode_step_1) - 8
+    h, acqs = _central_lines(sc, 48, recon_too=False)
     k = fft2c_np(sc.reference[0])
     k[:8], k[56:] = 0, 0
     truth = np.abs(ifft2c_np(k)) * np.sqrt(64 / 48)   # orthonormal FFTs: 48 lines read as 48 are √(64/48) brighter
@@ -85,19 +94,10 @@ def reduced_phase_resolution() -> AcqCase:
 
 def odd_matrix() -> AcqCase:
     """A 60-line phase matrix over the same FOV (not a multiple of the UNet's 8): every method runs at 60 × 64."""
-    sc = _scan(matrix=M)
-    h = copy.deepcopy(sc.header)
-    enc = h.encoding[0]
-    for space in (enc.encodedSpace, enc.reconSpace):   # same FOV, 60 lines: 4 mm phase pixels
-        space.matrixSize.y = 60
-    enc.encodingLimits.kspace_encoding_step_1.maximum = 59
-    enc.encodingLimits.kspace_encoding_step_1.center = 30
     from recon_core.fft import fft2c_np, ifft2c_np
 
-    acqs = _lines(sc.acquisitions, lambda ky: 2 <= ky < 62)
-    for a in acqs:
-        if not _is_noise(a):
-            a.idx.kspace_encode_step_1 = int(a.idx.kspace_encode_step_1) - 2
+    sc = _scan()
+    h, acqs = _central_lines(sc, 60, recon_too=True)              # same FOV, 60 lines: 4 mm phase pixels
     truth = np.abs(ifft2c_np(fft2c_np(sc.reference[0])[2:62]))   # the same 60 lines, orthonormal on 60
     return AcqCase("odd_matrix", h, acqs, truth, {"shape": [60, M], "psnr_min": {"sense": 30.0}})
 
@@ -111,24 +111,28 @@ def partial_fourier_phase() -> AcqCase:
                     "meta": {"partial_fourier": "phase 0.75"}})
 
 
-def asymmetric_echo() -> AcqCase:
-    """80 % readout (asymmetric echo): the unacquired samples masked and completed by POCS."""
+def drop_first_samples(a, cut: int):
+    """A copy of acquisition `a` without its first `cut` readout samples (an asymmetric echo), centre moved."""
     import ismrmrd
 
+    nx = a.data.shape[1]
+    b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(a.data[:, cut:]))
+    b.setHead(a.getHead())
+    b.resize(number_of_samples=nx - cut, active_channels=a.data.shape[0])
+    b.data[:] = a.data[:, cut:]
+    b.center_sample = a.center_sample - cut
+    return b
+
+
+def asymmetric_echo() -> AcqCase:
+    """80 % readout (asymmetric echo): the unacquired samples masked and completed by POCS."""
     sc = _scan()
     acqs = []
     for a in sc.acquisitions:
         if _is_noise(a):
             acqs.append(_copy(a))
             continue
-        nx = a.data.shape[1]
-        cut = nx // 5
-        b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(a.data[:, cut:]))
-        b.setHead(a.getHead())
-        b.resize(number_of_samples=nx - cut, active_channels=a.data.shape[0])
-        b.data[:] = a.data[:, cut:]
-        b.center_sample = a.center_sample - cut
-        acqs.append(b)
+        acqs.append(drop_first_samples(a, a.data.shape[1] // 5))
     return AcqCase("asymmetric_echo", sc.header, acqs, np.abs(sc.reference[0]),
                    {"shape": [M, M], "psnr_min": {"sense": 38.0}, "meta": {"partial_fourier": "readout"}})
 
