@@ -27,9 +27,7 @@ from recon_core.errors import InputError
 
 from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
 from recon_core.raw.coil_compression import compress_slice
-from recon_core.raw.image import to_recon_space
-from recon_core.raw.image import slice_maps
-from recon_core.raw.noise import unwhitened_intensity
+from recon_core.raw.image import scanner_units, slice_maps
 
 from .images import slice_images
 
@@ -61,6 +59,7 @@ class SliceResult:
     precision: str | None = None   # what the network ran in (precision "auto" resolves per machine)
     calibration: dict = field(default_factory=dict)   # recon_core.raw.image.calibration_quality
     sampler_info: dict = field(default_factory=dict)  # self-validation choice, noise σ and γ used (diffusion)
+    acquisition: dict = field(default_factory=dict)   # coil compression, partial Fourier (what the data were)
 
 
 def _as_header(header):
@@ -223,13 +222,13 @@ class StreamProcessor:
             **({"coil_maps_fallback": res.calibration["fallback"]} if res.calibration.get("fallback") else {}),
             **({"prior_domain_warning": self.domain_warning} if self.domain_warning else {}),
         }
-        pf = res.calibration.get("partial_fourier")
+        pf = res.acquisition.get("partial_fourier")
         if pf:
             meta["partial_fourier"] = ", ".join(f"{k} {v:g}" for k, v in pf.items()) + (
                 ": unacquired k-space filled by the prior under data consistency" if p.method in DIFFUSION_METHODS
                 else (": unacquired k-space zero" if p.method == "zerofilled"
                       else ": unacquired k-space by phase-constrained POCS (10 iterations)"))
-        cc = res.calibration.get("coil_compression")
+        cc = res.acquisition.get("coil_compression")
         if cc:
             meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
                                         f"({100 * cc['energy']:.1f} % of the calibration energy)")
@@ -280,8 +279,9 @@ class StreamProcessor:
         p = self.params
         t0 = time.perf_counter()
         sd, cc = compress_slice(sd, p.coil_energy, p.virtual_coils, p.compress_coils_above)
-        calq: dict = {**({"coil_compression": cc} if cc else {}),
-                      **({"partial_fourier": sd.partial_fourier} if sd.partial_fourier else {})}
+        acq = {**({"coil_compression": cc} if cc else {}),
+               **({"partial_fourier": sd.partial_fourier} if sd.partial_fourier else {})}
+        calq: dict = {}
         maps = slice_maps(sd, backend="torch", info=calq)
         if calq.get("fallback"):
             log.warning("slice %d: %s; using low-resolution coil maps (smoother, less exact than ESPIRiT: "
@@ -325,12 +325,8 @@ class StreamProcessor:
             from recon_core import baselines
 
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
-        f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
-        if f is not None:  # back to the unit-norm-maps intensity of the unwhitened data (scanner units)
-            image = image * f
-            std = None if std is None else std * f
-            zf = None if zf is None else zf * f
-        res = SliceResult(sd.key, to_recon_space(image.astype(np.complex64), sd), to_recon_space(std, sd),
-                          to_recon_space(zf, sd), maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info)
+        # scanner units (unit-norm maps of the unwhitened physical coils) on the reconSpace matrix
+        image, std, zf = scanner_units(sd, maps, image.astype(np.complex64), std, zf)
+        res = SliceResult(sd.key, image, std, zf, maps.astype(np.complex64), record, prompt, sd.acs_source,
+                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info, acq)
         return res

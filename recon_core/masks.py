@@ -46,15 +46,17 @@ def default_acs_fraction(accel: float) -> float:
     return min(1.0, 0.32 / accel)
 
 
-def parse_mask_spec(spec: str) -> tuple[str, float]:
-    """'uniform1d:4' → ('uniform1d', 4.0). A third field (the ACS, `parse_mask_acs`) is allowed."""
+def parse_mask_spec(spec: str, allow_acs: bool = False) -> tuple[str, float]:
+    """'uniform1d:4' → ('uniform1d', 4.0). A third field (the ACS, `parse_mask_acs`) only where the caller
+    applies it (`allow_acs`); elsewhere it is refused rather than ignored."""
     try:
         kind, accel = spec.split(":")[:2]
         accel = float(accel)
-        if spec.count(":") > 2:
+        if spec.count(":") > (2 if allow_acs else 1):
             raise ValueError
     except ValueError:
-        raise InputError(f"mask spec {spec!r}: expected KIND:ACCEL[:ACS] such as uniform1d:4 or regular1d:2:24") from None
+        form = "KIND:ACCEL[:ACS] such as uniform1d:4 or regular1d:2:24" if allow_acs else "KIND:ACCEL such as uniform1d:4"
+        raise InputError(f"mask spec {spec!r}: expected {form}") from None
     if kind not in KINDS:
         raise InputError(f"mask spec {spec!r}: unknown kind {kind!r}, expected one of {', '.join(KINDS)}")
     return kind, accel

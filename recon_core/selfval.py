@@ -21,6 +21,7 @@ Cost: one reconstruction per candidate on top of the final one (≈ 3 DDS runs p
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import torch
 
@@ -60,7 +61,7 @@ def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, rows: np
     return float(np.sum(np.abs(pred - y) ** 2) / max(np.sum(np.abs(y) ** 2), 1e-30))
 
 
-def _run(method: str, settings, prior, ksp, maps, mask, records, config, device):
+def _run(method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
     """One candidate on (1, C, ny, nx) data → (image (ny, nx) complex64, DDSResult or None)."""
     if settings is None:
         from .baselines import reconstruct
@@ -70,8 +71,16 @@ def _run(method: str, settings, prior, ksp, maps, mask, records, config, device)
 
     res = diffusion_sampler(method, validated=False)(prior, ksp, maps, mask, records=records,
                                                      config=config.replace(self_validate=False, **settings),
-                                                     device=device)
+                                                     device=device, scale=scale)
     return np.asarray(res.image)[0], res
+
+
+def _slice_scale(scale, b: int):
+    """The caller's `scale` for slice b: None or a method name as it is, numbers per slice."""
+    if scale is None or isinstance(scale, str):
+        return scale
+    v = np.asarray(scale, dtype=np.float64).reshape(-1)
+    return float(v[0] if v.size == 1 else v[b])
 
 
 def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, device="auto", scale=None,
@@ -85,8 +94,6 @@ def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, d
     if not c.self_validate:
         return sampler(prior, ksp, maps, mask, records=records, config=c, device=device, scale=scale,
                        progress=progress)
-    from .coils import calib_region
-
     k = np.asarray(ksp.cpu() if isinstance(ksp, torch.Tensor) else ksp)
     s = np.asarray(maps.cpu() if isinstance(maps, torch.Tensor) else maps)
     k, s = (k[None], s[None]) if k.ndim == 3 else (k, s)
@@ -97,16 +104,17 @@ def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, d
     results, infos = [], []
     for b in range(B):
         rb = None if recs is None else [recs[b]]
-        info, choice = _choose(prior, k[b], s[b], m[b], rb, c, device, calib_region)
+        sb = _slice_scale(scale, b)
+        info, (method, sets) = _choose(prior, k[b], s[b], m[b], rb, c, device, sb)
         infos.append(info)
-        method, sets = choice
-        img, res = _run(method, sets, prior, k[b:b + 1], s[b:b + 1], m[b], rb, c, device)
-        results.append((img, res))
-    return _merge(results, infos, c, scale)
+        results.append(_run(method, sets, prior, k[b:b + 1], s[b:b + 1], m[b], rb, c, device, sb))
+    return _merge(results, infos, c)
 
 
-def _choose(prior, k, s, m, records, c, device, calib_region):
+def _choose(prior, k, s, m, records, c, device, scale):
     """Rank the candidates on one slice → (info dict, (method, settings) of the winner)."""
+    from .coils import calib_region
+
     cy, _ = calib_region(m)
     lo = m.shape[0] // 2 - cy // 2
     rows = holdout_rows(m.any(axis=1), (lo, lo + cy), c.holdout, c.seed)
@@ -118,7 +126,7 @@ def _choose(prior, k, s, m, records, c, device, calib_region):
     reduced[rows] = False
     errs = {}
     for name, method, sets in CANDIDATES:
-        img, _ = _run(method, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device)
+        img, _ = _run(method, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device, scale)
         errs[name] = heldout_error(img, k, s, rows)
     best = min(errs, key=errs.get)
     spec = {n: (meth, sets) for n, meth, sets in CANDIDATES}[best]
@@ -130,7 +138,7 @@ def _choose(prior, k, s, m, records, c, device, calib_region):
     return info, spec
 
 
-def _merge(results, infos, c, scale):
+def _merge(results, infos, c):
     """Per-slice results → one DDSResult (classical winners: std None, timings from a DDS winner if any)."""
     from .dds import DDSResult
 

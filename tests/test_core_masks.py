@@ -81,7 +81,9 @@ def test_regular1d_is_the_scanners_grappa_pattern():
     assert len(rows) == 76 and abs(res.accel - 128 / 76) < 1e-9
     assert res.mask[64].all() and res.mask[66].all() and not res.mask[1].any()
     assert list(res.acs_lines) == list(range(52, 76)) and res.mask[52:76].all()
-    assert parse_mask_spec("regular1d:3:24") == ("regular1d", 3.0)
+    assert parse_mask_spec("regular1d:3:24", allow_acs=True) == ("regular1d", 3.0)
+    with pytest.raises(InputError, match="KIND:ACCEL such as"):     # where the ACS is not applied: refused
+        parse_mask_spec("regular1d:3:24")
     assert parse_mask_acs("regular1d:3:24") == {"acs_lines": 24}
     assert parse_mask_acs("uniform1d:4:0.08") == {"acs_fraction": 0.08} and parse_mask_acs("uniform1d:4") == {}
     r3 = make_mask("regular1d", (128, 64), 3, **parse_mask_acs("regular1d:3:10"))

@@ -122,17 +122,18 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
     import numpy as np
 
     from recon_core import baselines
-    from recon_core.evaluation.real import _finish, diffusion, load_real, undersample
+    from recon_core.evaluation.real import diffusion, load_real, undersample
     from recon_core.fft import ifft2c_np
     from recon_core.metrics import masked_metrics
+    from recon_core.raw.image import scanner_units
 
     rs = load_real(raw)[0]
     sd, m = undersample(rs.sd, spec, seed=dds.seed)
     img, maps, _ = diffusion(sd, rs.header, prior, dds)
     recs = {"zero-filled": np.sqrt((np.abs(ifft2c_np(sd.kspace)) ** 2).sum(0)),
-            label: _finish(sd, np.asarray(baselines.reconstruct(classical, sd.kspace[None], maps[None], sd.mask))[0],
-                           maps),
-            "DDS cond": _finish(sd, img, maps)}
+            label: scanner_units(sd, maps, np.asarray(baselines.reconstruct(classical, sd.kspace[None], maps[None],
+                                                                            sd.mask))[0]),
+            "DDS cond": scanner_units(sd, maps, img)}
     scores = {k: masked_metrics(rs.reference, v, rs.region) for k, v in recs.items()}
     fig, axes = plt.subplots(1, 4, figsize=(8.4, 2.6))
     vmax = float(np.percentile(rs.reference[rs.region], 99.5))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from ..raw.image import scanner_units
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def undersample(sd, spec: str, seed: int = 0):
     """SliceData with only the rows of mask `spec` (KIND:ACCEL[:ACS]) kept; ACS rows as calibration."""
     from ..masks import make_mask, parse_mask_acs, parse_mask_spec
 
-    kind, accel = parse_mask_spec(spec)
+    kind, accel = parse_mask_spec(spec, allow_acs=True)
     if kind == "poisson2d":
         raise InputError(f"real-data evaluation: 1-D masks only (the raw stream samples whole lines), got {spec}")
     ny, nx = sd.kspace.shape[-2:]
@@ -111,15 +112,6 @@ def undersample(sd, spec: str, seed: int = 0):
     calib[:, lo:hi] = sd.kspace[:, lo:hi]
     return replace(sd, kspace=(sd.kspace * m.mask[None]).astype(np.complex64), mask=m.mask, calib=calib,
                    acs_rows=(lo, hi), acs_source="kspace-centre"), m
-
-
-def _finish(sd, image: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """Reconstruction (ny, nx) → unwhitened intensity, mapped to reconSpace (as the scanner does)."""
-    from ..raw.image import to_recon_space
-    from ..raw.noise import unwhitened_intensity
-
-    f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
-    return to_recon_space(image * f if f is not None else image, sd)
 
 
 def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
@@ -180,13 +172,13 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
     maps = None
     for method in diffusion_methods:
         img, maps, info = diffusion(sd, rs.header, prior, config, method)
-        row[method] = {**masked_metrics(rs.reference, _finish(sd, img, maps), rs.region), **info}
+        row[method] = {**masked_metrics(rs.reference, scanner_units(sd, maps, img), rs.region), **info}
     if maps is None:
         maps = slice_maps(sd)
     for method, cands in classical(sd, maps, methods).items():
         best = None
         for img, setting, mp in cands:
-            rec = _finish(sd, img, mp) if mp is not None else img
+            rec = scanner_units(sd, mp, img) if mp is not None else img
             met = masked_metrics(rs.reference, rec, rs.region)
             if best is None or met["psnr"] > best["psnr"]:
                 best = {**met, **setting}

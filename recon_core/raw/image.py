@@ -96,19 +96,25 @@ def to_recon_space(x: np.ndarray | None, sd) -> np.ndarray | None:
     return x if shape is None else fourier_resample(x, shape)
 
 
+def scanner_units(sd: SliceData, maps: np.ndarray, *images):
+    """Images of the slice's encoded grid (None passes through) → what a scanner returns: the intensity of
+    the unwhitened physical coils (`noise.unwhitened_intensity` with the slice's prewhitener and coil
+    compression) on the reconSpace matrix (`to_recon_space`). One image → one result, several → a tuple."""
+    f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
+    out = tuple(None if x is None else to_recon_space(x * f if f is not None else x, sd) for x in images)
+    return out[0] if len(out) == 1 else out
+
+
 def slice_mvue(sd: SliceData, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(image (rec_ny, nx) complex64 in scanner units, maps): the MVUE of the slice's acquired k-space
     (zero-filled where not acquired) with its ESPIRiT maps, brought back to the intensity of the
-    unwhitened data, mapped to reconSpace (`to_recon_space`)."""
+    unwhitened data, mapped to reconSpace (`scanner_units`)."""
     from ..mvue import mvue_from_kspace
 
     if maps is None:
         maps = slice_maps(sd)
     img = np.asarray(mvue_from_kspace(sd.kspace * sd.mask[None], maps)).astype(np.complex64)
-    f = unwhitened_intensity(maps, sd.prewhitener, sd.coil_lift)
-    if f is not None:
-        img = img * f
-    return to_recon_space(img, sd).astype(np.complex64), maps
+    return scanner_units(sd, maps, img).astype(np.complex64), maps
 
 
 def calibration_quality(sd: SliceData, maps: np.ndarray, threshold: float = 0.1) -> dict:

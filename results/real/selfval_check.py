@@ -46,7 +46,8 @@ def _row(name, spec, ref_fn, sd_like, prior, record_fn):
 
 
 def main(model, out_path, files):
-    from recon_core.evaluation.real import _finish, load_real, undersample
+    from recon_core.evaluation.real import load_real, undersample
+    from recon_core.raw.image import scanner_units
     from recon_core.masks import make_mask
     from recon_core.metadata.header import record_from_header
     from recon_core.metrics import masked_metrics, psnr
@@ -66,7 +67,7 @@ def main(model, out_path, files):
                 sd, _ = undersample(rs.sd, spec)
                 maps = slice_maps(sd)
                 fn = lambda img, sd=sd, maps=maps, rs=rs: round(  # noqa: E731
-                    masked_metrics(rs.reference, _finish(sd, img, maps), rs.region)["psnr"], 3)
+                    masked_metrics(rs.reference, scanner_units(sd, maps, img), rs.region)["psnr"], 3)
                 rows.append(_row(rs.name, spec, fn, (sd.kspace, maps, sd.mask, [rec]), prior, None))
     split = load_split("/work/data/sim128", "val")
     for i in range(8):
