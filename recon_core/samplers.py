@@ -8,7 +8,13 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from .errors import InputError
+from .metadata.header import record_from_header
+from .raw.image import slice_maps
 
 DIFFUSION_METHODS = ("dds", "scoremri", "ldpm")
 
@@ -33,3 +39,19 @@ def diffusion_sampler(method: str, validated: bool = True):
 
         return ldpm_reconstruct
     raise InputError(f"unknown diffusion method {method!r}: expected one of {', '.join(DIFFUSION_METHODS)}")
+
+
+def reconstruct_slice(sd, header, prior, config, method: str = "dds") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The scanner's reconstruction of one raw slice (`recon_core.raw` SliceData) with a diffusion method:
+    its coil maps (`raw.image.slice_maps`), the header's metadata record → (image (ny, nx) complex64 in
+    normalised-scanner units, maps (C, ny, nx), info {seconds, maps, coverage, timings})."""
+
+    calq: dict = {}
+    maps = slice_maps(sd, info=calq)
+    record = record_from_header(header, slice_index=sd.key.slice)
+    t0 = time.perf_counter()
+    res = diffusion_sampler(method)(prior, sd.kspace[None], maps[None], sd.mask,
+                                    records=None if config.cfg == 0 else [record], config=config)
+    info = {"seconds": time.perf_counter() - t0, "maps": calq.get("maps"), "coverage": calq.get("coverage"),
+            "timings": {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}}
+    return np.asarray(res.image)[0], maps, info

@@ -46,7 +46,7 @@ def test_missing_binary_is_one_clear_error(monkeypatch):
 
 
 def test_evaluation_baseline_set_without_bart(monkeypatch, tmp_path):
-    from recon_core.evaluation import EvalConfig
+    from training.evaluation import EvalConfig
 
     monkeypatch.setenv("PATH", "/nonexistent")
     notes = []

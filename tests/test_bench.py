@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from recon_core.evaluation.bench import read_cfl, run_bench, write_cfl
+from training.evaluation.bench import read_cfl, run_bench, write_cfl
 
 HAVE_BART = shutil.which("bart") is not None
 
@@ -28,7 +28,7 @@ def test_cfl_roundtrip(tmp_path):
 @pytest.mark.skipif(not HAVE_BART, reason="bart not installed")
 def test_cfl_layout_matches_bart_fft(tmp_path):
     """Our (C, ny, nx) → BART (nx, ny, 1, C) layout: `bart fft -iu 3` equals recon_core.fft.ifft2c_np."""
-    from recon_core.evaluation.bench import _to_bart
+    from training.evaluation.bench import _to_bart
     from recon_core.fft import ifft2c_np
 
     rng = np.random.default_rng(1)

@@ -43,7 +43,7 @@ def models(tmp_path_factory):
 
 
 def _config(dataset, models, out, **kw):
-    from recon_core.evaluation import EvalConfig
+    from training.evaluation import EvalConfig
 
     base = dict(model=models[0], data=dataset, out=str(out), masks=("uniform1d:4",), cfg=(0.0, 2.0), sampler=DDSConfig(nfe=2),
                 limit=2, batch=2, samples=2, twin=models[1], command="pytest")
@@ -53,7 +53,7 @@ def _config(dataset, models, out, **kw):
 
 @pytest.fixture(scope="module")
 def first_run(dataset, models, tmp_path_factory):
-    from recon_core.evaluation import run_evaluation
+    from training.evaluation import run_evaluation
 
     out = tmp_path_factory.mktemp("evalout")
     res = run_evaluation(_config(dataset, models, out), progress=False)
@@ -115,7 +115,7 @@ def test_numbers_match_an_independent_computation(first_run, dataset):
 
 def test_resume_uses_the_cache(first_run, dataset, models, monkeypatch):
     import recon_core.dds as dds_mod
-    from recon_core.evaluation import run_evaluation
+    from training.evaluation import run_evaluation
 
     out, res = first_run
     calls = []
@@ -142,7 +142,7 @@ def test_resume_uses_the_cache(first_run, dataset, models, monkeypatch):
 
 
 def test_ablation_records():
-    from recon_core.evaluation import drop_fields, pathology_kind, wrong_pathology
+    from training.evaluation import drop_fields, pathology_kind, wrong_pathology
     from recon_core.metadata.record import MetadataRecord
 
     r = MetadataRecord(anatomy="brain", slice=5, contrast="T2", sequence="TurboSpinEcho", tr=4000, te=90,
@@ -175,7 +175,7 @@ def test_scale_estimate_close_to_truth(dataset):
 
 def test_bad_input(dataset, models, tmp_path):
     from gadget.cli import main
-    from recon_core.evaluation import EvalConfig, Evaluation
+    from training.evaluation import EvalConfig, Evaluation
 
     with pytest.raises(InputError, match="cfg"):
         Evaluation(_config(dataset, models, tmp_path, cfg=(-1.0,)))
@@ -189,7 +189,7 @@ def test_bad_input(dataset, models, tmp_path):
 
 def test_other_samplers_paired_with_dds(dataset, models, tmp_path):
     """--methods scoremri,ldpm: each on the first methods_limit slices, paired with DDS on the same slices."""
-    from recon_core.evaluation import run_evaluation
+    from training.evaluation import run_evaluation
     from recon_core.latent import build_vae
     from recon_core.prior import build_prior, load_preset
 

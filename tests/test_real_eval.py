@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from recon_core.evaluation.real import evaluate_real, load_real, object_region, undersample
+from training.evaluation.real import evaluate_real, load_real, object_region, undersample
 from recon_core.metrics import masked_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -28,7 +28,7 @@ def test_ms_ssim_properties():
 
 
 def test_contrast_classifier_separates_and_diversity():
-    from recon_core.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim
+    from training.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim
 
     rng = np.random.default_rng(1)
     n = 64

@@ -238,7 +238,7 @@ def check_exclude(rules, source: str = "training config") -> None:
 
 
 def _matches(record, rule: dict) -> bool:
-    from recon_core.evaluation.ablation import pathology_kind
+    from recon_core.sim.pathology import pathology_kind
 
     if "contrast" in rule and (record.contrast or "").upper() != str(rule["contrast"]).upper():
         return False

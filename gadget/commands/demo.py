@@ -114,7 +114,7 @@ def _default_real() -> str | None:
 
 def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "uniform1d:4:0.08") -> dict:
     """PNG of one fully sampled real slice undersampled by `spec`: RSS | zero-filled | classical | DDS cond,
-    PSNR/SSIM inside the head (recon_core.evaluation.real); returns the scores."""
+    PSNR/SSIM inside the head (recon_core.raw.retrospective); returns the scores."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,7 +122,8 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
     import numpy as np
 
     from recon_core import baselines
-    from recon_core.evaluation.real import diffusion, load_real, undersample
+    from recon_core.raw.retrospective import load_real, undersample
+    from recon_core.samplers import reconstruct_slice as diffusion
     from recon_core.fft import ifft2c_np
     from recon_core.metrics import masked_metrics
     from recon_core.raw.image import scanner_units

@@ -24,6 +24,16 @@ _ALIASES = {"none": "none", "normal": "none", "healthy": "none", "": "none",
             "tumour": "tumour", "tumor": "tumour", "mass": "tumour", "glioma": "tumour"}
 
 
+def pathology_kind(record) -> str:
+    """The pathology class of a MetadataRecord: none | wm_lesions | tumour (the evaluation's groups)."""
+    labels = [s.lower() for s in (record.pathology or [])]
+    if not labels:
+        return "none"
+    if any("lesion" in s for s in labels):
+        return "wm_lesions"
+    return "tumour"
+
+
 def canonical(name: str | None) -> str:
     """User pathology name → one of PATHOLOGIES (InputError if unknown)."""
     key = "none" if name is None else str(name).strip().lower().replace("-", "_").replace(" ", "_")

@@ -11,8 +11,8 @@ import json
 import sys
 import tempfile
 
-from recon_core.evaluation import EvalConfig, Evaluation
-from recon_core.evaluation.stats import paired
+from training.evaluation import EvalConfig, Evaluation
+from training.evaluation.stats import paired
 from recon_core.io_utils import write_text_atomic
 
 CELLS = ("equispaced1d:2", "equispaced1d:3", "equispaced1d:4")

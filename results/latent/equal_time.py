@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from recon_core.evaluation import EvalConfig, Evaluation
+from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
 from recon_core.settings import DDSConfig
 

@@ -1,7 +1,7 @@
 """Conditional synthesis per (contrast, pathology) cell: diversity (pairwise MS-SSIM) and contrast fidelity
 (a logistic-regression classifier of the contrast family — T1 and T1POST merged — fitted on real training
 images; its accuracy on the real val + test images is reported beside it), for the latent prior and,
-for comparison at the same settings, the pixel prior (recon_core.evaluation.synthesis).
+for comparison at the same settings, the pixel prior (training.evaluation.synthesis).
 
     python results/latent/synthesis.py LATENT_MODEL DATA_DIR [PIXEL_MODEL|none] [N] [NFE] [CFG] [ETA]
 
@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from recon_core.evaluation import Evaluation
-from recon_core.evaluation.ablation import pathology_kind
-from recon_core.evaluation.cache import UnitCache
-from recon_core.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim, template_record
+from training.evaluation import Evaluation
+from training.evaluation.ablation import pathology_kind
+from training.evaluation.cache import UnitCache
+from training.evaluation.synthesis import ContrastClassifier, pairwise_ms_ssim, template_record
 from recon_core.io_utils import write_text_atomic
 from recon_core.prior import load_prior
 from recon_core.prior.sample import sample_prior

@@ -46,7 +46,7 @@ def _row(name, spec, ref_fn, sd_like, prior, record_fn):
 
 
 def main(model, out_path, files):
-    from recon_core.evaluation.real import load_real, undersample
+    from training.evaluation.real import load_real, undersample
     from recon_core.raw.image import scanner_units
     from recon_core.masks import make_mask
     from recon_core.metadata.header import record_from_header

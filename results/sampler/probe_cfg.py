@@ -2,7 +2,7 @@
 (defaults otherwise). python results/sampler/probe_cfg.py → results/sampler/cfg_val.json
 """
 import numpy as np, json
-from recon_core.evaluation import EvalConfig, Evaluation
+from training.evaluation import EvalConfig, Evaluation
 from recon_core.settings import DDSConfig
 CELLS = ("uniform1d:4", "uniform1d:8", "poisson2d:8")
 ev = Evaluation(EvalConfig(model="default", data="/work/data/sim128", out="/work/runs/tune_cache", masks=CELLS, cfg=(2.0,3.0), limit=8, split="val",

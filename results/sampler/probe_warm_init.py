@@ -7,7 +7,7 @@ Prints per setting {cell: (DDS PSNR, s/slice, BART W PSNR, sigpy L1 PSNR)}; resu
 """
 import sys, json, time
 import numpy as np
-from recon_core.evaluation import EvalConfig, Evaluation
+from training.evaluation import EvalConfig, Evaluation
 from recon_core.settings import DDSConfig
 CELLS = ("poisson2d:8", "uniform1d:8")
 S = {

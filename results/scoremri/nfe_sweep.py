@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from recon_core.dds import dds_reconstruct
-from recon_core.evaluation import EvalConfig, Evaluation
+from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
 from recon_core.metrics import psnr, ssim
 from recon_core.scoremri import scoremri_reconstruct

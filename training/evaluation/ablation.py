@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from recon_core.sim.pathology import LABELS, pathology_kind  # noqa: F401  (re-exported)
+
 MR_PARAM_FIELDS = ("sequence", "tr", "te", "ti", "flip_angle", "field_strength")
 ABLATIONS = ("all", "-mr", "-mr-contrast", "-mr-contrast-slice", "uncond")
 ABLATION_LABELS = {"all": "all metadata", "-mr": "− MR params", "-mr-contrast": "− MR params − contrast",
@@ -21,18 +23,8 @@ def drop_fields(record, variant: str):
     return record.replace(**kw) if kw else record
 
 
-def pathology_kind(record) -> str:
-    labels = [s.lower() for s in (record.pathology or [])]
-    if not labels:
-        return "none"
-    if any("lesion" in s for s in labels):
-        return "wm_lesions"
-    return "tumour"
-
 
 def wrong_pathology(record):
-    from ..sim.pathology import LABELS
-
     return record.replace(pathology=list(LABELS[WRONG_PATHOLOGY[pathology_kind(record)]]))
 
 

@@ -21,14 +21,13 @@ unreadable file is skipped with one line naming it (`skipped`).
 from __future__ import annotations
 
 import logging
-import os
-import time
-from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import InputError
-from ..raw.image import scanner_units
+from recon_core.errors import InputError
+from recon_core.raw.image import scanner_units
+from recon_core.raw.retrospective import RealSlice, load_real, object_region, undersample  # noqa: F401
+from recon_core.samplers import reconstruct_slice as diffusion  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -39,85 +38,10 @@ DEFAULT_MASKS = ("regular1d:2:24", "regular1d:3:24", "uniform1d:4:0.08", "unifor
 CLASSICAL = ("zerofilled", "sense", "grappa", "l1wavelet", "bart-w", "bart-tv")
 
 
-@dataclass
-class RealSlice:
-    """One fully sampled real slice: SliceData (prewhitened), its header, the reference and region."""
-
-    name: str
-    sd: object
-    header: object
-    reference: np.ndarray      # (ny, nx) float64 root-sum-of-squares of the full coil images
-    region: np.ndarray         # (ny, nx) bool
-
-
-def object_region(rss: np.ndarray) -> np.ndarray:
-    """Object pixels of a magnitude image: the smoothed image above the background level (median of the
-    4-pixel frame: the noise floor of a root-sum-of-squares image is high with many coils at low SNR) plus
-    35 % of the way to Otsu's threshold (which alone cuts dark, coil-shaded parts of the head), holes
-    filled, the largest connected component, dilated by 2 pixels."""
-    from scipy import ndimage as ndi
-
-    sm = ndi.gaussian_filter(np.asarray(rss, dtype=np.float64), 1.5)
-    frame = np.concatenate([sm[:4].ravel(), sm[-4:].ravel(), sm[:, :4].ravel(), sm[:, -4:].ravel()])
-    bg = float(np.median(frame))
-    m = sm > bg + 0.35 * (_otsu(sm) - bg)
-    lab, n = ndi.label(m)
-    if n == 0:
-        raise InputError("real data: no object found in the reference image")
-    sizes = ndi.sum(np.ones_like(sm), lab, index=np.arange(1, n + 1))
-    m = ndi.binary_fill_holes(lab == (1 + int(np.argmax(sizes))))
-    return ndi.binary_dilation(m, iterations=2)
-
-
-def _otsu(x: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of the values of `x` (maximal between-class variance)."""
-    hist, edges = np.histogram(x.ravel(), bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
-    m1 = ((hist * centres).sum() - np.cumsum(hist * centres)) / np.maximum(w1, 1)
-    return float(centres[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
-
-
-def load_real(path) -> list[RealSlice]:
-    """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled)."""
-    from ..fft import ifft2c_np
-    from ..raw.image import to_recon_space
-    from ..raw.reader import read_slices
-
-    raw = read_slices(path)
-    out = []
-    for sd in raw.slices:
-        if not sd.mask.all():
-            raise InputError(f"{path}: slice {sd.key.slice} is not fully sampled "
-                             f"({int(sd.mask[:, 0].sum())} of {sd.mask.shape[0]} lines)")
-        rss = to_recon_space(np.sqrt((np.abs(ifft2c_np(sd.kspace)) ** 2).sum(0)).astype(np.float32), sd)
-        out.append(RealSlice(f"{os.path.basename(os.fspath(path))}#{sd.key.slice}", sd, raw.header,
-                             rss.astype(np.float64), object_region(rss)))
-    return out
-
-
-def undersample(sd, spec: str, seed: int = 0):
-    """SliceData with only the rows of mask `spec` (KIND:ACCEL[:ACS]) kept; ACS rows as calibration."""
-    from ..masks import make_mask, parse_mask_acs, parse_mask_spec
-
-    kind, accel = parse_mask_spec(spec, allow_acs=True)
-    if kind == "poisson2d":
-        raise InputError(f"real-data evaluation: 1-D masks only (the raw stream samples whole lines), got {spec}")
-    ny, nx = sd.kspace.shape[-2:]
-    m = make_mask(kind, (ny, nx), accel, seed=seed, **parse_mask_acs(spec))
-    lo, hi = int(m.acs_lines.min()), int(m.acs_lines.max()) + 1
-    calib = np.zeros_like(sd.kspace)
-    calib[:, lo:hi] = sd.kspace[:, lo:hi]
-    return replace(sd, kspace=(sd.kspace * m.mask[None]).astype(np.complex64), mask=m.mask, calib=calib,
-                   acs_rows=(lo, hi), acs_source="kspace-centre"), m
-
-
 def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
     """Best setting of every classical method on this undersampled slice → {method: (image, info)}."""
-    from .. import bart, baselines
-    from ..fft import ifft2c_np
+    from recon_core import bart, baselines
+    from recon_core.fft import ifft2c_np
 
     ksp, mask = sd.kspace[None], sd.mask
     map_sets = {"ours": maps_ours}
@@ -144,28 +68,11 @@ def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
     return out
 
 
-def diffusion(sd, header, prior, config, method: str = "dds") -> tuple[np.ndarray, np.ndarray, dict]:
-    """The scanner's reconstruction of one slice with a diffusion method: (image, maps, info)."""
-    from ..metadata.header import record_from_header
-    from ..raw.image import slice_maps
-    from ..samplers import diffusion_sampler
-
-    calq: dict = {}
-    maps = slice_maps(sd, info=calq)
-    record = record_from_header(header, slice_index=sd.key.slice)
-    t0 = time.perf_counter()
-    res = diffusion_sampler(method)(prior, sd.kspace[None], maps[None], sd.mask,
-                                    records=None if config.cfg == 0 else [record], config=config)
-    info = {"seconds": time.perf_counter() - t0, "maps": calq.get("maps"), "coverage": calq.get("coverage"),
-            "timings": {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}}
-    return np.asarray(res.image)[0], maps, info
-
-
 def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=CLASSICAL,
                 diffusion_methods=("dds",)) -> dict:
     """All methods on one real slice under mask `spec` → {method: metrics + setting}."""
-    from ..metrics import masked_metrics
-    from ..raw.image import slice_maps
+    from recon_core.metrics import masked_metrics
+    from recon_core.raw.image import slice_maps
 
     sd, m = undersample(rs.sd, spec, seed)
     row = {"_mask": {"spec": spec, "accel": float(m.accel), "acs_lines": int(len(m.acs_lines))}}
@@ -191,7 +98,7 @@ def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int
     """Score every slice of every file under every mask (see module docstring)."""
     from tqdm import tqdm
 
-    from ..settings import DDSConfig
+    from recon_core.settings import DDSConfig
 
     config = config or DDSConfig()
     results, skipped = {}, []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..errors import InputError
-from ..settings import DDSConfig
+from recon_core.errors import InputError
+from recon_core.settings import DDSConfig
 
 DEFAULT_MASKS = ("uniform1d:4", "uniform1d:8", "poisson2d:8", "poisson2d:15")
 DEFAULT_CFG = (0.0, 1.0, 2.0, 3.0)
@@ -66,7 +66,7 @@ class EvalConfig:
     def resolved_baselines(self, log=None) -> tuple:
         """The baselines to run: explicit ones must all be runnable (a missing `bart` is an error);
         the default set drops BART's when the binary is missing (and says so through `log`)."""
-        from .. import bart
+        from recon_core import bart
 
         if self.baselines is not None:
             if any(b in BART_BASELINES for b in self.baselines) and not bart.available():
@@ -81,8 +81,8 @@ class EvalConfig:
         return tuple(b for b in BASELINES if b not in BART_BASELINES)
 
     def check(self) -> None:
-        from ..masks import parse_mask_spec
-        from ..metrics import CONVENTIONS
+        from recon_core.masks import parse_mask_spec
+        from recon_core.metrics import CONVENTIONS
 
         if not self.masks:
             raise InputError("masks: expected at least one KIND:ACCEL")

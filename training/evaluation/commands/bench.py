@@ -31,7 +31,7 @@ def add_arguments(parser):
 def run(args):
     import json
 
-    from recon_core.evaluation.bench import format_report, run_bench
+    from training.evaluation.bench import format_report, run_bench
     from recon_core.errors import InputError
 
     try:

@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 
-from ..errors import InputError
+from recon_core.errors import InputError
 
 
 # ------------------------------------------------------------------------------------------ BART
-from ..bart import read_cfl, to_bart as _to_bart, write_cfl  # noqa: E402,F401  (re-exported for the tests)
+from recon_core.bart import read_cfl, to_bart as _to_bart, write_cfl  # noqa: E402,F401  (re-exported for the tests)
 
 
 def bart_kernel(calib: int, kernel_width: int = 6) -> int:
@@ -43,7 +43,7 @@ def run_bart(ksp: np.ndarray, calib: int, lamda: float = 0.005, iters: int = 100
     """`bart ecalib -m1 -r calib -k kernel` + `bart pics -S -R W:3:0:λ -i iters` (BART's own maps) on
     (C, ny, nx) k-space, through recon_core.bart. Returns {"ecalib_s", "pics_s", "maps", "image"} (wall
     times incl. process start and cfl I/O)."""
-    from .. import bart
+    from recon_core import bart
 
     t0 = time.perf_counter()
     maps = bart.ecalib(ksp, int(calib), bart_kernel(int(calib)))
@@ -70,8 +70,8 @@ def _timed(fn, repeat=1):
 
 def simulate_slice(matrix: int, coils: int, seed: int = 0):
     """One test-split-style slice: (ksp (C, ny, nx) full, reference (ny, nx), record)."""
-    from ..metadata.record import MetadataRecord
-    from ..sim.export import ExportConfig, simulate_subject, subject_seed
+    from recon_core.metadata.record import MetadataRecord
+    from recon_core.sim.export import ExportConfig, simulate_subject, subject_seed
 
     cfg = ExportConfig(n_slices=1, split="test", matrix=matrix, coils=coils, slices_per_subject=1,
                        calib=min(24, matrix // 4), save_kspace=True)
@@ -80,8 +80,8 @@ def simulate_slice(matrix: int, coils: int, seed: int = 0):
 
 
 def load_bench_prior(model: str | None, preset: str | None, device):
-    from ..prior import build_prior
-    from ..prior.cache import get_prior
+    from recon_core.prior import build_prior
+    from recon_core.prior.cache import get_prior
 
     if preset:
         return build_prior(preset).to(device).eval(), f"untrained preset {preset!r} (PSNR meaningless)"
@@ -106,7 +106,7 @@ def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, 
     """(seconds of one batched forward as DDS does it, forward batch size)."""
     import torch
 
-    from ..device import autocast
+    from recon_core.device import autocast
 
     both = 0 < cfg != 1
     nb = 2 if both else 1
@@ -129,8 +129,8 @@ def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, 
 def _sigpy_l1(ref, kb, maps, mask) -> dict:
     """sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
     favourable to the baseline); the time is that of one run at that λ."""
-    from ..baselines import reconstruct
-    from ..metrics import psnr
+    from recon_core.baselines import reconstruct
+    from recon_core.metrics import psnr
     from .config import LAMBDA_GRID
 
     grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, mask, lamda=lam)[0]))
@@ -144,8 +144,8 @@ def _sigpy_l1(ref, kb, maps, mask) -> dict:
 
 def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
     """BART ecalib + pics on the same slice (its own maps), timed."""
-    from ..coils import calib_region
-    from ..metrics import psnr
+    from recon_core.coils import calib_region
+    from recon_core.metrics import psnr
 
     cy, cx = calib_region(mask)
     b = run_bart(ksp, min(cy, cx))
@@ -157,8 +157,8 @@ def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
 
 def _sweep(prior, kb, maps, mask, record, ref, cfg, seed, dev, sweep, precisions) -> list:
     """PSNR and time of DDS per (precision, NFE): the quality–time trade-off."""
-    from ..dds import dds_reconstruct
-    from ..metrics import psnr
+    from recon_core.dds import dds_reconstruct
+    from recon_core.metrics import psnr
 
     rows = []
     for prec in precisions:
@@ -178,14 +178,14 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
     import torch
 
-    from ..baselines import reconstruct
-    from ..coils import espirit_maps
-    from ..dds import dds_reconstruct
-    from ..device import resolve_device
-    from ..masks import make_mask, parse_mask_spec
-    from ..metrics import psnr
-    from ..precision import choose_inference_precision
-    from ..settings import DDSConfig
+    from recon_core.baselines import reconstruct
+    from recon_core.coils import espirit_maps
+    from recon_core.dds import dds_reconstruct
+    from recon_core.device import resolve_device
+    from recon_core.masks import make_mask, parse_mask_spec
+    from recon_core.metrics import psnr
+    from recon_core.precision import choose_inference_precision
+    from recon_core.settings import DDSConfig
 
     if nfe < 1 or any(n < 1 for n in sweep):
         raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")

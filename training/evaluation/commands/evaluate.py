@@ -74,7 +74,7 @@ def _command(args):
 
 
 def run(args):
-    from recon_core.evaluation import EvalConfig, run_evaluation
+    from training.evaluation import EvalConfig, run_evaluation
 
     from recon_core.device import set_threads
     from recon_core.settings import DDSConfig

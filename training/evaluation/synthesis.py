@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..metrics import ms_ssim
+from recon_core.errors import InputError
+from recon_core.metrics import ms_ssim
 
 HIST_BINS = 24
 
@@ -85,7 +85,7 @@ def pairwise_ms_ssim(images) -> float:
 
 def template_record(records, contrast: str, pathology_kind_: str):
     """A real record of `contrast` (its sequence parameters) with the pathology of `pathology_kind_`."""
-    from ..sim.pathology import LABELS
+    from recon_core.sim.pathology import LABELS
 
     for r in records:
         if (r.contrast or "").upper() == contrast.upper():

@@ -33,7 +33,7 @@ def run(args):
 
     from recon_core.device import set_threads
     from recon_core.errors import InputError
-    from recon_core.evaluation.real import CLASSICAL, evaluate_real, format_markdown
+    from training.evaluation.real import CLASSICAL, evaluate_real, format_markdown
     from recon_core.io_utils import write_json_atomic, write_text_atomic
     from recon_core.settings import DDSConfig
 

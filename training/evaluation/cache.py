@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..io_utils import atomic_path, write_text_atomic
+from recon_core.io_utils import atomic_path, write_text_atomic
 
 
 def key_of(d: dict) -> str:

@@ -1,4 +1,4 @@
-"""Evaluation harness (recon_core.evaluation.harness): DDS (CFG sweep, metadata ablations, pathology, unconditional twin) vs classical
+"""Evaluation harness (training.evaluation.harness): DDS (CFG sweep, metadata ablations, pathology, unconditional twin) vs classical
 baselines on a held-out simulator split, in the ContextMRI Table-1 layout.
 
 Per cell (mask kind × acceleration, e.g. "uniform1d:8"), for the selected test slices:
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..io_utils import write_text_atomic
+from recon_core.errors import InputError
+from recon_core.io_utils import write_text_atomic
 from .ablation import ABLATIONS, drop_fields, pathology_kind, wrong_pathology
 from .cache import UnitCache, key_of
 from .config import BASELINES, CACHE_VERSION, CLASSICAL_CS, LAMBDA_GRID, METHOD_ONLY_FIELDS, METRICS, EvalConfig
@@ -64,7 +64,7 @@ class Evaluation:
         self.c = config
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        from ..sim.export import load_split
+        from recon_core.sim.export import load_split
 
         self.test = load_split(config.data, config.split)
         if self.test.kspace is None or self.test.reference is None:
@@ -105,7 +105,7 @@ class Evaluation:
     # ---- identity of inputs (cache keys) -----------------------------------------------------------
     @staticmethod
     def _model_id(path) -> dict:
-        from ..prior.checkpoint import resolve_model_path
+        from recon_core.prior.checkpoint import resolve_model_path
 
         p = resolve_model_path(path)
         sig = []
@@ -127,7 +127,7 @@ class Evaluation:
     @property
     def prior(self):
         if self._prior is None:
-            from ..prior.cache import get_prior
+            from recon_core.prior.cache import get_prior
 
             self._prior = get_prior(self.c.model, self.c.device)
         return self._prior
@@ -135,7 +135,7 @@ class Evaluation:
     @property
     def latent(self):
         if self._latent is None:
-            from ..prior.cache import get_prior
+            from recon_core.prior.cache import get_prior
 
             self._latent = get_prior(self.c.latent_model, self.c.device)
         return self._latent
@@ -143,7 +143,7 @@ class Evaluation:
     @property
     def twin(self):
         if self._twin is None:
-            from ..prior.cache import get_prior
+            from recon_core.prior.cache import get_prior
 
             self._twin = get_prior(self.c.twin, self.c.device)
         return self._twin
@@ -152,7 +152,7 @@ class Evaluation:
     def _masks(self, kind, accel, split_indices, offset=0):
         """(L, ny, nx) bool masks, one per slice (seed = seed·1_000_003 + offset + index), cached
         (sigpy's Poisson-disc generator can take seconds per mask)."""
-        from ..masks import make_mask
+        from recon_core.masks import make_mask
 
         seeds = [self.c.seed * 1_000_003 + offset + int(i) for i in split_indices]
 
@@ -166,7 +166,7 @@ class Evaluation:
     def _undersample(self, split, idx, kind, accel, offset):
         import torch
 
-        from ..coils import espirit_maps
+        from recon_core.coils import espirit_maps
 
         mask, racc = self._masks(kind, accel, idx, offset)
         full = np.asarray(split.kspace[idx])
@@ -186,7 +186,7 @@ class Evaluation:
 
     def cell(self, spec: str) -> CellData:
         if spec not in self._cells:
-            from ..masks import parse_mask_spec
+            from recon_core.masks import parse_mask_spec
 
             kind, accel = parse_mask_spec(spec)
             t0 = time.perf_counter()
@@ -201,7 +201,7 @@ class Evaluation:
         return self.cache.get(key, fn)
 
     def _metrics(self, ref, rec) -> dict:
-        from ..metrics import all_metrics
+        from recon_core.metrics import all_metrics
 
         m = all_metrics(ref, rec, self.c.convention)
         return {k: np.asarray(m[k], np.float64) for k in METRICS}
@@ -216,8 +216,8 @@ class Evaluation:
 
     # ---- baselines -----------------------------------------------------------------------------------
     def tune_lambda(self, spec: str, method: str) -> float | None:
-        from ..baselines import DEFAULT_LAMBDA, reconstruct
-        from ..masks import parse_mask_spec
+        from recon_core.baselines import DEFAULT_LAMBDA, reconstruct
+        from recon_core.masks import parse_mask_spec
 
         if self.val is None:
             return DEFAULT_LAMBDA[method]
@@ -237,7 +237,7 @@ class Evaluation:
         return float(LAMBDA_GRID[method][int(np.argmax(ps))])
 
     def baseline(self, spec: str, method: str) -> dict:
-        from ..baselines import reconstruct
+        from recon_core.baselines import reconstruct
 
         lam = self.tune_lambda(spec, method) if method in LAMBDA_GRID else None
         key = {"stage": "baseline", "method": method, "cell": spec, "lambda": lam, "data": self._data_id(),
@@ -264,7 +264,7 @@ class Evaluation:
         them), chunked and cached. model: "main", "twin" or "latent" (the latent prior, for ldpm).
         maps: "espirit" (from the undersampled ACS, as every method) or "oracle" (the export's maps.npy,
         ESPIRiT of the fully sampled calibration region: what better maps would give)."""
-        from ..samplers import diffusion_sampler
+        from recon_core.samplers import diffusion_sampler
 
         sampler = diffusion_sampler(method)
         pos = np.arange(len(self.slices)) if positions is None else np.asarray(positions)
