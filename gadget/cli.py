@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "contextmri.commands"
 
 
 def _discover():
     """{command name: module} from the installed entry points (`pip install -e .` registers them)."""
-    from importlib.metadata import entry_points
-
     commands = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         mod = importlib.import_module(ep.value)
@@ -51,9 +52,6 @@ def build_parser():
 def _sigterm_as_interrupt():
     """SIGTERM → KeyboardInterrupt (main thread only), so every command cleans its temporary outputs
     and exits 130; commands that need their own handling (serve, train) install theirs in `run`."""
-    import signal
-    import threading
-
     if threading.current_thread() is threading.main_thread():
         def _raise(signum, frame):
             raise KeyboardInterrupt

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recon_core import samplers
 from recon_core.errors import InputError
 
-from .params import METHODS
+from .params import ReconParams, all_methods
 
-CLIENT_PARAMS = frozenset({
-    "method", "cfg", "nfe", "eta", "gamma", "cg_iters", "final_cg_iters", "warm_start", "warm_init", "samples",
-    "seed", "anatomy", "contrast", "pathology", "send_magnitude", "send_phase", "send_std", "send_zerofilled",
-    "max_matrix", "model", "image_format", "bits_stored", "scoremri_nfe", "pc_snr",
-    "pc_corrector", "scoremri_variant", "hybrid_every", "hybrid_lambda", "ldpm_switch", "ldpm_grad"})
-COST_CEILINGS = {"nfe": 200, "samples": 8, "cg_iters": 20, "final_cg_iters": 50, "scoremri_nfe": 4000,
-                 "pc_corrector": 3}
+#: the front door's own client-settable parameters; the samplers' come from their declarations (field
+#: metadata `client`/`ceiling`, collected by `recon_core.samplers.client_settings`)
+FRONT_DOOR_CLIENT_PARAMS = frozenset({
+    "method", "anatomy", "contrast", "pathology", "send_magnitude", "send_phase", "send_std", "send_zerofilled",
+    "max_matrix", "model", "image_format", "bits_stored"})
+CLIENT_PARAMS = FRONT_DOOR_CLIENT_PARAMS | frozenset(samplers.client_settings())
+COST_CEILINGS = {k: v for k, v in samplers.client_settings().items() if v is not None}
 
 
 def _norm(key) -> str:
@@ -36,15 +37,13 @@ def _norm(key) -> str:
 @dataclass(frozen=True)
 class ClientPolicy:
     allowed: frozenset = CLIENT_PARAMS
-    methods: tuple = METHODS
+    methods: tuple = field(default_factory=all_methods)
     ceilings: dict = field(default_factory=lambda: dict(COST_CEILINGS))
     models: tuple = ()
 
     def merge(self, operator: dict, client: dict) -> dict:
         """The session's parameter mapping: operator values, overridden by the client where allowed.
         Raises InputError naming the first parameter the client may not set (or not to that value)."""
-        from gadget.params import ReconParams
-
         known = set(ReconParams.field_names())
         op = {_norm(k): v for k, v in (operator or {}).items()}
         base = ReconParams.from_mapping(op)

@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from gadget.images import to_float
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 _SERIES_NAMES = {1: "magnitude", 2: "phase", 3: "uncertainty (std)", 4: "zero-filled"}
 
@@ -66,8 +68,6 @@ def _geometry_tags(ds, im) -> None:
 
 def _pixel_tags(ds, im) -> None:
     """16-bit unsigned pixels spanning the image's range, with the rescale slope/intercept back to floats."""
-    from gadget.images import to_float
-
     a = np.asarray(to_float(im), dtype=np.float64)
     lo, hi = float(a.min()), float(a.max())
     slope = (hi - lo) / 65535.0 if hi > lo else 1.0

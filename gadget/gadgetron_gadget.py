@@ -20,14 +20,17 @@ import dataclasses
 import logging
 import socket
 import time
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
 
 import ismrmrd
 import numpy as np
 
 from gadget.mrd_protocol import exact_dtype_image
-from gadget.params import properties_from_xml
-from gadget.params import ReconParams
+from gadget.params import ReconParams, is_diffusion, properties_from_xml
+from gadget.processor import StreamProcessor
 from recon_core.errors import InputError
+from recon_core.prior.cache import get_prior
 
 log = logging.getLogger("contextmri.gadget")
 
@@ -52,8 +55,6 @@ def property_defaults() -> dict[str, str]:
 
 def chain_properties_xml(indent: str = "                ") -> str:
     """The `<property …/>` lines of every gadget property with its default and help (for xml_chains/)."""
-    from xml.sax.saxutils import quoteattr
-
     helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(ReconParams)}
     lines = []
     for name, value in property_defaults().items():
@@ -67,7 +68,6 @@ def chain_properties_xml(indent: str = "                ") -> str:
 def params_from_config(config) -> ReconParams:
     """ReconParams from the chain configuration (an ElementTree element, XML text or None)."""
     if isinstance(config, (str, bytes)):
-        import xml.etree.ElementTree as ET
 
         config = ET.fromstring(config)
     props = properties_from_xml(config)
@@ -109,9 +109,8 @@ def _drain(connection) -> int:
 
 
 def _default_prior(params):
-    if params.method != "dds":
+    if not is_diffusion(params.method):
         return None
-    from recon_core.prior.cache import get_prior
 
     return get_prior(params.prior_model, params.device)
 
@@ -154,7 +153,6 @@ def _send(connection, image, ctx) -> None:
 
 
 def _acquisition_body(connection, params, prior, ctx) -> None:
-    from gadget.processor import StreamProcessor
 
     connection.filter(ismrmrd.Acquisition)
     processor = StreamProcessor(connection.header, params, prior)
@@ -217,7 +215,6 @@ def ref_like(ref: np.ndarray, ref_heads: list, shape: tuple) -> np.ndarray:
 
 
 def _buffer_body(connection, params, prior, ctx) -> None:
-    from gadget.processor import StreamProcessor
     from gadgetron.types import ReconData
 
     connection.filter(ReconData)

@@ -22,7 +22,7 @@ import math
 import ismrmrd
 import numpy as np
 
-from .params import DIFFUSION_METHODS
+from .params import is_diffusion
 
 SERIES = {
     "magnitude": (1, ismrmrd.IMTYPE_MAGNITUDE, "Image", ""),
@@ -93,7 +93,7 @@ def make_image(pixels: np.ndarray, kind: str, acq_head, fov_mm, image_index: int
     m["DataRole"] = role
     m["ImageSeriesIndex"] = str(series)
     m["ImageProcessingHistory"] = ["CONTEXTMRI", method.upper() or "RECON"]
-    guidance = f"_CFG{meta['CFG']}" if method in DIFFUSION_METHODS and "CFG" in meta else ""
+    guidance = f"_CFG{meta['CFG']}" if is_diffusion(method) and "CFG" in meta else ""
     m["SequenceDescriptionAdditional"] = f"CTXMRI_{method.upper()}{guidance}{suffix}"
     comments = [f"contextmri {method}"] + [f"{k}={meta[k]}" for k in ("NFE", "CFG", "seed", "model") if k in meta]
     m["ImageComments"] = " ".join(comments)

@@ -14,14 +14,18 @@ Wire format (little endian): uint16 message id, then
 from __future__ import annotations
 
 import ctypes
+import io
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import ismrmrd
+import numpy as np
+from ismrmrd.image import get_dtype_from_data_type
 from ismrmrd.serialization import ConfigFile, ConfigText, ISMRMRDMessageID, ProtocolSerializer
 
 from recon_core.errors import InputError
+from recon_core.metadata.header import parse_header as _parse
 
 MID = ISMRMRDMessageID
 CONFIG_FILE_SIZE = 1024
@@ -91,8 +95,6 @@ def parse_header(text: str | bytes):
 
     The one header parser of every front door (`recon_core.metadata.header.parse_header`: elements outside
     the ISMRMRD schema are ignored with a warning, as in replay and the Gadgetron gadget)."""
-    from recon_core.metadata.header import parse_header as _parse
-
     if isinstance(text, bytes):
         text = _clean_text(text, "ISMRMRD header")
     text = text.rstrip("\x00").strip()
@@ -114,7 +116,6 @@ class MessageReader:
     `read()` -> Message; raises `ClientGone` on a clean EOF between messages and `ProtocolError`
     for anything malformed. Headers are parsed (`ismrmrd.xsd.ismrmrdHeader`), strings cleaned.
     """
-
     def __init__(self, stream: BinaryIO, limits: Limits | None = None):
         self.stream = stream
         self.limits = limits or Limits()
@@ -192,7 +193,6 @@ class MessageReader:
         return ismrmrd.Waveform.from_bytes(head_bytes + payload)
 
     def _image(self) -> ismrmrd.Image:
-        from ismrmrd.image import get_dtype_from_data_type
 
         head_bytes = self._take(ctypes.sizeof(ismrmrd.ImageHeader), "IMAGE header")
         head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
@@ -209,7 +209,6 @@ class MessageReader:
             raise ProtocolError(f"IMAGE payload of {n * itemsize} bytes exceeds the limit")
         data = self._take(n * itemsize, "IMAGE data")
         blob = head_bytes + struct.pack("<Q", attr_len) + attrs + data
-        import io
 
         return ismrmrd.Image.deserialize_from(io.BytesIO(blob).read)
 
@@ -241,8 +240,6 @@ _EXACT = {"complex128": "complex64", "float64": "float32", "int64": "int32", "ui
 
 def exact_dtype_image(image: ismrmrd.Image) -> ismrmrd.Image:
     """Return `image` with data in an ISMRMRD-exact dtype (complex64/float32/...) and a matching header."""
-    import numpy as np
-
     target = _EXACT.get(image.data.dtype.name)
     if target is None:
         return image

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-import ismrmrd
-
+from gadget.client_policy import ClientPolicy
 from gadget.mrd_protocol import MID, ClientGone, Limits, MessageReader, MessageWriter, ProtocolError
+from gadget.params import ReconParams, is_diffusion, properties_from_xml
 from recon_core.errors import InputError
-from gadget.params import DIFFUSION_METHODS, properties_from_xml
+from recon_core.prior.cache import PriorCache
+from recon_core.raw.writer import RawFileWriter
 
 log = logging.getLogger("contextmri.serve")
 
@@ -61,7 +62,6 @@ class Worker:
     """Per-worker state: priors loaded once (keyed by model and device) and reused across connections."""
 
     def __init__(self, index: int = 0, prior_loader: Callable | None = None):
-        from recon_core.prior.cache import PriorCache
 
         self.index = index
         self._priors = PriorCache(loader=prior_loader, log=lambda m: log.info("worker %d %s", index, m))
@@ -69,7 +69,7 @@ class Worker:
     def prior_for(self, params):
         """The prior `params` needs (None unless a diffusion method: dds, scoremri, ldpm); loaded on first
         use by this worker."""
-        if params.method not in DIFFUSION_METHODS:
+        if not is_diffusion(params.method):
             return None
         return self._priors.get(params.prior_model, params.device)
 
@@ -130,36 +130,34 @@ def private_dir(path) -> Path:
 
 
 class RawWriter:
-    """Writes header + acquisitions (+ waveforms) to an ISMRMRD HDF5 file; `.tmp` until `finish()`."""
+    """A session's header + acquisitions (+ waveforms) saved as `<stem>.h5` in a private directory by the
+    raw layer's one writer (`recon_core.raw.writer.RawFileWriter`: a temporary file until `finish()`)."""
 
     def __init__(self, directory: str | os.PathLike, stem: str):
-        self.dir = Path(directory)
-        private_dir(self.dir)
+        self.dir = private_dir(directory)
         self.final = self.dir / f"{stem}.h5"
-        self.tmp = self.dir / f".{stem}.h5.tmp"
-        self.ds = ismrmrd.Dataset(str(self.tmp), "dataset", create_if_needed=True)
-        self.n = 0
+        self._w = RawFileWriter(self.dir, mode=0o600)   # raw data may hold patient name and birth date: owner only
+
+    @property
+    def n(self) -> int:
+        return self._w.n
 
     def header(self, header) -> None:
-        self.ds.write_xml_header(header.toXML())
+        self._w.header(header.toXML())
 
     def acquisition(self, acq) -> None:
-        self.ds.append_acquisition(acq)
-        self.n += 1
+        self._w.acquisition(acq)
 
     def waveform(self, wav) -> None:
         try:
-            self.ds.append_waveform(wav)
+            self._w.waveform(wav)
         except Exception:  # waveforms are optional extras; never lose acquisitions over them
             pass
 
     def finish(self, complete: bool) -> str:
         """Close the file and move it to its final name (suffix _incomplete if the stream broke)."""
-        self.ds.close()
         final = self.final if complete else self.final.with_name(self.final.stem + "_incomplete.h5")
-        os.chmod(self.tmp, 0o600)          # raw data may hold patient name and birth date: owner only
-        os.replace(self.tmp, final)
-        return str(final)
+        return self._w.commit(final)
 
 
 def _stem(peer: str, counter: int) -> str:
@@ -207,9 +205,6 @@ RESERVED_CONFIGS = {"null": "null", "savedataonly": "savedataonly"}
 def _session_params(defaults, text_params, policy, res: SessionResult, peer: str):
     """The session's ReconParams: the operator's defaults merged with the client's TEXT parameters as the
     policy allows (InputError naming a refused parameter)."""
-    from gadget.client_policy import ClientPolicy
-    from gadget.params import ReconParams
-
     merged = (policy or ClientPolicy()).merge(defaults or {}, text_params)
     params = ReconParams.from_mapping(merged)
     res.params = dict(merged)

@@ -1,6 +1,7 @@
 """Reconstruction parameters shared by every front door (replay, Gadgetron gadget, MRD server).
 
-`ReconParams` = the sampler settings (`recon_core.settings.DDSConfig`, declared once there) + what a
+`ReconParams` = the sampler settings (`recon_core.samplers.SamplerConfig`, composed from every registered
+sampler's declaration) + what a
 front door adds: model, method, device, metadata overrides, which series to send and the matrix limit.
 `ReconParams.from_mapping` parses the string values that come from Gadgetron `<property name=… value=…/>`,
 an MRD JSON config or the command line; every value is checked (type, finite, range) with one line
@@ -13,21 +14,31 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from recon_core import baselines, samplers
 from recon_core.errors import InputError
-from recon_core.samplers import DIFFUSION_METHODS  # the methods that use a prior (ldpm: a latent one)
-from recon_core.settings import _KEEP, PRECISIONS, DDSConfig, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
+from recon_core.samplers import DIFFUSION_METHODS, SamplerConfig  # noqa: F401  (DIFFUSION_METHODS re-exported)
+from recon_core.settings import _KEEP, PRECISIONS, _f, parse_value  # noqa: F401  (PRECISIONS re-exported)
 
-#: the classical methods a front door offers: recon_core.baselines.METHODS (kept torch-free here; a test checks
-#: that the two lists agree)
-CLASSICAL_METHODS = ("sense", "grappa", "l1wavelet", "tv", "zerofilled", "bart-w", "bart-tv")
+#: the classical methods a front door offers: the registry's (`recon_core.baselines`)
+CLASSICAL_METHODS = baselines.methods()
 METHODS = DIFFUSION_METHODS + CLASSICAL_METHODS
+
+
+def all_methods() -> tuple:
+    """Every method a front door accepts now: the registered samplers and baselines (run-time ones included)."""
+    return samplers.diffusion_methods() + baselines.methods()
+
+
+def is_diffusion(method: str) -> bool:
+    """Whether `method` is a diffusion sampler (needs a prior) rather than a classical reconstruction."""
+    return method in samplers.SAMPLERS
 IMAGE_FORMATS = ("uint16", "float", "complex")
 DEVICES_HINT = "auto, cpu or cuda[:N]"
 
 
 @dataclass(frozen=True)
-class ReconParams(DDSConfig):
-    """DDSConfig + front-door parameters.
+class ReconParams(SamplerConfig):
+    """SamplerConfig + front-door parameters.
 
     model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|tv|zerofilled|bart-w|bart-tv;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
@@ -36,7 +47,7 @@ class ReconParams(DDSConfig):
     """
 
     model: str = _f("default", "str", "prior: 'default' (shipped model) or a directory holding a saved prior")
-    method: str = _f("dds", "str", "reconstruction method", choices=METHODS)
+    method: str = _f("dds", "str", f"reconstruction method ({'|'.join(METHODS)})", lower=True)
     device: str = _f("auto", "str", f"device ({DEVICES_HINT})")
     anatomy: str | None = _f(None, "optstr", "metadata override; empty = from the ISMRMRD header", optional=True)
     contrast: str | None = _f(None, "optstr", "metadata override; empty = from the ISMRMRD header", optional=True)
@@ -61,15 +72,20 @@ class ReconParams(DDSConfig):
 
     def validate(self) -> "ReconParams":
         """Raise InputError for out-of-range values; returns self."""
-        DDSConfig.validate(self)
+        SamplerConfig.validate(self)
+        if self.method not in all_methods():
+            raise InputError(f"parameter method must be one of {', '.join(all_methods())}, got {self.method!r}")
         if not self.model:
             raise InputError("model must be 'default' or a directory, got an empty string")
         return self
 
     @property
     def prior_model(self) -> str:
-        """The model to load: `model`, except "default" with method ldpm → the shipped latent prior."""
-        return "default-latent" if self.method == "ldpm" and self.model == "default" else self.model
+        """The model to load: `model`, except "default" → the sampler's own default (ldpm: the shipped latent
+        prior)."""
+        if self.model == "default" and is_diffusion(self.method):
+            return samplers.get_spec(self.method).default_model
+        return self.model
 
     def overrides(self) -> dict:
         """Metadata overrides for `record_from_header` (only the fields that were set)."""

@@ -8,7 +8,7 @@ Replay, the Gadgetron gadget and the MRD server are thin front doors over `Strea
 
 Per slice: noise prewhitening, readout-oversampling removal, averaging of repeated lines
 (`recon_core.raw`), ESPIRiT maps from the ACS (`recon_core.raw.image.slice_maps`, torch backend),
-the metadata record and prompt from the header (+ overrides), then DDS (`recon_core.dds`) or a
+the metadata record and prompt from the header (+ overrides), then DDS (`recon_core.samplers.dds`) or a
 baseline (`recon_core.baselines`). Images carry reconSpace matrix/FOV, the acquisition geometry and
 counters, and meta attributes (prompt, model, NFE, CFG, seed, method, metadata JSON).
 """
@@ -21,21 +21,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+import ismrmrd.xsd
 import numpy as np
 
+from recon_core import baselines
+from recon_core.coils import calib_region
 from recon_core.errors import InputError
-
+from recon_core.metadata.header import parse_header, record_from_header
+from recon_core.metadata.prompt import build_prompt
+from recon_core.partial_fourier import pocs
+from recon_core.prior.cache import get_prior
+from recon_core.prior.domain import ADVICE, domain_of, domain_warnings
 from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
 from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import scanner_units, slice_maps
+from recon_core.samplers import diffusion_sampler, get_spec
 
 from .images import slice_images
+from .params import ReconParams, is_diffusion
 
 log = logging.getLogger("contextmri.processor")
 COVERAGE_WARN = 0.97   # calibration coverage below this is reported (log + image meta)
-from recon_core.samplers import diffusion_sampler
-
-from .params import DIFFUSION_METHODS, ReconParams
 
 
 @dataclass
@@ -45,7 +51,6 @@ class SliceResult:
     image (ny, nx) complex64 scanner units; std (ny, nx) float32 or None; zerofilled (ny, nx)
     complex64 or None; maps (C, ny, nx) complex64 (uncropped); record: MetadataRecord; prompt: str.
     """
-
     key: SliceKey
     image: np.ndarray
     std: np.ndarray | None
@@ -63,13 +68,11 @@ class SliceResult:
 
 
 def _as_header(header):
-    import ismrmrd.xsd
 
     if isinstance(header, ismrmrd.xsd.ismrmrdHeader):
         return header
     if header is None:
         raise InputError("missing ISMRMRD header")
-    from recon_core.metadata.header import parse_header
 
     return parse_header(header)
 
@@ -92,7 +95,6 @@ class StreamProcessor:
     default model); prior: an already loaded Prior (else loaded via `recon_core.prior.cache.get_prior` on
     first DDS use); on_slice: optional callback(SliceResult) after each slice (progress bars, demo).
     """
-
     def __init__(self, header, params: ReconParams | None = None, prior=None,
                  on_slice: Callable[[SliceResult], None] | None = None):
         self.header = _as_header(header)
@@ -112,13 +114,12 @@ class StreamProcessor:
     @property
     def prior(self):
         if self._prior is None:
-            from recon_core.prior.cache import get_prior
 
             self._prior = get_prior(self.params.prior_model, self.params.device)
         return self._prior
 
     def model_name(self) -> str:
-        if self.params.method not in DIFFUSION_METHODS:
+        if not is_diffusion(self.params.method):
             return "none"
         if self._prior_given:
             manifest = getattr(self._prior, "manifest", None) or {}
@@ -146,7 +147,6 @@ class StreamProcessor:
 
     @staticmethod
     def _check_acs(sd: SliceData) -> SliceKey:
-        from recon_core.coils import calib_region
 
         cy, cx = calib_region(acs_mask(sd.calib.shape[-2:], sd.acs_rows))
         if min(cy, cx) < 3:
@@ -225,15 +225,16 @@ class StreamProcessor:
         pf = res.acquisition.get("partial_fourier")
         if pf:
             meta["partial_fourier"] = ", ".join(f"{k} {v:g}" for k, v in pf.items()) + (
-                ": unacquired k-space filled by the prior under data consistency" if p.method in DIFFUSION_METHODS
+                ": unacquired k-space filled by the prior under data consistency" if is_diffusion(p.method)
                 else (": unacquired k-space zero" if p.method == "zerofilled"
                       else ": unacquired k-space by phase-constrained POCS (10 iterations)"))
         cc = res.acquisition.get("coil_compression")
         if cc:
             meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
                                         f"({100 * cc['energy']:.1f} % of the calibration energy)")
-        if p.method in DIFFUSION_METHODS:
-            meta.update({"NFE": p.scoremri_nfe if p.method == "scoremri" else p.nfe, "CFG": p.cfg, "seed": p.seed, "samples": p.samples, "eta": p.eta,
+        if is_diffusion(p.method):
+            meta.update({"NFE": getattr(p, get_spec(p.method).nfe_field), "CFG": p.cfg, "seed": p.seed,
+                         "samples": p.samples, "eta": p.eta,
                          "gamma": p.gamma, "cg_iters": p.cg_iters, "precision": res.precision or p.precision,
                          "conditioning": "unconditional" if p.cfg == 0 else "conditional",
                          "sampler": json.dumps(p.sampler().to_meta(), sort_keys=True)})
@@ -254,8 +255,6 @@ class StreamProcessor:
         """Say so (once per session, log + image meta) when the scan lies outside the prior's training
         domain: pixel size (or matrix), orientation, phase-encoding direction, anatomy, contrast, nominal
         field strength, field of view (`recon_core.prior.domain`)."""
-        from recon_core.prior.domain import ADVICE, domain_of, domain_warnings
-
         if self._domain_warned:
             return
         prior = self.prior
@@ -268,14 +267,10 @@ class StreamProcessor:
 
     def record_for(self, slice_index: int):
         """MetadataRecord of slice `slice_index` from the header + params overrides."""
-        from recon_core.metadata.header import record_from_header
-
         return record_from_header(self.header, slice_index=slice_index, overrides=self.params.overrides())
 
     def reconstruct_arrays(self, sd: SliceData) -> SliceResult:
         """Maps, record/prompt and the reconstruction of one slice (no Image building)."""
-        from recon_core.metadata.prompt import build_prompt
-
         p = self.params
         t0 = time.perf_counter()
         sd, cc = compress_slice(sd, p.coil_energy, p.virtual_coils, p.compress_coils_above)
@@ -301,28 +296,25 @@ class StreamProcessor:
         ksp = sd.kspace[None]
         std = precision = None
         sampler_info: dict = {}
-        if p.method in DIFFUSION_METHODS:
+        if is_diffusion(p.method):
             self._check_prior_domain(sd.kspace.shape[-2:], record, sd.head)
             sampler = diffusion_sampler(p.method)
             out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
-                          config=p.sampler(), device=p.device, progress=True if p.method == "scoremri" else None)
+                          config=p.sampler(), device=p.device, progress=True if get_spec(p.method).slow else None)
             precision = out.timings.get("precision")
             sampler_info = _sampler_info(out.timings)
             image = np.asarray(out.image)[0]
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
         else:
-            from recon_core import baselines
 
             image = np.asarray(baselines.reconstruct(p.method, ksp, maps[None], sd.mask))[0]
             if sd.partial_fourier and p.method != "zerofilled":   # the missing side by phase-constrained POCS
-                from recon_core.partial_fourier import pocs
 
                 image = pocs(image, sd.kspace, maps, sd.mask)
         t2 = time.perf_counter()
         zf = None
         if p.send_zerofilled:
-            from recon_core import baselines
 
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
         # scanner units (unit-norm maps of the unwhitened physical coils) on the reconSpace matrix

@@ -10,87 +10,45 @@ cheap first pass before any reconstruction starts.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+import ismrmrd
 import numpy as np
-
-from recon_core.io_utils import atomic_path
-from recon_core.io_utils import default_mode as _default_mode
+from tqdm.auto import tqdm
 
 from recon_core.errors import InputError
+from recon_core.io_utils import atomic_path
+from recon_core.io_utils import default_mode as _default_mode
+from recon_core.raw.reader import DATASET_GROUP, open_raw
 
-from .params import DIFFUSION_METHODS, ReconParams
+from .dicom import write_dicom_files
+from .params import ReconParams, is_diffusion
+from .processor import StreamProcessor
 
 IMAGES_PATH = "images"
-DATASET_GROUP = "dataset"
 _CHUNK = 256
 
 
 # ---------------------------------------------------------------- reading
-def _is_acq_table(obj) -> bool:
-    import h5py
-
-    return (isinstance(obj, h5py.Dataset) and obj.dtype.names is not None
-            and "head" in obj.dtype.names and "data" in obj.dtype.names)
-
-
-def find_dataset_group(f) -> str:
-    """Name of the group holding ISMRMRD acquisitions (`<group>/data` + `<group>/xml`) in an open h5py.File.
-
-    Prefers "dataset" (the ISMRMRD default); otherwise any group (searched depth-first) whose `data`
-    is an acquisition table. Raises InputError naming the groups found when there is none.
-    """
-    import h5py
-
-    if DATASET_GROUP in f and isinstance(f[DATASET_GROUP], h5py.Group) and "data" in f[DATASET_GROUP] \
-            and _is_acq_table(f[DATASET_GROUP]["data"]):
-        return DATASET_GROUP
-    found = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and "data" in obj and _is_acq_table(obj["data"]):
-            found.append(name)
-
-    f.visititems(visit)
-    with_xml = [g for g in found if "xml" in f[g]]
-    if with_xml or found:
-        return sorted(with_xml or found, key=lambda g: (g.count("/"), g))[0]
-    groups = sorted(k for k in f.keys())
-    raise InputError(f"no ISMRMRD acquisitions found in {f.filename!r}: expected a group with an acquisition "
-                     f"table 'data' (e.g. /dataset/data); top-level entries: {groups or 'none'}")
-
-
 class RawFile:
-    """Read-only ISMRMRD raw file: `.header_xml` (str), `.n_acquisitions`, `.acquisitions()` iterator."""
+    """Read-only ISMRMRD raw file: `.header_xml` (str), `.n_acquisitions`, `.acquisitions()` iterator. The
+    file is opened and its dataset group chosen by the raw layer's one reader (`recon_core.raw.reader.open_raw`)."""
 
     def __init__(self, path):
-        import h5py
-
         self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"raw file {self.path!r} does not exist")
+        self._f, self.group = open_raw(self.path)
         try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputError(f"{self.path!r} is not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-        try:
-            self.group = find_dataset_group(self._f)
-            g = self._f[self.group]
-            if "xml" not in g:
-                raise InputError(f"{self.path!r}: group /{self.group} has acquisitions but no ISMRMRD XML header "
-                                 f"('xml' dataset)")
             try:
-                raw = g["xml"][0]
+                raw = self._f[self.group]["xml"][0]
             except Exception as exc:  # h5py raises OSError/KeyError/ValueError on corrupt data
                 raise InputError(f"{self.path!r}: cannot read the XML header ({exc})") from None
             self.header_xml = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            self._data = g["data"]
+            self._data = self._f[self.group]["data"]
             self.n_acquisitions = int(self._data.shape[0])
-            if self.n_acquisitions == 0:
-                raise InputError(f"{self.path!r}: the acquisition table /{self.group}/data is empty (no acquisitions)")
         except BaseException:
             self._f.close()
             raise
@@ -106,8 +64,6 @@ class RawFile:
 
     def acquisitions(self):
         """Yield ismrmrd.Acquisition in file order (read in chunks)."""
-        import ismrmrd
-
         for start in range(0, self.n_acquisitions, _CHUNK):
             try:
                 rows = self._data[start:start + _CHUNK]
@@ -163,7 +119,6 @@ def _atomic(path: str, suffix: str, writer) -> None:
 
 
 def _write_images_h5(path: str, header_xml: str, groups: dict) -> None:
-    import ismrmrd
 
     if os.path.exists(path):
         os.remove(path)
@@ -184,8 +139,6 @@ def write_images_h5(path: str, header_xml: str, groups: dict) -> None:
 
 def read_images_h5(path: str, image_path: str = IMAGES_PATH) -> list:
     """All ismrmrd.Image of `/dataset/<image_path>` of a file written by `write_images_h5`."""
-    import ismrmrd
-
     ds = ismrmrd.Dataset(str(path), DATASET_GROUP, create_if_needed=False, mode="r")
     try:
         return [ds.read_image(image_path, i) for i in range(ds.number_of_images(image_path))]
@@ -260,9 +213,6 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
     Validates the whole stream first (nothing is written on bad input). `prior` overrides the model
     named in params; `extra_groups` {image_path: [Image]} are written into the same output file.
     """
-    from tqdm.auto import tqdm
-
-    from .processor import StreamProcessor
 
     params = (params or ReconParams()).validate()
     raw_path = str(raw_path)
@@ -270,7 +220,7 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
     with RawFile(raw_path) as raw:
         proc = StreamProcessor(raw.header_xml, params, prior=prior)
         keys = proc.check(raw.acquisitions())           # pass 1: validate, count slices
-        if params.method in DIFFUSION_METHODS:
+        if is_diffusion(params.method):
             _ = proc.prior                              # load (or fail on a missing model) before pass 2
         bar = tqdm(total=len(keys), desc=f"replay {params.method}", unit="slice", disable=not progress,
                    leave=False)
@@ -299,7 +249,6 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
             staged.append((tmp, png))
             write_png_mosaic(tmp, images, title=results[0].prompt if results else None)
         if dicom is not None:
-            from .dicom import write_dicom_files
 
             tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(dicom))}.",
                                    dir=os.path.dirname(os.path.abspath(dicom)))
@@ -322,8 +271,6 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
 
 def file_sha256(path) -> str:
     """Hex SHA-256 of a file (tests: the input is never modified)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -19,6 +19,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import yaml
+
+from .errors import InputError
+
 
 def default_mode(base: int = 0o666) -> int:
     """`base` less the process umask: 0o666 → the mode `open()` gives a new file (mkstemp gives 0o600);
@@ -86,9 +90,6 @@ def atomic_dir(target):
 def preset_yaml(name, preset_dir, what: str):
     """(config dict, source) of a preset `name` in `preset_dir` (NAME.yaml) or of a YAML file path;
     InputError naming the known presets otherwise (`what`: "prior", "VAE", ...)."""
-    import yaml
-
-    from .errors import InputError
 
     path = Path(str(name))
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):

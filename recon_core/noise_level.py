@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .coils import calib_region
+
 KERNEL = 5
 MAX_ROWS = 2000
 
@@ -56,8 +58,6 @@ def kspace_sigma(ksp, mask, kernel: int = KERNEL, max_rows: int = MAX_ROWS) -> t
     ksp: (B, C, ny, nx) or (C, ny, nx) complex (torch or numpy), scanner or normalised units; mask:
     (ny, nx) or (B, ny, nx) bool/{0,1} of measured samples. Returns (B,) float64 (nan where the fully
     sampled centre block is smaller than kernel + 2 on a side, or there are fewer patches than columns)."""
-    from .coils import calib_region
-
     k = ksp if isinstance(ksp, torch.Tensor) else torch.from_numpy(np.asarray(ksp))
     k = k.detach().cpu()
     if k.ndim == 3:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .fft import ifft2c
+from .operators import SenseOp
+
 N_ITER = 10
 
 
@@ -29,9 +32,6 @@ def reflect(mask: np.ndarray) -> np.ndarray:
 def pocs(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, mask: np.ndarray, n_iter: int = N_ITER) -> np.ndarray:
     """Phase-constrained completion of one slice: image (ny, nx) complex, ksp/maps (C, ny, nx), mask (ny, nx)
     bool (acquired samples). Returns the image (ny, nx) complex64."""
-    from .fft import ifft2c
-    from .operators import SenseOp
-
     m = np.asarray(mask, bool)
     sym = m & reflect(m)
     ny, nx = m.shape

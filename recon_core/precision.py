@@ -15,14 +15,19 @@ every connection; `CONTEXTMRI_PRECISION_CACHE=0` disables the cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
+
+from .device import autocast
 from .errors import InputError
+from .io_utils import write_text_atomic
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 _MEMO: dict = {}   # this process's choices (the file cache is read once per workload, not once per slice)
@@ -59,8 +64,6 @@ def check_precision(name: str) -> str:
 
 def hardware_id(device) -> str:
     """A string naming the processor the trial ran on (CPU model name or CUDA device name)."""
-    import torch
-
     dev = torch.device(device)
     if dev.type == "cuda":
         return "cuda:" + torch.cuda.get_device_name(dev)
@@ -88,7 +91,6 @@ def _cache_read() -> dict:
 
 
 def _cache_write(data: dict) -> None:
-    from .io_utils import write_text_atomic
 
     try:
         write_text_atomic(_cache_path(), json.dumps(data, indent=1, sort_keys=True))
@@ -105,7 +107,6 @@ def _time(fn, reps: int) -> tuple[float, object]:
 
 
 def _rel_diff(a, b) -> float:
-    import torch
 
     a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     return float((a - b).norm() / a.norm().clamp_min(1e-12))
@@ -119,8 +120,6 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
     fixed input, touch no global RNG state) and returns its output (or None: no accuracy check). `key` names the workload (e.g. "dds:<model hash>:b2:128") for the
     cache. Returns a PrecisionChoice; `log` (callable) receives its one-line description.
     """
-    import torch
-
     req = check_precision(requested)
     hw = hardware_id(device)
     if req != "auto":
@@ -128,7 +127,6 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
     cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
     ckey = f"{hw}|torch {torch.__version__}|{key}"
     if ckey in _MEMO:
-        from dataclasses import replace
 
         ch = replace(_MEMO[ckey], source="cache")
         if log:
@@ -162,8 +160,6 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
 
 def prior_key(prior) -> str:
     """A short workload key for a prior's architecture (config hash, resolution)."""
-    import hashlib
-
     cfg = json.dumps(getattr(prior, "manifest", {}).get("config", {}), sort_keys=True, default=str)
     return hashlib.sha1(cfg.encode()).hexdigest()[:12]
 
@@ -178,9 +174,6 @@ def choose_inference_precision(prior, requested: str, batch: int, shape, device,
     One choice per (model, shape), measured at TRIAL_BATCH: every batch of slices then runs in the same
     precision, so a slice's reconstruction does not depend on which slices share its batch (`batch` is
     accepted for the interface and not used)."""
-    import torch
-
-    from .device import autocast
 
     req = check_precision(requested)
     if req != "auto":

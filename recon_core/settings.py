@@ -1,10 +1,13 @@
-"""`DDSConfig`: the one declaration of the diffusion sampler's settings.
+"""The declaration machinery of sampler settings, and the settings every diffusion sampler shares.
 
-Every front door takes its settings from here: `recon_core.dds.dds_reconstruct(config=...)`, the
-gadget/MRD/replay parameters (`gadget.params.ReconParams` extends this class), the CLI flags
-(`DDSConfig.add_arguments`), the evaluation and the benchmark. Each field carries its type, bounds and
-help text in its dataclass metadata; `from_mapping` parses strings (Gadgetron properties, MRD JSON, CLI)
-and `validate` refuses non-finite or out-of-range values with one line naming the parameter.
+A setting is a frozen-dataclass field made by `_f` whose metadata carry its type, bounds, help text, whether
+an MRD client may set it (`client`) and its cost ceiling for clients (`ceiling`). `CommonSettings` holds the
+fields every sampler reads (DDIM grid, CFG, data consistency, warm start, samples, precision, scale); each
+sampler module (`recon_core/samplers/`) declares a dataclass of its own fields, and `compose_config` joins
+them: one sampler's config (e.g. `samplers.dds.DDSConfig` = common + DDS's) or every registered sampler's
+(`recon_core.samplers.SamplerConfig`, which the front doors extend: `gadget.params.ReconParams`).
+`ConfigBase` gives every composed config `from_mapping` (strings of Gadgetron properties, MRD JSON, CLI),
+`validate` (one line naming the parameter), `add_arguments`/`from_args` (CLI flags) and `to_meta`.
 
 Defaults and the measurement that chose them: README "Sampler defaults" (issue 13).
 """
@@ -16,76 +19,34 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
+
 from .errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")
 DATA_WEIGHTS = ("fixed", "noise")
-SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
-def _f(default, kind, help, lo=None, hi=None, lo_open=False, choices=None, optional=False, cli=True):
-    """A dataclass field with the metadata the generic parser/validator/CLI use."""
+def _f(default, kind, help, lo=None, hi=None, lo_open=False, choices=None, optional=False, cli=True,
+       client=False, ceiling=None, lower=False):
+    """A dataclass field with the metadata the generic parser/validator/CLI use; `client`: an MRD client may
+    set it (`gadget.client_policy`), `ceiling`: the most a client may ask for (a cost: nfe, samples, …);
+    `lower`: string values are case-insensitive (as any field with `choices`)."""
     return field(default=default, metadata={"kind": kind, "help": help, "lo": lo, "hi": hi, "lo_open": lo_open,
-                                            "choices": choices, "optional": optional, "cli": cli})
+                                            "choices": choices, "optional": optional, "cli": cli,
+                                            "client": client, "ceiling": ceiling, "lower": lower})
 
 
-@dataclass(frozen=True)
-class DDSConfig:
-    """Settings of the DDS sampler (see recon_core/dds.py for the algorithm)."""
+class ConfigBase:
+    """Methods of every composed settings class (see module docstring); `_root` is the composed sampler
+    config a subclass (ReconParams) extends."""
 
-    nfe: int = _f(50, "int", "DDS network evaluations (DDIM steps of the full grid)", lo=1, hi=1000)
-    cfg: float = _f(2.0, "float", "classifier-free guidance weight w (0: unconditional, 1: conditional only)",
-                    lo=0.0, hi=20.0)
-    eta: float = _f(1.0, "float", "DDIM stochasticity η (0: deterministic)", lo=0.0, hi=1.0)
-    gamma: float = _f(20.0, "float", "data-consistency weight γ of each step's CG solve", lo=0.0, hi=1e6)
-    cg_iters: int = _f(5, "int", "CG iterations of data consistency per step", lo=0, hi=100)
-    final_cg_iters: int = _f(0, "int", "extra CG iterations (same γ) on the final estimate", lo=0, hi=200)
-    warm_start: float | None = _f(0.3, "float", "start at t0 = this fraction of the diffusion time from the "
-                                  "forward-noised classical estimate ('none': cold start from noise)",
-                                  lo=0.0, hi=1.0, lo_open=True, optional=True)
-    warm_init: str = _f("sense", "str", "classical estimate a warm start noises", choices=WARM_INITS)
-    samples: int = _f(1, "int", "posterior samples (> 1 adds a std map)", lo=1, hi=64)
-    seed: int = _f(0, "int", "random seed (sample k uses seed + k)", lo=0, hi=2 ** 63 - 1)
-    precision: str = _f("auto", "str", "network autocast precision (auto: a timed fp32-vs-bf16 trial picks bf16 "
-                        "only where faster and accurate; recorded in image meta)", choices=PRECISIONS)
-    scale: str = _f("sense", "str", "how the intensity normalisation is estimated from the data",
-                    choices=SCALE_METHODS)
-    clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",
-                               lo=0.0, hi=1e3, lo_open=True, optional=True)
-    data_weight: str = _f("fixed", "str", "data-consistency weight: fixed (γ) or noise (γ_eff = min(γ, "
-                          "prior_error / σ²) with σ the k-space noise measured in the calibration block: the prior "
-                          "may remove noise where the data are noisy)", choices=DATA_WEIGHTS)
-    prior_error: float = _f(1e-3, "float", "data_weight noise: the prior's error variance per pixel "
-                            "(normalised units)", lo=0.0, hi=10.0, lo_open=True)
-    self_validate: bool = _f(False, "bool", "hold out a part of the measured lines, reconstruct from the rest "
-                             "with each candidate (recon_core/selfval.py), keep the one that predicts the held-out "
-                             "lines best, then reconstruct with all data")
-    holdout: float = _f(0.1, "float", "self-validation: fraction of the measured non-calibration lines held out",
-                        lo=0.0, hi=0.5, lo_open=True)
-    # Score-MRI's predictor-corrector sampler (recon_core/scoremri.py) on the same prior
-    scoremri_nfe: int = _f(500, "int", "Score-MRI network evaluations (predictor + corrector steps)", lo=1,
-                           hi=20000)
-    pc_snr: float = _f(0.16, "float", "Score-MRI Langevin corrector signal-to-noise ratio r", lo=0.0, hi=10.0,
-                       lo_open=True)
-    pc_corrector: int = _f(1, "int", "Score-MRI corrector steps per predictor step", lo=0, hi=10)
-    scoremri_variant: str = _f("sense", "str", "Score-MRI data consistency: sense (coil-combined, CG like DDS), "
-                               "ssos (per-coil, root-sum-of-squares), hybrid (per-coil + SENSE every m steps)",
-                               choices=SCOREMRI_VARIANTS)
-    hybrid_every: int = _f(5, "int", "Score-MRI hybrid: SENSE consistency every m steps", lo=1, hi=1000)
-    hybrid_lambda: float = _f(1.0, "float", "Score-MRI hybrid: initial SENSE step λ (decreases linearly to 0)",
-                              lo=0.0, hi=10.0)
-    # LDPM's dual-stage latent sampler (recon_core/latent/ldpm.py) on a latent prior; nfe, cfg, eta, warm_start,
-    # gamma, cg_iters and final_cg_iters are shared with DDS
-    ldpm_switch: float = _f(0.2, "float", "LDPM: stage-2 (k-space gradient on the latent) below t = this "
-                            "fraction of T; above it decode → CG data consistency → re-encode", lo=0.0, hi=1.0)
-    ldpm_grad: float = _f(10.0, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units; "
-                          "10 chosen on validation over 0.1 (LDPM's), 1, 3 and 30: results/latent/tune_ldpm.json)",
-                          lo=0.0, hi=100.0)
+    _root = None
 
     def __post_init__(self):
         self.validate()
@@ -101,16 +62,18 @@ class DDSConfig:
     # ---- conversions --------------------------------------------------------------------------
     @classmethod
     def sampler_fields(cls) -> tuple:
-        """Names of the sampler's own fields (DDSConfig's, not those a subclass adds)."""
-        return tuple(f.name for f in dataclasses.fields(DDSConfig))
+        """Names of the sampler settings (the composed config's fields, not those a subclass such as
+        ReconParams adds)."""
+        return tuple(f.name for f in dataclasses.fields(cls._root))
 
-    def sampler(self) -> "DDSConfig":
-        """The plain DDSConfig part of this object (for subclasses such as ReconParams)."""
-        return DDSConfig(**{k: getattr(self, k) for k in DDSConfig.sampler_fields()})
+    def sampler(self):
+        """The plain sampler-config part of this object (for subclasses such as ReconParams)."""
+        root = type(self)._root
+        return root(**{k: getattr(self, k) for k in root.sampler_fields()})
 
     def to_meta(self) -> dict:
         """The sampler settings as a flat dict of JSON-able values (image meta, results, bench JSON)."""
-        return {k: getattr(self, k) for k in DDSConfig.sampler_fields()}
+        return {k: getattr(self, k) for k in self.sampler_fields()}
 
     def replace(self, **kw):
         return dataclasses.replace(self, **kw)
@@ -138,7 +101,7 @@ class DDSConfig:
     def add_arguments(cls, parser, exclude=(), defaults: Mapping | None = None, only=None) -> None:
         """Add one `--flag` per sampler field (strings, parsed by `from_args`); `defaults` changes shown defaults."""
         defaults = dict(defaults or {})
-        for f in dataclasses.fields(DDSConfig):
+        for f in dataclasses.fields(cls._root):
             if f.name in exclude or (only is not None and f.name not in only) or not f.metadata.get("cli"):
                 continue
             d = defaults.get(f.name, f.default)
@@ -152,11 +115,66 @@ class DDSConfig:
     def from_args(cls, args, **fixed):
         """The config from `add_arguments` flags (+ their changed defaults), then `fixed` values."""
         mapping = dict(getattr(args, "_dds_defaults", {}) or {})
-        for name in DDSConfig.sampler_fields():
+        for name in cls.sampler_fields():
             v = getattr(args, f"dds_{name}", None)
             if v is not None:
                 mapping[name] = v
         return cls.from_mapping(mapping, strict=False, **fixed)
+
+
+
+@dataclass(frozen=True)
+class CommonSettings(ConfigBase):
+    """The settings every diffusion sampler reads (recon_core/samplers/base.py and each sampler)."""
+
+    nfe: int = _f(50, "int", "DDS network evaluations (DDIM steps of the full grid)", lo=1, hi=1000, client=True, ceiling=200)
+    cfg: float = _f(2.0, "float", "classifier-free guidance weight w (0: unconditional, 1: conditional only)",
+                    lo=0.0, hi=20.0, client=True)
+    eta: float = _f(1.0, "float", "DDIM stochasticity η (0: deterministic)", lo=0.0, hi=1.0, client=True)
+    gamma: float = _f(20.0, "float", "data-consistency weight γ of each step's CG solve", lo=0.0, hi=1e6, client=True)
+    cg_iters: int = _f(5, "int", "CG iterations of data consistency per step", lo=0, hi=100, client=True, ceiling=20)
+    final_cg_iters: int = _f(0, "int", "extra CG iterations (same γ) on the final estimate", lo=0, hi=200, client=True, ceiling=50)
+    warm_start: float | None = _f(0.3, "float", "start at t0 = this fraction of the diffusion time from the "
+                                  "forward-noised classical estimate ('none': cold start from noise)",
+                                  lo=0.0, hi=1.0, lo_open=True, optional=True, client=True)
+    warm_init: str = _f("sense", "str", "classical estimate a warm start noises", choices=WARM_INITS, client=True)
+    samples: int = _f(1, "int", "posterior samples (> 1 adds a std map)", lo=1, hi=64, client=True, ceiling=8)
+    seed: int = _f(0, "int", "random seed (sample k uses seed + k)", lo=0, hi=2 ** 63 - 1, client=True)
+    precision: str = _f("auto", "str", "network autocast precision (auto: a timed fp32-vs-bf16 trial picks bf16 "
+                        "only where faster and accurate; recorded in image meta)", choices=PRECISIONS)
+    scale: str = _f("sense", "str", "how the intensity normalisation is estimated from the data",
+                    choices=SCALE_METHODS)
+    clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",
+                               lo=0.0, hi=1e3, lo_open=True, optional=True)
+    data_weight: str = _f("fixed", "str", "data-consistency weight: fixed (γ) or noise (γ_eff = min(γ, "
+                          "prior_error / σ²) with σ the k-space noise measured in the calibration block: the prior "
+                          "may remove noise where the data are noisy)", choices=DATA_WEIGHTS)
+    prior_error: float = _f(1e-3, "float", "data_weight noise: the prior's error variance per pixel "
+                            "(normalised units)", lo=0.0, hi=10.0, lo_open=True)
+
+
+CommonSettings._root = CommonSettings
+
+
+def compose_config(name: str, parts, doc: str = ""):
+    """A frozen settings class with CommonSettings' fields, then those of each dataclass in `parts` (in order);
+    the methods of ConfigBase. A field declared twice (two samplers) is an error."""
+    seen = {f.name for f in dataclasses.fields(CommonSettings)}
+    for part in parts:
+        clash = seen & {f.name for f in dataclasses.fields(part)}
+        if clash:
+            raise TypeError(f"{part.__name__} redeclares setting(s) {sorted(clash)}")
+        seen |= {f.name for f in dataclasses.fields(part)}
+    cls = dataclass(frozen=True)(type(name, tuple(reversed(tuple(parts))) + (CommonSettings,),
+                                      {"__doc__": doc or f"{name}: the settings of {', '.join(p.__name__ for p in parts)}",
+                                       "__module__": CommonSettings.__module__}))
+    cls._root = cls
+    return cls
+
+
+def client_fields(cls) -> dict:
+    """{field: ceiling or None} of the fields of a settings class an MRD client may set."""
+    return {f.name: f.metadata.get("ceiling") for f in dataclasses.fields(cls) if f.metadata.get("client")}
 
 
 class _Keep:
@@ -218,7 +236,7 @@ def parse_value(f: dataclasses.Field, value):
         s = str(value).strip()
         if kind == "optstr":
             return s or None
-        return s.lower() if md.get("choices") or name in ("device", "precision") else s
+        return s.lower() if md.get("choices") or md.get("lower") or name in ("device", "precision") else s
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"parameter {name} must be {_kind_text(kind)}, got {value!r}") from None
 
@@ -232,8 +250,6 @@ def _check_value(f: dataclasses.Field, v) -> None:
     kind = md["kind"]
     if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
         try:
-            import numpy as np
-
             if isinstance(v, np.integer):
                 v = int(v)
             else:

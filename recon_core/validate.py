@@ -56,3 +56,15 @@ def mask_tensor(mask, image_shape, name: str = "mask", device=None) -> torch.Ten
         mask = mask[None]
     mask = mask[:, None]
     return mask.to(device) if device is not None else mask
+
+
+def check_mapping(cfg, allowed, required, source: str) -> None:
+    """A config mapping: InputError naming `source` and the key for a non-mapping, an unknown or a missing key."""
+    if not isinstance(cfg, dict):
+        raise InputError(f"{source}: expected a mapping, got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise InputError(f"{source}: unknown key {unknown[0]!r} (allowed: {sorted(allowed)})")
+    for key in required:
+        if key not in cfg:
+            raise InputError(f"{source}: missing key {key!r}")

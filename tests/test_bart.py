@@ -1,4 +1,4 @@
-"""BART `pics` as a baseline (recon_core.bart): the wrapper on a tiny case, the layout, and what happens
+"""BART `pics` as a baseline (recon_core.baselines.bart): the wrapper on a tiny case, the layout, and what happens
 without the binary (explicitly named → one clear error, exit 2; default set → skipped with a note)."""
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from recon_core.dds import dds_reconstruct, ddim_schedule
+from recon_core.prior.ddim import ddim_schedule
+from recon_core.samplers.dds import dds_reconstruct
 from recon_core.errors import InputError
 from recon_core.fft import fft2c_np
 
@@ -301,7 +302,7 @@ def test_bad_shapes(prior, data):
 def test_any_matrix_is_padded_for_the_network(prior, data):
     """Issue 23 item 3: a 30×27 matrix (the UNet needs multiples of its downsampling) is reconstructed on a
     padded grid and cropped back; the data consistency holds on the measured grid, as on a fitting matrix."""
-    from recon_core.scoremri import scoremri_reconstruct
+    from recon_core.samplers.scoremri import scoremri_reconstruct
 
     from recon_core.masks import make_mask
 
@@ -327,12 +328,12 @@ def test_clip_x0_bounds_the_tweedie_estimate(prior, data):
 
 
 def test_warm_start_runs_the_tail_of_the_grid(prior, data):
-    from recon_core.dds import sampling_timesteps
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers.base import sampling_timesteps
+    from recon_core.samplers import SamplerConfig
 
     x, ksp, maps, mask = data
-    full, _, _ = sampling_timesteps(prior.scheduler.config, DDSConfig(nfe=10))
-    tail, _, _ = sampling_timesteps(prior.scheduler.config, DDSConfig(nfe=10, warm_start=0.3))
+    full, _, _ = sampling_timesteps(prior.scheduler.config, SamplerConfig(nfe=10))
+    tail, _, _ = sampling_timesteps(prior.scheduler.config, SamplerConfig(nfe=10, warm_start=0.3))
     assert full[-len(tail):] == tail and tail == [300, 200, 100, 0]
     p = CountingPrior(prior)
     r = dds_reconstruct(p, ksp, maps, mask, records(2), nfe=10, warm_start=0.3, seed=0, precision="fp32")
@@ -353,10 +354,10 @@ def test_final_cg_moves_towards_the_data(prior, data):
 
 
 def test_config_object_and_keywords_agree(prior, data):
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
     x, ksp, maps, mask = data
-    a = dds_reconstruct(prior, ksp, maps, mask, records(2), config=DDSConfig(nfe=4, cfg=1.5, seed=3))
+    a = dds_reconstruct(prior, ksp, maps, mask, records(2), config=SamplerConfig(nfe=4, cfg=1.5, seed=3))
     b = dds_reconstruct(prior, ksp, maps, mask, records(2), nfe=4, cfg=1.5, seed=3)
     np.testing.assert_array_equal(a.image, b.image)
     with pytest.raises(TypeError, match="nfee"):

@@ -24,7 +24,7 @@ def test_demo_small(tmp_path, tiny_model, capsys):
                "--nfe", "2", "--samples", "2", "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out
-    from recon_core import bart
+    from recon_core.baselines import bart
 
     classical = "BART pics W" if bart.available() else "GRAPPA"   # the strongest classical method here
     for label in ("zero-filled", classical, "DDS uncond", "DDS cond", "PSNR", "real scan pulseq_invivo_flash.h5"):
@@ -51,7 +51,7 @@ def test_demo_small(tmp_path, tiny_model, capsys):
 
 
 def test_demo_without_default_model(tmp_path, capsys, monkeypatch):
-    import recon_core.prior.checkpoint as ck
+    import recon_core.prior.manifest as ck
 
     monkeypatch.setattr(ck, "DEFAULT_MODEL_DIR", tmp_path / "absent")
     out = tmp_path / "demo"

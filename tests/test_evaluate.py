@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from recon_core.errors import InputError
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 MATRIX, COILS = 32, 4
 
@@ -45,7 +45,7 @@ def models(tmp_path_factory):
 def _config(dataset, models, out, **kw):
     from training.evaluation import EvalConfig
 
-    base = dict(model=models[0], data=dataset, out=str(out), masks=("uniform1d:4",), cfg=(0.0, 2.0), sampler=DDSConfig(nfe=2),
+    base = dict(model=models[0], data=dataset, out=str(out), masks=("uniform1d:4",), cfg=(0.0, 2.0), sampler=SamplerConfig(nfe=2),
                 limit=2, batch=2, samples=2, twin=models[1], command="pytest")
     base.update(kw)
     return EvalConfig(**base)
@@ -92,9 +92,9 @@ def test_outputs_and_layout(first_run):
 
 
 def test_numbers_match_an_independent_computation(first_run, dataset):
-    """Zero-filled and SENSE PSNR recomputed here from the export, the mask and our own ESPIRiT."""
+    """Zero-filled and SENSE PSNR recomputed here from the export, the mask and the coil-map recipe."""
     from recon_core.baselines import reconstruct
-    from recon_core.coils import espirit_maps
+    from recon_core.coils import coil_maps
     from recon_core.masks import make_mask
     from recon_core.metrics import psnr
     from recon_core.sim.export import load_split
@@ -105,7 +105,7 @@ def test_numbers_match_an_independent_computation(first_run, dataset):
     assert idx == [0, 2]  # --limit 2 spreads over the 3 slices
     masks = np.stack([make_mask("uniform1d", (MATRIX, MATRIX), 4, seed=i).mask for i in idx])
     ksp = (np.asarray(d.kspace[idx]) * masks[:, None]).astype(np.complex64)
-    maps = espirit_maps(ksp, mask=masks)
+    maps = coil_maps(ksp, mask=masks)
     cell = res["cells"][0]
     for method in ("zerofilled", "sense"):
         rec = reconstruct(method, ksp, maps, masks)
@@ -114,18 +114,20 @@ def test_numbers_match_an_independent_computation(first_run, dataset):
 
 
 def test_resume_uses_the_cache(first_run, dataset, models, monkeypatch):
-    import recon_core.dds as dds_mod
+    import dataclasses
+
+    from recon_core import samplers
     from training.evaluation import run_evaluation
 
     out, res = first_run
     calls = []
-    real = dds_mod.dds_reconstruct
+    spec = samplers.SAMPLERS["dds"]
 
     def spy(*a, **k):
         calls.append(1)
-        return real(*a, **k)
+        return spec.reconstruct(*a, **k)
 
-    monkeypatch.setattr(dds_mod, "dds_reconstruct", spy)
+    monkeypatch.setitem(samplers.SAMPLERS, "dds", dataclasses.replace(spec, reconstruct=spy))
     again = run_evaluation(_config(dataset, models, out), progress=False)
     assert calls == []  # everything came from OUTDIR/.cache
     assert again["cells"][0]["methods"] == res["cells"][0]["methods"]
@@ -159,7 +161,7 @@ def test_ablation_records():
 
 def test_scale_estimate_close_to_truth(dataset):
     from recon_core.coils import espirit_maps
-    from recon_core.dds import estimate_scale
+    from recon_core.samplers.base import estimate_scale
     from recon_core.masks import make_mask
     from recon_core.sim.export import load_split
 
@@ -190,13 +192,13 @@ def test_bad_input(dataset, models, tmp_path):
 def test_other_samplers_paired_with_dds(dataset, models, tmp_path):
     """--methods scoremri,ldpm: each on the first methods_limit slices, paired with DDS on the same slices."""
     from training.evaluation import run_evaluation
-    from recon_core.latent import build_vae
+    from recon_core.prior.vae import build_vae
     from recon_core.prior import build_prior, load_preset
 
     build_vae("vae-tiny").save_pretrained(tmp_path / "vae")
     build_prior({**load_preset("tiny"), "latent": {"vae": str(tmp_path / "vae")}}).save_pretrained(tmp_path / "latent")
     res = run_evaluation(_config(dataset, models, tmp_path / "out", methods=("scoremri", "ldpm"), methods_limit=1,
-                                 latent_model=str(tmp_path / "latent"), sampler=DDSConfig(nfe=2, scoremri_nfe=3),
+                                 latent_model=str(tmp_path / "latent"), sampler=SamplerConfig(nfe=2, scoremri_nfe=3),
                                  ablations=False, pathology=False, figures=False, twin=None), progress=False)
     s = res["cells"][0]["samplers"]
     assert s["slices"] == 1 and s["cfg"] == 2.0

@@ -7,7 +7,7 @@ import pytest
 
 from recon_core import baselines
 from recon_core.errors import InputError
-from recon_core.grappa import grappa_kspace
+from recon_core.baselines.grappa import grappa_kspace
 
 
 def _slice(accel, seed=3, matrix=96, acs=24):

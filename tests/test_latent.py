@@ -51,7 +51,7 @@ def latent_dirs(tmp_path_factory):
 
 
 def test_vae_checkpoint_roundtrip_and_scaling(latent_dirs):
-    from recon_core.latent import load_vae
+    from recon_core.prior.vae import load_vae
 
     vae = load_vae(latent_dirs[0])
     man = json.loads((latent_dirs[0] / "contextmri.json").read_text())
@@ -103,7 +103,7 @@ def test_latent_prior_checkpoint(latent_dirs):
     assert man["space"] == "latent" and man["parts"]["vae"] == "vae" and "latent" not in man["config"]
     assert (latent_dirs[1] / "vae" / "vae" / "config.json").is_file()   # the VAE travels with the prior
     # the VAE is frozen: training changed only the UNet (+ encoder); VAE weights equal the VAE run's
-    from recon_core.latent import load_vae
+    from recon_core.prior.vae import load_vae
 
     v0 = load_vae(latent_dirs[0])
     for (n, a), (_, b) in zip(v0.named_parameters(), p.vae.named_parameters()):
@@ -134,7 +134,7 @@ def test_generate_cli_with_latent_prior(latent_dirs, tmp_path):
 
 
 def test_ldpm_reconstruction_is_data_consistent_and_deterministic(latent_dirs):
-    from recon_core.latent.ldpm import ldpm_reconstruct
+    from recon_core.samplers.ldpm import ldpm_reconstruct
     from recon_core.prior import load_prior
 
     p = load_prior(latent_dirs[1])
@@ -154,10 +154,10 @@ def test_ldpm_reconstruction_is_data_consistent_and_deterministic(latent_dirs):
 
 
 def test_samplers_refuse_the_wrong_prior_kind(latent_dirs):
-    from recon_core.dds import dds_reconstruct
-    from recon_core.latent.ldpm import ldpm_reconstruct
+    from recon_core.samplers.dds import dds_reconstruct
+    from recon_core.samplers.ldpm import ldpm_reconstruct
     from recon_core.prior import build_prior, load_prior
-    from recon_core.scoremri import scoremri_reconstruct
+    from recon_core.samplers.scoremri import scoremri_reconstruct
 
     lat, pix = load_prior(latent_dirs[1]), build_prior("tiny")
     x, ksp, maps, mask = make_data(B=1)
@@ -170,7 +170,7 @@ def test_samplers_refuse_the_wrong_prior_kind(latent_dirs):
 
 
 def test_bad_latent_checkpoints(latent_dirs, tmp_path):
-    from recon_core.latent import load_vae
+    from recon_core.prior.vae import load_vae
     from recon_core.prior import build_prior, load_prior
     from recon_core.prior.model import load_preset
 
@@ -183,8 +183,8 @@ def test_bad_latent_checkpoints(latent_dirs, tmp_path):
     with pytest.raises(InputError, match="VAE directory .*vae is missing"):
         load_prior(d)
     # a VAE/UNet channel mismatch: the prior's vae/ replaced by a VAE with 8 latent channels
-    from recon_core.latent import build_vae
-    from recon_core.latent.vae import load_vae_config
+    from recon_core.prior.vae import build_vae
+    from recon_core.prior.vae import load_vae_config
 
     d2 = tmp_path / "mismatch"
     shutil.copytree(latent_dirs[1], d2)
@@ -209,12 +209,12 @@ def test_vae_config_errors(tmp_path):
     with pytest.raises(InputError, match="unknown key 'train.bogus'"):
         load_vae_train_config({"train": {"bogus": 1}})
     with pytest.raises(InputError, match="unknown VAE preset"):
-        from recon_core.latent import build_vae
+        from recon_core.prior.vae import build_vae
 
         build_vae("nope")
     bad = tmp_path / "v.yaml"
     bad.write_text(yaml.safe_dump({"resolution": 30, "latent_channels": 4, "block_out_channels": [8, 8, 8]}))
-    from recon_core.latent import build_vae
+    from recon_core.prior.vae import build_vae
 
     with pytest.raises(InputError, match="not divisible by the downsampling 4"):
         build_vae(str(bad))
@@ -254,7 +254,7 @@ def test_export_half_weights(latent_dirs, tmp_path):
     import subprocess
     import sys
 
-    from recon_core.latent.ldpm import ldpm_reconstruct
+    from recon_core.samplers.ldpm import ldpm_reconstruct
     from recon_core.prior import load_prior
 
     r = subprocess.run([sys.executable, "-m", "gadget", "export-model", str(latent_dirs[1]), "--out",

@@ -78,3 +78,116 @@ def test_the_checker_sees_relative_and_nested_imports(tmp_path):
     src = ROOT / "training" / "evaluation" / "harness.py"
     names = _imports(src)
     assert "recon_core.samplers" in names and "training.evaluation.cache" in names   # nested and top-level relative
+
+
+def _graph(package: str) -> dict:
+    """{module: set of modules of `package` it imports} (imports anywhere in the file). `from P import a` is an
+    import of P.a when that is a module (P itself is then only initialised, as for any submodule), else of P."""
+    mods = {_module_name(p): p for p in _modules() if _under(_module_name(p), package)}
+
+    def resolve(name):
+        parts = name.split(".")
+        while parts and ".".join(parts) not in mods:
+            parts.pop()
+        return ".".join(parts)
+
+    graph = {}
+    for mod, path in mods.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                deps |= {resolve(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
+                name = ".".join(base + ([node.module] if node.module else []))
+                for a in node.names:
+                    sub = f"{name}.{a.name}"
+                    deps.add(sub if sub in mods else resolve(name))
+        graph[mod] = {d for d in deps if d and d != mod}
+    return graph
+
+
+def _cycles(graph: dict) -> list:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+@pytest.mark.parametrize("package", ["recon_core", "gadget", "training"])
+def test_no_import_cycles(package):
+    """No module of a package reaches itself through imports (function-level ones included): a cycle hides a
+    missing layer. A package's __init__ that imports its own modules is not a cycle unless one of them imports
+    the __init__ back."""
+    cycles = _cycles(_graph(package))
+    assert not cycles, "import cycles: " + "; ".join(" ↔ ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: third-party libraries heavy enough to import only where used (each ≥ ~1 s here, and most commands never
+#: need them); everything else — the project's own modules, the standard library, numpy/torch/scipy — is
+#: imported at module level, so the import graph above is the whole truth.
+HEAVY = ("sigpy", "diffusers", "transformers", "peft", "pygrappa", "nilearn", "matplotlib", "pydicom",
+         "twixtools", "gadgetron", "skimage", "PIL", "torch.distributed")
+#: command modules (`*/commands/*.py`) load only when their command runs: the CLI imports every command module
+#: to build its parser, so their `run` imports what it needs (DESIGN.md, "Commands").
+#: (module, name imported inside a function, why)
+LAZY_EXCEPTIONS = {
+    ("gadget.mrd_server", "gadget.processor"): "the default processor factory (tests inject their own)",
+}
+
+
+def _function_imports(path: Path):
+    mod = _module_name(path)
+    pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    for fn in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Import):
+                yield node.lineno, node.names[0].name
+            elif isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
+                yield node.lineno, ".".join(base + ([node.module] if node.module else []))
+
+
+def test_imports_are_at_module_level_unless_heavy():
+    bad = []
+    for path in _modules():
+        mod = _module_name(path)
+        if ".commands." in f"{mod}." and not mod.endswith(".commands"):
+            continue
+        for line, name in _function_imports(path):
+            if any(_under(name, h) for h in HEAVY) or (mod, name) in LAZY_EXCEPTIONS:
+                continue
+            bad.append(f"{path.relative_to(ROOT)}:{line} imports {name} inside a function")
+    assert not bad, "\n".join(bad)

@@ -42,7 +42,7 @@ def test_training_stores_the_domain_and_the_processor_reports_a_departure(tmp_pa
 
     from gadget.params import ReconParams
     from gadget.replay import replay
-    from recon_core.prior.checkpoint import load_prior
+    from recon_core.prior.model import load_prior
     from recon_core.sim import simulate_scan, write_scan
     from tests.test_training import tiny_cfg
     from training.datasets import ImageDataset

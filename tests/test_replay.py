@@ -66,7 +66,7 @@ def test_replay_reproduces_direct_baseline(sim_files, tmp_path):
 
 
 def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
-    from recon_core.dds import dds_reconstruct
+    from recon_core.samplers.dds import dds_reconstruct
     from recon_core.metadata.header import record_from_header
     from recon_core.prior import load_prior
 
@@ -150,7 +150,7 @@ def test_other_writers_group_name(sim_files, tmp_path):
 
 
 def test_missing_default_model_is_reported(sim_files, tmp_path, capsys, monkeypatch):
-    import recon_core.prior.checkpoint as ck
+    import recon_core.prior.manifest as ck
 
     monkeypatch.setattr(ck, "DEFAULT_MODEL_DIR", tmp_path / "no-model-here")
     rc = main(["replay", sim_files[0], "--out", str(tmp_path / "x.h5"), "--quiet"])
@@ -161,7 +161,7 @@ def test_missing_default_model_is_reported(sim_files, tmp_path, capsys, monkeypa
 
 def test_replay_ldpm_with_a_latent_prior(sim_files, tmp_path):
     """--method ldpm through the replay front door (the stream processor every front door shares)."""
-    from recon_core.latent import build_vae
+    from recon_core.prior.vae import build_vae
     from recon_core.prior import build_prior, load_preset
 
     build_vae("vae-tiny").save_pretrained(tmp_path / "vae")

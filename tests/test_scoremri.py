@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recon_core.errors import InputError
-from recon_core.scoremri import corrector_step, pc_grid, predictor_step, score_from_eps, scoremri_reconstruct
+from recon_core.samplers.scoremri import corrector_step, pc_grid, predictor_step, score_from_eps, scoremri_reconstruct
 from tests.test_dds import make_data, records, tiny_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 from test_dds import make_data, records, tiny_prior
 
@@ -16,7 +16,7 @@ def prior():
 
 
 def test_holdout_rows_spare_the_calibration_block():
-    from recon_core.selfval import holdout_rows
+    from recon_core.samplers.selfval import holdout_rows
 
     rows = np.zeros(64, bool)
     rows[::2] = True
@@ -33,10 +33,10 @@ def test_holdout_rows_spare_the_calibration_block():
 
 
 def test_noise_weight_lowers_gamma_on_noisy_data(prior):
-    from recon_core.dds import dds_reconstruct
+    from recon_core.samplers.dds import dds_reconstruct
 
     _, ksp, maps, mask = make_data(B=2, noise=0.05, accel=2)
-    cfg = DDSConfig(nfe=6, warm_start=None, data_weight="noise", prior_error=1e-3, gamma=20.0)
+    cfg = SamplerConfig(nfe=6, warm_start=None, data_weight="noise", prior_error=1e-3, gamma=20.0)
     res = dds_reconstruct(prior, ksp, maps, mask, records(2), config=cfg)
     sig, gam = res.timings["noise_sigma"], res.timings["gamma"]
     assert len(sig) == 2 and all(s > 0 for s in sig)
@@ -55,7 +55,7 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     from recon_core.samplers import diffusion_sampler
 
     _, ksp, maps, mask = make_data(B=2, noise=0.01, accel=2)
-    cfg = DDSConfig(nfe=6, self_validate=True)
+    cfg = SamplerConfig(nfe=6, self_validate=True)
     res = diffusion_sampler("dds")(prior, ksp, maps, mask, records=records(2), config=cfg)
     infos = res.timings["self_validation"]
     assert len(infos) == 2 and res.image.shape == ksp.shape[:1] + ksp.shape[2:]
@@ -77,5 +77,5 @@ def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):
     few = np.zeros_like(mask)
     few[ny // 2 - 6: ny // 2 + 6] = True
     few[[0, 3]] = True
-    res = diffusion_sampler("dds")(prior, ksp, maps, few, records=records(1), config=DDSConfig(nfe=4, self_validate=True))
+    res = diffusion_sampler("dds")(prior, ksp, maps, few, records=records(1), config=SamplerConfig(nfe=4, self_validate=True))
     assert "skipped" in res.timings["self_validation"][0] and np.isfinite(res.image).all()

@@ -1,4 +1,4 @@
-"""DDSConfig (the one declaration of the sampler's settings) and ReconParams built on it: parsing from
+"""SamplerConfig (the one declaration of the sampler's settings) and ReconParams built on it: parsing from
 strings, range/finiteness checks with one clear line, CLI flags, and the same settings in every front door."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import pytest
 
 from gadget.params import ReconParams
 from recon_core.errors import InputError
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 
 def test_defaults_and_meta_roundtrip():
-    c = DDSConfig()
+    c = SamplerConfig()
     # the defaults chosen on the validation split (results/sampler, README "Sampler defaults")
     assert (c.nfe, c.cfg, c.eta, c.gamma, c.cg_iters, c.samples, c.warm_start) == (50, 2.0, 1.0, 20.0, 5, 1, 0.3)
-    assert DDSConfig.from_mapping(c.to_meta()) == c
-    assert set(c.to_meta()) == set(DDSConfig.sampler_fields())
+    assert SamplerConfig.from_mapping(c.to_meta()) == c
+    assert set(c.to_meta()) == set(SamplerConfig.sampler_fields())
     with pytest.raises(Exception):
         c.nfe = 3  # frozen
 
@@ -31,40 +31,40 @@ def test_defaults_and_meta_roundtrip():
     ("gamma", "inf", "gamma must be finite")])
 def test_bad_values_one_clear_line(key, value, msg):
     with pytest.raises(InputError, match=msg):
-        DDSConfig.from_mapping({key: value})
+        SamplerConfig.from_mapping({key: value})
     with pytest.raises(InputError, match=msg):
         ReconParams.from_mapping({key: value})
 
 
 def test_strings_parse_like_typed_values():
-    c = DDSConfig.from_mapping({"NFE": "20", "cfg": "1.5", "warm-start": "0.3", "clip_x0": "none",
+    c = SamplerConfig.from_mapping({"NFE": "20", "cfg": "1.5", "warm-start": "0.3", "clip_x0": "none",
                                 "precision": "BF16", "final_cg_iters": "10"})
     assert (c.nfe, c.cfg, c.warm_start, c.clip_x0, c.precision, c.final_cg_iters) == (20, 1.5, 0.3, None, "bf16", 10)
-    assert DDSConfig.from_mapping({"nfe": "", "cfg": None}) == DDSConfig()
+    assert SamplerConfig.from_mapping({"nfe": "", "cfg": None}) == SamplerConfig()
     with pytest.raises(InputError, match="unknown parameter"):
-        DDSConfig.from_mapping({"nfee": 3})
-    assert DDSConfig.from_mapping({"nfee": 3}, strict=False) == DDSConfig()
+        SamplerConfig.from_mapping({"nfee": 3})
+    assert SamplerConfig.from_mapping({"nfee": 3}, strict=False) == SamplerConfig()
 
 
 def test_recon_params_is_a_dds_config():
     p = ReconParams.from_mapping({"method": "SENSE", "nfe": "7", "pathology": "none", "foo": "1"})
-    assert isinstance(p, DDSConfig) and p.method == "sense" and p.pathology == [] and p.extra == {"foo": "1"}
-    assert p.sampler() == DDSConfig(nfe=7)
-    assert set(DDSConfig.sampler_fields()) < set(ReconParams.field_names())
+    assert isinstance(p, SamplerConfig) and p.method == "sense" and p.pathology == [] and p.extra == {"foo": "1"}
+    assert p.sampler() == SamplerConfig(nfe=7)
+    assert set(SamplerConfig.sampler_fields()) < set(ReconParams.field_names())
     with pytest.raises(InputError, match="method must be one of"):
         ReconParams(method="magic")
 
 
 def test_cli_flags_from_the_config():
     parser = argparse.ArgumentParser()
-    DDSConfig.add_arguments(parser, defaults={"samples": 2})
+    SamplerConfig.add_arguments(parser, defaults={"samples": 2})
     args = parser.parse_args(["--nfe", "12", "--warm-start", "0.4", "--cfg", "0"])
-    c = DDSConfig.from_args(args)
+    c = SamplerConfig.from_args(args)
     assert (c.nfe, c.warm_start, c.cfg, c.samples) == (12, 0.4, 0.0, 2)
     with pytest.raises(InputError, match="warm_start"):
-        DDSConfig.from_args(parser.parse_args(["--warm-start", "2"]))
+        SamplerConfig.from_args(parser.parse_args(["--warm-start", "2"]))
     flags = {a.option_strings[0] for a in parser._actions if a.option_strings}
-    assert {"--" + f.replace("_", "-") for f in DDSConfig.sampler_fields()} <= flags
+    assert {"--" + f.replace("_", "-") for f in SamplerConfig.sampler_fields()} <= flags
 
 
 def test_replay_cli_non_finite_seed_is_exit_2(tmp_path, capsys):

@@ -12,7 +12,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import yaml
+
 from recon_core.errors import InputError
+from training.datasets import check_exclude
 
 DEFAULTS = {
     "name": "run",
@@ -89,8 +92,6 @@ def _merge(base: dict, over: dict, source: str, prefix: str = "") -> dict:
 def read_config(config, defaults: dict, overrides: dict | None = None, what: str = "training config"):
     """(config with `defaults` filled, source) from a YAML path or a dict; unknown keys → InputError naming
     the file and the key. `overrides`: {"train.max_steps": 5, "latent_vae": DIR, ...} (None values skipped)."""
-    import yaml
-
     source = what
     if isinstance(config, (str, Path)):
         path = Path(config)
@@ -166,7 +167,6 @@ def _validate(cfg: dict, source: str) -> None:
             raise InputError(f"{source}: unknown key 'lora.{unknown[0]}' (allowed: {sorted(LORA_KEYS)})")
         if not cfg["init"]:
             raise InputError(f"{source}: key 'lora' needs key 'init' (the base checkpoint to adapt)")
-    from training.datasets import check_exclude
 
     check_exclude(d["exclude"], source)
     if d["also"] is not None:

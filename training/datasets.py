@@ -4,7 +4,7 @@ Sources:
 - the simulator's export (`recon_core.sim.export.load_split`, layout in CONTRACTS.md), used directly;
 - fastMRI multi-coil `.h5` (`kspace` (S, C, ky, kx) + `ismrmrd_header`) and ISMRMRD raw `.h5`
   (fully sampled acquisitions): preprocessed once (centred orthonormal IFFT → centre crop to the prior's
-  resolution → ESPIRiT (recon_core.coils) → MVUE → 99th percentile normalisation, metadata from the
+  resolution → coil maps (recon_core.coils.coil_maps) → MVUE → 99th percentile normalisation, metadata from the
   header via recon_core.metadata) into a cache directory in the export layout, then read like an export.
 """
 
@@ -15,9 +15,19 @@ import os
 import tempfile
 from pathlib import Path
 
+import h5py
 import numpy as np
+from tqdm.auto import tqdm
 
+from recon_core import coils, mvue
 from recon_core.errors import InputError
+from recon_core.fft import fft2c_np, ifft2c_np
+from recon_core.metadata import record_from_fastmri_h5, record_from_header
+from recon_core.raw.image import slice_mvue
+from recon_core.raw.reader import read_slices
+from recon_core.sim.export import load_split, write_split
+from recon_core.sim.pathology import pathology_kind
+from recon_core.sim.variety import export_geometry
 
 
 class ImageDataset:
@@ -51,10 +61,7 @@ class ImageDataset:
 def load_export(path, split: str = "train") -> ImageDataset:
     """The simulator export `path/<split>/` (mvue.npy (N,2,H,W) normalised + metadata), memory-mapped,
     via `recon_core.sim.export.load_split`."""
-    from recon_core.sim.export import load_split
-
     sd = load_split(Path(path), split)
-    from recon_core.sim.variety import export_geometry
 
     conf = sd.info.get("config") or {}
     geometry = export_geometry(conf, sd.index)
@@ -66,8 +73,6 @@ def load_export(path, split: str = "train") -> ImageDataset:
 
 def write_export_split(directory, split: str, images: np.ndarray, scales, records, index, info: dict) -> Path:
     """Write an export-layout split (the export's one writer: `recon_core.sim.export.write_split`)."""
-    from recon_core.sim.export import write_split
-
     return write_split(directory, split, images, scales, records, index, info)
 
 
@@ -86,15 +91,12 @@ def _centre_crop(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
 def slice_to_image(ksp: np.ndarray, resolution: int, calib: int = 24):
     """Fully sampled k-space (C, ky, kx) complex → (normalised (2, R, R) float32, scale float).
 
-    IFFT → centre crop of the coil images to R×R → FFT → ESPIRiT maps from the central `calib`² block
-    (ContextMRI: calib_width 24) → MVUE → divide by the 99th percentile of |MVUE| (recon_core.mvue).
+    IFFT → centre crop of the coil images to R×R → FFT → coil maps from the central `calib`² block
+    (ContextMRI: calib_width 24) by the scanner's recipe (`recon_core.coils.coil_maps`) → MVUE → divide by the 99th percentile of |MVUE| (recon_core.mvue).
     """
-    from recon_core import coils, mvue
-    from recon_core.fft import fft2c_np, ifft2c_np
-
     img = _centre_crop(ifft2c_np(np.asarray(ksp, dtype=np.complex64)), resolution, resolution)
     kc = fft2c_np(img).astype(np.complex64)
-    maps = coils.espirit_maps(kc, calib=min(int(calib), resolution))
+    maps = coils.coil_maps(kc, calib=min(int(calib), resolution))
     normed, scale = mvue.normalize(mvue.combine(img, np.asarray(maps)))
     chan = np.stack([normed.real, normed.imag]).astype(np.float32)
     return chan, float(np.asarray(scale).reshape(-1)[0])
@@ -132,10 +134,6 @@ def _cached(cache, source_files, resolution, kind, build):
 
 def fastmri_dataset(path, cache, resolution: int, progress: bool = True) -> ImageDataset:
     """fastMRI multi-coil .h5 file(s) → cached export-layout split → ImageDataset (one item per slice)."""
-    import h5py
-    from tqdm.auto import tqdm
-
-    from recon_core.metadata import record_from_fastmri_h5
 
     files = _h5_files(path)
 
@@ -167,9 +165,6 @@ def ismrmrd_slices(path, min_fraction: float = 0.95):
     image is `recon_core.raw.image.slice_mvue` (ESPIRiT from the ACS, MVUE, unwhitened intensity): what
     the gadget would compute from the same stream. A slice with < `min_fraction` of its lines → InputError.
     """
-    from recon_core.raw.image import slice_mvue
-    from recon_core.raw.reader import read_slices
-
     raw = read_slices(path)
     out = []
     for sd in raw.slices:
@@ -186,8 +181,6 @@ def ismrmrd_slices(path, min_fraction: float = 0.95):
 def image_to_training(img: np.ndarray, resolution: int):
     """Complex image (ny, nx) → (normalised (2, R, R) float32, scale): centre crop/pad to R×R, divide by the
     99th percentile of |image| (recon_core.mvue.normalize)."""
-    from recon_core import mvue
-
     x = _centre_crop(np.asarray(img, np.complex64), resolution, resolution)
     normed, scale = mvue.normalize(x)
     return (np.stack([normed.real, normed.imag]).astype(np.float32),
@@ -196,9 +189,6 @@ def image_to_training(img: np.ndarray, resolution: int):
 
 def ismrmrd_dataset(path, cache, resolution: int, progress: bool = True) -> ImageDataset:
     """Fully sampled ISMRMRD raw .h5 file(s) → cached export-layout split → ImageDataset."""
-    from tqdm.auto import tqdm
-
-    from recon_core.metadata import record_from_header
 
     files = _h5_files(path)
 
@@ -238,7 +228,6 @@ def check_exclude(rules, source: str = "training config") -> None:
 
 
 def _matches(record, rule: dict) -> bool:
-    from recon_core.sim.pathology import pathology_kind
 
     if "contrast" in rule and (record.contrast or "").upper() != str(rule["contrast"]).upper():
         return False

@@ -21,16 +21,33 @@ import csv
 import json
 import math
 import os
-import signal
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
 
+from recon_core.device import autocast, resolve_device
 from recon_core.errors import InputError
+from recon_core.io_utils import atomic_dir as _atomic_dir
+from recon_core.io_utils import atomic_path, write_json_atomic
+from recon_core.metadata import MetadataRecord
+from recon_core.metadata.dropout import apply_cfg_dropout
+from recon_core.precision import PrecisionChoice, choose_precision, prior_key
+from recon_core.prior import build_prior, load_prior
+from recon_core.prior.domain import describe_domain
+from recon_core.prior.lora import DEFAULT_TARGETS, add_lora, save_adapter
+from recon_core.prior.model import load_preset
+from training.config import load_config
+from training.datasets import build_dataset
+from training.ema import ema_weights, make_ema
 
 STATE_DIR, MODEL_DIR = "train_state", "model"
 
@@ -99,7 +116,6 @@ class _Order:
     """Deterministic per-epoch sample order (DistributedSampler: seed + epoch, shuffled, rank shard)."""
 
     def __init__(self, n: int, batch: int, rank: int, world: int, seed: int):
-        from torch.utils.data import DistributedSampler
 
         if n // world < batch:
             raise InputError(f"training data: {n} images are too few for batch size {batch} x {world} processes")
@@ -126,9 +142,6 @@ class _Order:
 def condition_records(records, mode: str, cond_cfg: dict, rng: np.random.Generator):
     """CFG dropout of a batch's records: "unconditional" → all-empty records (null tokens always);
     otherwise `recon_core.metadata.dropout.apply_cfg_dropout` (contextmri | independent | none)."""
-    from recon_core.metadata import MetadataRecord
-    from recon_core.metadata.dropout import apply_cfg_dropout
-
     if mode == "unconditional":
         return [MetadataRecord() for _ in records]
     return apply_cfg_dropout(records, mode=mode, p_empty=cond_cfg["p_empty"], p_params=cond_cfg["p_params"],
@@ -169,9 +182,6 @@ def loss_weights(alphas_t: torch.Tensor, tc: dict) -> torch.Tensor | None:
 def _training_precision(tc, prior, ds, dev, state, log):
     """Resolve train.precision ("auto": timed trial of one forward+backward at the training batch; a resumed
     run keeps the precision its state recorded, so the resumed run equals the uninterrupted one)."""
-    from recon_core.device import autocast
-    from recon_core.precision import PrecisionChoice, choose_precision, prior_key
-
     if state is not None and state.get("precision") and tc["precision"] == "auto":
         return PrecisionChoice(**state["precision"]) if isinstance(state["precision"], dict) else \
             PrecisionChoice(precision=str(state["precision"]), requested="auto", source="resumed")
@@ -202,10 +212,7 @@ def _trainable(prior):
 
 def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, world, elapsed, log_rows,
                 precision=None):
-    from safetensors.torch import save_file
 
-    from recon_core.io_utils import atomic_dir as _atomic_dir
-    from recon_core.io_utils import write_json_atomic
 
     tmp, commit = _atomic_dir(out / STATE_DIR)
     try:
@@ -227,7 +234,6 @@ def _save_state(out: Path, prior, named, ema, opt, step, order, rng_all, cfg, wo
 
 
 def _load_state(state_dir: Path, prior, named, ema, opt, order, world):
-    from safetensors.torch import load_file
 
     st_path = state_dir / "state.json"
     for name in ("state.json", "model.safetensors", "ema.safetensors", "optimizer.pt", "rng.pt"):
@@ -257,7 +263,6 @@ def _write_log(out: Path, rows: list[dict], title: str):
     """CSV log and PNG loss curve (rank 0)."""
     if not rows:
         return
-    from recon_core.io_utils import atomic_path
 
     keys = list(rows[0].keys())
     with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as fh:
@@ -293,7 +298,6 @@ def _write_log(out: Path, rows: list[dict], title: str):
 
 
 def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None, domain=None):
-    from training.ema import ema_weights
 
     training = {"steps": step, "config": cfg.get("_source"), "name": cfg["name"],
                 "data": {k: cfg["data"].get(k) for k in ("kind", "path", "split", "exclude")},
@@ -304,7 +308,6 @@ def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None,
                 "precision": precision, "domain": domain}
     with ema_weights(ema, [p for _, p in named]):
         if lora:
-            from recon_core.prior.lora import save_adapter
 
             init = cfg["init"]
             base = init if init == "default" else str(Path(init).resolve())
@@ -333,21 +336,17 @@ def _state_dir(out, resume) -> tuple[Path, Path | None]:
 
 def _build_model(cfg: dict, seed: int):
     """The prior to train: built from the preset, or loaded from `init` (+ LoRA adapters); (prior, lora?)."""
-    from recon_core.prior import build_prior, load_prior
-
     lora = cfg["lora"] is not None
     if cfg["init"]:
         prior = load_prior(cfg["init"], device="cpu")
         prior.train()
         if lora:
-            from recon_core.prior.lora import DEFAULT_TARGETS, add_lora
 
             lc = cfg["lora"]
             torch.manual_seed(seed)
             add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
                      targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
     elif cfg["latent_vae"]:
-        from recon_core.prior.model import load_preset
 
         pcfg = load_preset(cfg["prior"]) if isinstance(cfg["prior"], str) else dict(cfg["prior"])
         pcfg["latent"] = {"vae": str(Path(cfg["latent_vae"]).expanduser().resolve())}
@@ -381,8 +380,6 @@ class _StopFlag:
 def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, precision, accum, sync) -> float:
     """Forward + backward of one micro-batch (CFG dropout, phase augmentation, noising, weighted ε-MSE);
     returns its loss. The RNG draws are in a fixed order (exact resume)."""
-    from recon_core.device import autocast
-
     bs = len(batch_items)
     x0 = torch.from_numpy(np.stack([it[0] for it in batch_items])).float()
     recs = condition_records([it[1] for it in batch_items], cc["mode"], cc, nprng)
@@ -409,8 +406,6 @@ def _micro_step(model, batch_items, cc, cfg, tc, nprng, gen, alphas, n_t, dev, p
 
 def _optimiser(prior, tc: dict, dev):
     """(trainable named parameters, AdamW, EMA of them on `dev`); InputError when nothing is trainable."""
-    from training.ema import make_ema
-
     named = _trainable(prior)
     if not named:
         raise InputError("train: the model has no trainable parameters")
@@ -467,7 +462,6 @@ def _log_row(step: int, epoch: int, mean_loss: float, lr: float, ema, sps: float
 
 
 def _write_config(out: Path, cfg: dict) -> None:
-    import yaml
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_source"},
@@ -483,11 +477,6 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     `config["data"]`. `max_steps` overrides train.max_steps (the total step count), `max_minutes` sets a
     wall-time limit for this run. Stops cleanly (checkpoint + export) on SIGINT/SIGTERM.
     """
-    from tqdm.auto import tqdm
-
-    from recon_core.device import resolve_device
-    from training.config import load_config
-    from training.datasets import build_dataset
 
     ov = dict(overrides or {})
     ov.update({"train.max_steps": max_steps, "train.device": device, "train.max_minutes": max_minutes})
@@ -519,7 +508,6 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     order = _Order(len(ds), tc["batch_size"], rank, world, seed)
-    from recon_core.prior.domain import describe_domain
 
     domain = describe_domain(getattr(ds, "records", []), getattr(ds, "fov_mm", None), (prior.resolution,) * 2,
                              getattr(ds, "geometry", None))

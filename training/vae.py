@@ -8,7 +8,7 @@ on the normalised (real, imag) images (no perceptual/adversarial terms: no downl
 optionally on random `train.crop` patches (the VAE is convolutional: ~4× cheaper per sample at 64² than 128²).
 The exported VAE's `scaling_factor` = 1 / std of the latent means of the first 256 training images.
 
-Output directory: OUT/model/ (the VAE checkpoint `recon_core.latent.load_vae` reads), OUT/train_state/
+Output directory: OUT/model/ (the VAE checkpoint `recon_core.prior.vae.load_vae` reads), OUT/train_state/
 (model.safetensors, optimizer.pt, rng.pt, state.json: exact resume), OUT/log.csv, OUT/loss.png, OUT/config.yaml.
 """
 
@@ -22,8 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from recon_core.device import autocast, resolve_device
 from recon_core.errors import InputError
+from recon_core.io_utils import atomic_dir, write_json_atomic
+from recon_core.metrics import psnr, ssim
+from recon_core.precision import PrecisionChoice, choose_precision
+from recon_core.prior.vae import build_vae
+from training.config import read_config
+from training.datasets import build_dataset
+from training.loop import _Order, _phase_rotate, _StopFlag, _write_config, _write_log, lr_at
 
 DEFAULTS = {
     "name": "vae",
@@ -41,8 +51,6 @@ DEFAULTS = {
 
 def load_vae_train_config(config, overrides: dict | None = None) -> dict:
     """YAML path or dict → validated config (defaults filled); unknown keys → InputError naming the key."""
-    from training.config import read_config
-
     cfg, source = read_config(config, DEFAULTS, overrides, what="VAE training config")
     t = cfg["train"]
     for key in ("batch_size", "max_steps", "checkpoint_every", "log_every"):
@@ -115,8 +123,6 @@ def latent_scale(vae, ds, n: int = 256, batch: int = 16) -> float:
 @torch.no_grad()
 def vae_metrics(vae, ds, limit: int = 32, batch: int = 8) -> dict:
     """PSNR / SSIM (dB, magnitude, fastMRI convention) of decode(encode(x)) against x on `limit` images."""
-    from recon_core.metrics import psnr, ssim
-
     ps, ss = [], []
     dev = next(vae.parameters()).device
     for i in range(0, min(limit, len(ds)), batch):
@@ -131,9 +137,7 @@ def vae_metrics(vae, ds, limit: int = 32, batch: int = 8) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 def _save_state(out: Path, vae, opt, step, order, gen, elapsed, rows, cfg, precision):
-    from safetensors.torch import save_file
 
-    from recon_core.io_utils import atomic_dir, write_json_atomic
 
     tmp, commit = atomic_dir(out / "train_state")
     try:
@@ -151,7 +155,6 @@ def _save_state(out: Path, vae, opt, step, order, gen, elapsed, rows, cfg, preci
 
 
 def _load_state(state_dir: Path, vae, opt, order, gen):
-    from safetensors.torch import load_file
 
     for name in ("state.json", "model.safetensors", "optimizer.pt", "rng.pt"):
         if not (state_dir / name).is_file():
@@ -167,8 +170,6 @@ def _load_state(state_dir: Path, vae, opt, order, gen):
 
 
 def _vae_precision(tc, vae, x, dev, state, log):
-    from recon_core.device import autocast
-    from recon_core.precision import PrecisionChoice, choose_precision
 
     if state is not None and state.get("precision") and tc["precision"] == "auto":
         return PrecisionChoice(**state["precision"])
@@ -186,13 +187,6 @@ def _vae_precision(tc, vae, x, dev, state, log):
 def train_vae(config, out=None, resume=None, max_steps=None, max_minutes=None, device=None, dataset=None,
               progress: bool = True, overrides: dict | None = None):
     """Train (or resume exactly from OUT/train_state) the MR-VAE; returns (step, stop reason, out dir, val metrics)."""
-    from tqdm.auto import tqdm
-
-    from recon_core.device import autocast, resolve_device
-    from recon_core.latent import build_vae
-    from training.datasets import build_dataset
-    from training.loop import _Order, _phase_rotate, _StopFlag, _write_config, _write_log, lr_at
-
     ov = dict(overrides or {})
     ov.update({"train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.device": device})
     cfg = load_vae_train_config(config, ov)

@@ -5,8 +5,9 @@ Two measures on the export's validation split, both deterministic for a given mo
   noised at the bin's centre t with noise drawn from one fixed generator, and the unweighted ε-MSE of the
   conditional prediction is averaged per bin (unweighted, so runs trained with different loss weightings
   compare on the same scale).
-- **DDS PSNR** on the first `dds_slices` validation slices (each at its own seeded mask, ESPIRiT maps from
-  the undersampled ACS, the sampler settings given), fastMRI convention, against the export's reference.
+- **DDS PSNR** on the first `dds_slices` validation slices (each at its own seeded mask, coil maps from
+  the undersampled ACS by `recon_core.coils.coil_maps`, the sampler settings given), fastMRI convention,
+  against the export's reference.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recon_core.coils import coil_maps
+from recon_core.device import autocast
 from recon_core.errors import InputError
+from recon_core.masks import make_mask, parse_mask_spec
+from recon_core.metrics import all_metrics
+from recon_core.samplers.dds import dds_reconstruct
+from recon_core.sim.export import load_split
 
 
 @torch.no_grad()
 def eps_mse_by_bin(prior, images: np.ndarray, records, n_bins: int = 10, seed: int = 0, batch: int = 16,
                    precision: str = "fp32") -> dict:
     """images (N, 2, H, W) float32 normalised, records N MetadataRecord → {"t": centres, "mse": per bin, "mean"}."""
-    from recon_core.device import autocast
-
     n = len(images)
     if n == 0 or len(records) != n:
         raise InputError(f"validation: {n} images and {len(records)} records")
@@ -52,12 +57,6 @@ def eps_mse_by_bin(prior, images: np.ndarray, records, n_bins: int = 10, seed: i
 def dds_validation(prior, data, split: str = "val", n_slices: int = 8, mask: str = "uniform1d:4",
                    seed: int = 0, progress: bool = False, **dds_kw) -> dict:
     """DDS PSNR/SSIM on the first `n_slices` slices of `data/split` (k-space + reference needed)."""
-    from recon_core.coils import espirit_maps
-    from recon_core.dds import dds_reconstruct
-    from recon_core.masks import make_mask, parse_mask_spec
-    from recon_core.metrics import all_metrics
-    from recon_core.sim.export import load_split
-
     sd = load_split(data, split)
     if sd.kspace is None or sd.reference is None:
         raise InputError(f"{data}/{split}: no kspace.npy/reference.npy (export the split with k-space)")
@@ -66,8 +65,7 @@ def dds_validation(prior, data, split: str = "val", n_slices: int = 8, mask: str
     shape = tuple(sd.kspace.shape[-2:])
     masks = np.stack([make_mask(kind, shape, accel, seed=20_000_000 + seed * 1_000_003 + int(i)).mask for i in idx])
     ksp = (np.asarray(sd.kspace[idx]) * masks[:, None]).astype(np.complex64)
-    with torch.no_grad():
-        maps = espirit_maps(torch.from_numpy(ksp), mask=masks).cpu().numpy().astype(np.complex64)
+    maps = coil_maps(ksp, mask=masks)   # the scanner's recipe (crop policy, low-resolution fallback)
     recs = [sd.records[int(i)] for i in idx]
     r = dds_reconstruct(prior, ksp, maps, masks, recs, seed=seed, progress=progress, **dds_kw)
     ref = np.asarray(sd.reference[idx])

@@ -21,7 +21,7 @@ LABELS = {"reference": "reference", "zerofilled": "zero-filled", "classical": "c
 def strongest_classical() -> tuple[str, str]:
     """(method, label) of the strongest classical reconstruction available here: BART `pics` L1-wavelet
     (the strongest in the evaluation) when the `bart` binary is installed, else GRAPPA (the scanner's own)."""
-    from recon_core import bart
+    from recon_core.baselines import bart
 
     return ("bart-w", "BART pics W") if bart.available() else ("grappa", "GRAPPA")
 
@@ -34,11 +34,11 @@ def add_arguments(parser):
     parser.add_argument("--matrix", type=int, default=128)
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--accel", type=float, default=4.0, help="uniform1d acceleration")
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
     # the sampler flags of every command; the demo's own default: 2 posterior samples per DDS run (their
     # mean is the image; the conditional run's std is the uncertainty map). --seed also seeds the simulation.
-    DDSConfig.add_arguments(parser, defaults={"samples": 2})
+    SamplerConfig.add_arguments(parser, defaults={"samples": 2})
     parser.add_argument("--real", default=None, metavar="RAW.h5",
                         help="a fully sampled real raw file for the real-data panel (default: the in-vivo brain in "
                              "tests/data/real when present; 'none' to skip)")
@@ -122,11 +122,11 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
     import numpy as np
 
     from recon_core import baselines
-    from recon_core.raw.retrospective import load_real, undersample
-    from recon_core.samplers import reconstruct_slice as diffusion
     from recon_core.fft import ifft2c_np
     from recon_core.metrics import masked_metrics
     from recon_core.raw.image import scanner_units
+    from recon_core.raw.retrospective import load_real, undersample
+    from recon_core.samplers import reconstruct_slice as diffusion
 
     rs = load_real(raw)[0]
     sd, m = undersample(rs.sd, spec, seed=dds.seed)
@@ -208,11 +208,11 @@ def run(args):
     from recon_core.device import set_threads
     from recon_core.metrics import psnr, ssim
     from recon_core.prior.cache import get_prior
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
     from recon_core.sim import simulate_scan, write_scan
 
     set_threads(args.threads)
-    dds = DDSConfig.from_args(args)
+    dds = SamplerConfig.from_args(args)
     t_start = time.perf_counter()
     out = _check_out(args.out)
     # the model first: a missing default model is the most likely problem, say so before any work

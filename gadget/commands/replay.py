@@ -12,9 +12,9 @@ def add_arguments(parser):
                         help="output ISMRMRD images file (/dataset/images)")
     parser.add_argument("--model", default="default", help="'default' (shipped model) or a saved prior directory")
     parser.add_argument("--method", default="dds", choices=list(METHODS))
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
-    DDSConfig.add_arguments(parser)
+    SamplerConfig.add_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     parser.add_argument("--anatomy", default=None, help="override the anatomy in the prompt")
     parser.add_argument("--contrast", default=None, help="override the contrast in the prompt")
@@ -31,7 +31,7 @@ def add_arguments(parser):
 
 
 def params_from_args(args):
-    """argparse namespace → ReconParams (sampler flags from DDSConfig.add_arguments)."""
+    """argparse namespace → ReconParams (sampler flags from SamplerConfig.add_arguments)."""
     from gadget.params import ReconParams
 
     samples = ReconParams.from_args(args).samples
@@ -46,7 +46,6 @@ def run(args):
     import time
 
     from gadget.replay import replay
-
     from recon_core.device import set_threads
 
     set_threads(args.threads)

@@ -52,12 +52,11 @@ def defaults_from_args(args) -> dict:
 
 def run(args):
     import logging
+    import math
     import signal
 
     from gadget.mrd_server import MRDServer, ServerConfig
     from recon_core.errors import InputError
-
-    import math
 
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")

@@ -46,7 +46,6 @@ def _records(spec):
 
 def save_grid(path, images, ncols: int):
     """Magnitude grid PNG of complex images (N, H, W), each scaled to its 99.5th percentile; atomic write."""
-
     import numpy as np
     from PIL import Image
 

@@ -27,6 +27,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import h5py
+import ismrmrd.xsd
+from xsdata.exceptions import ConverterWarning, ParserError
+from xsdata.formats.dataclass.parsers import XmlParser
+from xsdata.formats.dataclass.parsers.config import ParserConfig
+
 from recon_core.errors import InputError
 from recon_core.metadata.record import MetadataRecord, coerce_number, parse_pathology
 
@@ -43,9 +49,6 @@ def _log_once(key: str, msg: str, level=logging.INFO):
 # ---------------------------------------------------------------------------------------- parsing
 def parse_header(xml) -> "ismrmrd.xsd.ismrmrdHeader":  # noqa: F821
     """XML text (str or bytes, a trailing NUL tolerated) → `ismrmrd.xsd.ismrmrdHeader`; malformed → InputError."""
-    import ismrmrd.xsd
-    from xsdata.exceptions import ConverterWarning, ParserError
-
     if isinstance(xml, (bytes, bytearray, memoryview)):
         xml = bytes(xml)
         try:
@@ -69,8 +72,6 @@ def parse_header(xml) -> "ismrmrd.xsd.ismrmrdHeader":  # noqa: F821
                       logging.WARNING)
         except Exception as exc:  # expat and friends
             raise InputError(f"malformed ISMRMRD XML header: {exc}") from None
-        from xsdata.formats.dataclass.parsers import XmlParser
-        from xsdata.formats.dataclass.parsers.config import ParserConfig
 
         try:
             return XmlParser(config=ParserConfig(fail_on_unknown_properties=False)).from_string(
@@ -218,8 +219,6 @@ def record_from_header(header, slice_index: int | None = None, overrides: Mappin
     `acquisition`: the fastMRI `acquisition` attribute when the header comes from a fastMRI `.h5`.
     `overrides` (see `normalize_overrides`) win over the header. Rules: see the module docstring.
     """
-    import ismrmrd.xsd
-
     if not isinstance(header, ismrmrd.xsd.ismrmrdHeader):
         header = parse_header(header)
     rec: dict[str, Any] = {}
@@ -282,8 +281,6 @@ def record_from_header(header, slice_index: int | None = None, overrides: Mappin
 # ---------------------------------------------------------------------------------------- fastMRI h5
 def read_fastmri_h5(path) -> tuple[bytes, str | None, int | None]:
     """fastMRI `.h5` → (header XML bytes, `acquisition` attribute or None, number of slices or None)."""
-    import h5py
-
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

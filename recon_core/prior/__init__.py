@@ -1,8 +1,10 @@
-"""The diffusion prior: model (`Prior`, `build_prior`), checkpoint directory (`load_prior`,
-`Prior.save_pretrained`), LoRA adapters and sampling from the prior alone."""
+"""The diffusion prior: model classes (`Prior` with `from_pretrained`/`save_pretrained`, `build_prior`; the
+MR-VAE of latent priors in `vae.py`), checkpoint parts (`checkpoint.py`) and manifest (`manifest.py`), LoRA
+adapters, DDIM arithmetic and sampling from the prior alone."""
 
-from .checkpoint import FORMAT_VERSION, MANIFEST, load_prior, read_manifest, save_prior
-from .model import Prior, build_prior, count_parameters, list_presets, load_preset
+from .checkpoint import save_prior
+from .manifest import FORMAT_VERSION, MANIFEST, read_manifest
+from .model import Prior, build_prior, count_parameters, list_presets, load_preset, load_prior
 from .sample import sample_prior
 
 __all__ = ["Prior", "build_prior", "load_prior", "save_prior", "read_manifest", "sample_prior",

@@ -12,22 +12,21 @@ import os
 import threading
 import time
 
+from ..device import resolve_device
 from ..errors import InputError
+from . import manifest
+from .model import load_prior
 
 
 def default_model_dir() -> str:
     """Directory of the shipped default model (may not exist yet)."""
-    from .checkpoint import DEFAULT_MODEL_DIR
-
-    return str(DEFAULT_MODEL_DIR)
+    return str(manifest.DEFAULT_MODEL_DIR)
 
 
 def resolve_model(name: str) -> str:
     """'default' → the shipped model directory; otherwise the given directory. Missing → InputError."""
-    from .checkpoint import resolve_model_path
-
     try:
-        return os.path.realpath(resolve_model_path(name or "default"))
+        return os.path.realpath(manifest.resolve_model_path(name or "default"))
     except InputError as exc:
         if str(name or "default") == "default":
             raise InputError(f"{exc}; or pass --model DIR, or use a baseline (--method l1wavelet|sense|tv|zerofilled)"
@@ -46,7 +45,6 @@ class PriorCache:
         self._log = log
 
     def get(self, name: str = "default", device="auto"):
-        from ..device import resolve_device
 
         path = resolve_model(name) if self._loader is None else str(name)
         dev = resolve_device(device) if isinstance(device, str) else device
@@ -58,7 +56,6 @@ class PriorCache:
                 if self._loader is not None:
                     prior = self._loader(name, device)
                 else:
-                    from . import load_prior
 
                     prior = load_prior(path, device=str(dev))
                 if hasattr(prior, "eval"):

@@ -14,6 +14,8 @@ is not what the evaluation measured.
 
 from __future__ import annotations
 
+import numpy as np
+
 #: reconSpace FOV this far (relative) outside the training range is reported
 FOV_TOLERANCE = 0.15
 
@@ -41,8 +43,6 @@ def scan_geometry(head=None, fov_mm=None, shape=None) -> dict:
     """Orientation (slice normal), phase-encoding direction and pixel size (mm) of a scan from its
     AcquisitionHeader (`slice_dir`, `phase_dir`, patient LPS) and reconSpace FOV / image shape (ny, nx);
     keys are left out where unknown."""
-    import numpy as np
-
     out = {}
     if head is not None:
         sd, pd = np.abs(np.asarray(head.slice_dir, float)), np.abs(np.asarray(head.phase_dir, float))

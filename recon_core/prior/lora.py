@@ -8,9 +8,15 @@ Adapter directory: `adapter_config.json` (peft LoraConfig), `adapter_model.safet
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
 from ..errors import InputError
+from ..io_utils import atomic_dir as _atomic_dir
+from ..io_utils import write_json_atomic
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
 
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 ADAPTER_CONFIG = "adapter_config.json"
@@ -42,9 +48,6 @@ def add_lora(prior, rank: int = 4, alpha: float = 32, targets=DEFAULT_TARGETS, d
 def save_adapter(prior, directory, base: str | None = None) -> Path:
     """Write the LoRA weights of `prior.unet` (+ config, manifest) atomically to `directory`."""
     from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    from .checkpoint import FORMAT, FORMAT_VERSION, MANIFEST, _atomic_dir, write_json_atomic
 
     lora = prior.manifest.get("lora")
     if not lora:
@@ -62,8 +65,6 @@ def save_adapter(prior, directory, base: str | None = None) -> Path:
         write_json_atomic(tmp / MANIFEST, manifest)
         commit()
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Path(directory)
@@ -72,7 +73,6 @@ def save_adapter(prior, directory, base: str | None = None) -> Path:
 def load_adapter(prior, directory):
     """Inject the adapter stored in `directory` into `prior.unet` and load its weights (in place)."""
     from peft import inject_adapter_in_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     directory = Path(directory)
     cfg_path, w_path = directory / ADAPTER_CONFIG, directory / ADAPTER_WEIGHTS

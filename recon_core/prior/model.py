@@ -2,12 +2,13 @@
 a DDPMScheduler (1000 steps, epsilon prediction) and a metadata/text condition encoder.
 
 `build_prior(preset_or_config)` creates an untrained prior from a preset in `recon_core/prior/presets/`
-(or a config dict of the same schema); `load_prior` / `Prior.save_pretrained` live in `checkpoint.py`.
+(or a config dict of the same schema); `Prior.from_pretrained` / `save_pretrained` read and write checkpoint
+directories (`checkpoint.py`: the parts; `manifest.py`: contextmri.json).
 
 A *latent* prior (config key `latent: {vae: DIR}`, manifest `space: latent`) holds a frozen MR-VAE
-(`recon_core.latent`) and its UNet works on the VAE's scaled latents (B, c, H/f, W/f) instead of the image
+(`recon_core.prior.vae`) and its UNet works on the VAE's scaled latents (B, c, H/f, W/f) instead of the image
 (B, 2, H, W); `resolution` stays the image size. The pixel samplers (DDS, Score-MRI) refuse it; LDPM
-(`recon_core.latent.ldpm`) needs it.
+(`recon_core.samplers.ldpm`) needs it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_device
 from ..errors import InputError
+from ..io_utils import preset_yaml
+from ..metadata.encoders import build_encoder
+from ..validate import check_mapping
+from .checkpoint import adapter_base, load_parts, read_checkpoint_manifest, save_prior
+from .lora import load_adapter
+from .manifest import make_manifest, resolve_model_path
+from .vae import load_vae
 
 PRESET_DIR = Path(__file__).with_name("presets")
 CONFIG_KEYS = {"resolution", "prompt_format", "conditioned", "encoder", "unet", "scheduler", "latent"}
@@ -127,9 +136,26 @@ class Prior(torch.nn.Module):
 
     def save_pretrained(self, directory) -> Path:
         """Write the checkpoint directory (unet/, scheduler/, metadata_encoder/, contextmri.json) atomically."""
-        from .checkpoint import save_prior
-
         return save_prior(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name="default", device="cpu", variant: str | None = None, adapter=None):
+        """Load a prior checkpoint directory (or 'default', 'default-latent', or a ContextMRI MRI_checkpoint
+        directory). `variant` picks the UNet folder of a ContextMRI layout ("fastmri" | "skm-tea"). `adapter`
+        is an optional LoRA adapter directory (`recon_core.prior.lora`) applied onto the base; a directory
+        whose manifest is itself a LoRA adapter loads its base (manifest key "base") plus the adapter.
+        Returns the prior in eval mode on `device`."""
+        directory = resolve_model_path(path_or_name)
+        manifest = read_checkpoint_manifest(directory)
+        base = adapter_base(directory, manifest) if manifest is not None else None
+        if base is not None:
+            return cls.from_pretrained(base, device=device, adapter=directory)
+        unet, sched, encoder, manifest, vae = load_parts(directory, variant, manifest)
+        prior = cls(unet, sched, encoder, manifest, vae=vae)
+        if adapter is not None:
+            load_adapter(prior, adapter)
+        prior.eval()
+        return prior.to(resolve_device(device) if isinstance(device, str) else device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,8 +165,6 @@ def list_presets() -> list[str]:
 
 def load_preset(name: str) -> dict:
     """The config dict of a preset (`tiny`, `cpu-128`, `contextmri-320`) or of a YAML file path."""
-    from ..io_utils import preset_yaml
-
     cfg, source = preset_yaml(name, PRESET_DIR, "prior")
     check_config(cfg, source)
     return cfg
@@ -148,14 +172,7 @@ def load_preset(name: str) -> dict:
 
 def check_config(cfg: dict, source: str = "prior config") -> None:
     """Raise InputError naming `source` and the key for unknown or missing keys."""
-    if not isinstance(cfg, dict):
-        raise InputError(f"{source}: expected a mapping, got {type(cfg).__name__}")
-    unknown = sorted(set(cfg) - CONFIG_KEYS)
-    if unknown:
-        raise InputError(f"{source}: unknown key {unknown[0]!r} (allowed: {sorted(CONFIG_KEYS)})")
-    for key in ("resolution", "unet", "encoder"):
-        if key not in cfg:
-            raise InputError(f"{source}: missing key {key!r}")
+    check_mapping(cfg, CONFIG_KEYS, ("resolution", "unet", "encoder"), source)
     fixed = sorted(_UNET_FIXED & set(cfg["unet"] or {}))
     if fixed:
         raise InputError(f"{source}: unet.{fixed[0]} is set from 'resolution' and must not be given")
@@ -178,7 +195,7 @@ def unet_config(cfg: dict, encoder_dim: int, vae=None) -> dict:
 
 
 def build_scheduler(cfg: dict | None):
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # heavy (≈2 s): loaded when a prior is built or read
 
     kw = dict(_SCHEDULER_DEFAULTS)
     kw.update(cfg or {})
@@ -193,9 +210,7 @@ def build_prior(preset_or_config="tiny", seed: int | None = 0) -> Prior:
     The encoder is `recon_core.metadata.build_encoder(config["encoder"])`; the UNet's
     cross_attention_dim is the encoder's token dim. `seed` makes the initial weights reproducible.
     """
-    from diffusers import UNet2DConditionModel
-
-    from ..metadata.encoders import build_encoder
+    from diffusers import UNet2DConditionModel  # heavy (≈2 s): loaded when a prior is built or read
 
     if isinstance(preset_or_config, (str, os.PathLike)):
         name = str(preset_or_config)
@@ -213,8 +228,6 @@ def build_prior(preset_or_config="tiny", seed: int | None = 0) -> Prior:
     except TypeError as exc:  # unknown UNet/encoder argument
         raise InputError(f"prior config {name!r}: {exc}") from exc
     scheduler = build_scheduler(cfg.get("scheduler"))
-    from .checkpoint import make_manifest
-
     manifest = make_manifest(cfg, encoder, preset=name if isinstance(preset_or_config, str) else None, vae=vae)
     return Prior(unet, scheduler, encoder, manifest, vae=vae)
 
@@ -226,8 +239,6 @@ def _latent_vae(cfg: dict, name: str):
         return None
     if not isinstance(lat, dict) or not lat.get("vae"):
         raise InputError(f"prior config {name!r}: key 'latent' must be a mapping with key 'vae' (an MR-VAE directory)")
-    from ..latent import load_vae
-
     vae = load_vae(Path(str(lat["vae"])).expanduser())
     if vae.resolution != int(cfg["resolution"]):
         raise InputError(f"prior config {name!r}: resolution {cfg['resolution']} but the VAE {lat['vae']} was "
@@ -237,3 +248,8 @@ def _latent_vae(cfg: dict, name: str):
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_prior(path_or_name="default", device="cpu", variant: str | None = None, adapter=None) -> Prior:
+    """`Prior.from_pretrained` (see there)."""
+    return Prior.from_pretrained(path_or_name, device=device, variant=variant, adapter=adapter)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
+from ..device import autocast
 from ..errors import InputError
+from ..settings import CommonSettings
+from .ddim import Guidance, alpha_prev, ddim_schedule, ddim_step, guided_eps, tweedie_x0
 
 
 @torch.no_grad()
@@ -18,20 +22,15 @@ def sample_prior(prior, records=None, n: int = 1, cfg: float = 1.0, nfe: int = 5
     precomputed `tokens` (B, L, D). ε = ε_u + cfg (ε_c − ε_u), cond/uncond batched in one forward
     (cfg == 1 → conditional only; cfg == 0 → unconditional only). DDIM (diffusers DDIMScheduler
     built from the stored scheduler config, "leading" spacing so the first step is < 999), x_T ~ N(0, I).
-    `eta` None → the sampler default (`DDSConfig().eta`, 1: ancestral; the shipped priors leave visible noise
+    `eta` None → the sampler default (`CommonSettings().eta`, 1: ancestral; the shipped priors leave visible noise
     at η = 0, results/latent/synthesis*.png).
     """
-    from tqdm.auto import tqdm
-
-    from ..device import autocast
-    from ..settings import DDSConfig
-    from .ddim import Guidance, alpha_prev, ddim_schedule, ddim_step, guided_eps, tweedie_x0
 
     if nfe < 1 or nfe > prior.scheduler.config.num_train_timesteps:
         raise InputError(f"nfe must be in 1..{prior.scheduler.config.num_train_timesteps}, got {nfe}")
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}")
-    eta = DDSConfig().eta if eta is None else float(eta)
+    eta = CommonSettings().eta if eta is None else float(eta)
     dev = prior.device
     if tokens is None:
         tokens = prior.uncondition(1) if records is None else prior.condition(list(records))

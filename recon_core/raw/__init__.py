@@ -5,9 +5,9 @@
     oversampling  remove_readout_oversampling
     acs           the one ACS rule (central_block, locate_acs, acs_mask, MIN_ACS_LINES, MIN_CALIB_LINES)
     assembly      SliceKey, SliceData, Assembler (line placement, averaging, flags)
-    image         slice_maps (ESPIRiT from the ACS), slice_mvue (coil-combined image), crop_rows
-    reader        read_slices(path): a raw .h5 file through one Assembler
-    writer        write_raw(path, xml, acquisitions, images): the one raw-file writer (simulator, twix)
+    image         slice_maps (the coil-map recipe `recon_core.coils.coil_maps` on the ACS), slice_mvue, crop_rows
+    reader        open_raw / open_dataset (the one file opener and group rule), read_slices (one Assembler)
+    writer        RawFileWriter, write_raw: the one raw-file writer (simulator, twix, MRD server), atomic
     twix          Siemens twix → ISMRMRD (read_twix, convert)
 
 Every path that reads raw data uses it: the stream processor (gadget, MRD server, replay), training's

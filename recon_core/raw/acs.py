@@ -3,9 +3,9 @@
 The ACS is the largest contiguous run of acquired rows that contains the k-space centre row, taken from
 the calibration-flagged lines when there are any (else from the imaging lines); calibration lines that
 do not touch the centre but form one contiguous block are accepted too. Fewer than `MIN_CALIB_LINES`
-(4) is "no ACS". ESPIRiT (`recon_core.coils`) is then given exactly these rows (`acs_mask`) when there
-are at least `MIN_ACS_LINES` (8, the masks' own floor, `recon_core.masks`); a smaller block gets the
-low-resolution coil maps instead (`recon_core.raw.image.slice_maps`).
+(4) is "no ACS". The coil-map recipe (`recon_core.coils.coil_maps`, via `recon_core.raw.image.slice_maps`)
+is then given exactly these rows: ESPIRiT when there are at least `MIN_ACS_LINES` (8, the masks' own
+floor, `recon_core.masks`), the low-resolution coil maps for a smaller block.
 """
 
 from __future__ import annotations

@@ -64,7 +64,6 @@ def _otsu(x: np.ndarray, bins: int = 256) -> float:
 
 def load_real(path) -> list[RealSlice]:
     """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled)."""
-    
     raw = read_slices(path)
     out = []
     for sd in raw.slices:

@@ -19,11 +19,16 @@ Blocks that are not imaging data (SYNCDATA, ACQEND, phase correction, navigators
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
+import ismrmrd
+import ismrmrd.xsd as X
 import numpy as np
 
 from ..errors import InputError
+from .writer import write_raw
 
 FLAG_MAP = (("NOISEADJSCAN", "ACQ_IS_NOISE_MEASUREMENT"), ("PATREFSCAN", "ACQ_IS_PARALLEL_CALIBRATION"),
             ("PATREFANDIMASCAN", "ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING"), ("REFLECT", "ACQ_IS_REVERSE"),
@@ -62,15 +67,12 @@ def _sequence_type(dicom: dict, etl: int) -> str:
 
 
 def _limit(n: int, centre: int = 0):
-    import ismrmrd.xsd as X
 
     return X.limitType(minimum=0, maximum=max(int(n) - 1, 0), center=int(centre))
 
 
 def build_header(hdr: dict, mdbs: list, channels: int):
     """ismrmrd.xsd.ismrmrdHeader from the twix protocol and the imaging blocks (for limits and sizes)."""
-    import ismrmrd.xsd as X
-
     yaps, dicom, meas = hdr.get("MeasYaps", {}), hdr.get("Dicom", {}), hdr.get("Meas", {})
     ks = yaps.get("sKSpace", {})
     base = int(ks.get("lBaseResolution") or 0)
@@ -142,8 +144,6 @@ def build_header(hdr: dict, mdbs: list, channels: int):
 
 def to_acquisition(mdb, scan_counter: int):
     """One twix measurement data block → ismrmrd.Acquisition."""
-    import ismrmrd
-
     data = np.ascontiguousarray(np.asarray(mdb.data, dtype=np.complex64))
     if data.ndim != 2:
         raise InputError(f"twix: block {scan_counter} has data of shape {data.shape}, expected (channels, samples)")
@@ -182,8 +182,6 @@ def read_twix(path) -> tuple:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
-    import contextlib
-    import io
 
     chatter = io.StringIO()
     try:   # twixtools prints its warnings; they become part of our one-line errors instead
@@ -211,10 +209,6 @@ def read_twix(path) -> tuple:
 def convert(path_in, path_out) -> dict:
     """Write the ISMRMRD file `path_out` (group `dataset`) from the twix file `path_in` (atomic: no partial
     file on error; the input is only read). Returns a summary {acquisitions, noise, channels, matrix}."""
-    import ismrmrd
-    import ismrmrd.xsd as X
-
-    from .writer import write_raw
 
     header, acqs = read_twix(path_in)
     write_raw(path_out, X.ToXML(header), acqs, what=f"--out {os.fspath(path_out)!r}:")

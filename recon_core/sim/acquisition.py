@@ -19,8 +19,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from recon_core.errors import InputError
+from recon_core.fft import fft2c_np
+
+from ..raw.oversampling import remove_readout_oversampling
 
 MIN_COILS, MAX_COILS = 1, 64
 
@@ -38,8 +42,6 @@ def coil_maps(n_coils: int, matrix: int, rng: np.random.Generator, radius: float
 
     The ring radius is drawn from 1.3–1.8 (relative to the half FOV) in steps of 0.05 (cached maps).
     """
-    from scipy import ndimage as ndi
-
     if not MIN_COILS <= int(n_coils) <= MAX_COILS:
         raise InputError(f"coils: expected {MIN_COILS}–{MAX_COILS}, got {n_coils}")
     C, M = int(n_coils), int(matrix)
@@ -91,8 +93,6 @@ def noise_samples(n_samples: int, psi: np.ndarray, sigma: float, rng: np.random.
 
 def oversampled_kspace(coil_images: np.ndarray, factor: int = 2) -> np.ndarray:
     """(…, C, ny, nx) coil images → (…, C, ny, factor·nx) k-space of the readout-oversampled FOV."""
-    from recon_core.fft import fft2c_np
-
     nx = coil_images.shape[-1]
     if factor == 1:
         return fft2c_np(coil_images)
@@ -104,6 +104,4 @@ def oversampled_kspace(coil_images: np.ndarray, factor: int = 2) -> np.ndarray:
 
 def remove_oversampling(ksp: np.ndarray, nx: int) -> np.ndarray:
     """(…, ny, nx_os) k-space → (…, ny, nx): the raw layer's readout-oversampling removal (one definition)."""
-    from ..raw.oversampling import remove_readout_oversampling
-
     return remove_readout_oversampling(ksp, nx)

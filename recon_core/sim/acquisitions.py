@@ -18,7 +18,15 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import ismrmrd
+import ismrmrd.xsd
 import numpy as np
+
+from recon_core.fft import fft2c_np, ifft2c_np
+from recon_core.raw.writer import write_raw
+
+from .acquisition import correlated_noise, oversampled_kspace
+from .scan import simulate_scan
 
 M = 64
 
@@ -33,7 +41,6 @@ class AcqCase:
 
 
 def _scan(**kw):
-    from .scan import simulate_scan
 
     args = dict(contrast="T2", n_slices=1, matrix=M, coils=4, accel=1, seed=21, snr=40.0, acs_lines=16)
     args.update(kw)
@@ -41,13 +48,11 @@ def _scan(**kw):
 
 
 def _copy(a):
-    import ismrmrd
 
     return ismrmrd.Acquisition(a.getHead(), a.data.copy())
 
 
 def _is_noise(a) -> bool:
-    import ismrmrd
 
     return a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
 
@@ -55,8 +60,6 @@ def _is_noise(a) -> bool:
 def _lines(acqs, keep) -> list:
     """Copies of the noise readouts and of the imaging lines whose phase line passes `keep`, the last one
     closing the slice."""
-    import ismrmrd
-
     out = [_copy(a) for a in acqs if _is_noise(a) or keep(int(a.idx.kspace_encode_step_1))]
     out[-1].set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
     return out
@@ -81,8 +84,6 @@ def _central_lines(sc, n: int, recon_too: bool) -> tuple:
 
 def reduced_phase_resolution() -> AcqCase:
     """48 of 64 phase lines over the same FOV (75 % phase resolution): a 64² image, square pixels."""
-    from recon_core.fft import fft2c_np, ifft2c_np
-
     sc = _scan()
     h, acqs = _central_lines(sc, 48, recon_too=False)
     k = fft2c_np(sc.reference[0])
@@ -94,8 +95,6 @@ def reduced_phase_resolution() -> AcqCase:
 
 def odd_matrix() -> AcqCase:
     """A 60-line phase matrix over the same FOV (not a multiple of the UNet's 8): every method runs at 60 × 64."""
-    from recon_core.fft import fft2c_np, ifft2c_np
-
     sc = _scan()
     h, acqs = _central_lines(sc, 60, recon_too=True)              # same FOV, 60 lines: 4 mm phase pixels
     truth = np.abs(ifft2c_np(fft2c_np(sc.reference[0])[2:62]))   # the same 60 lines, orthonormal on 60
@@ -113,8 +112,6 @@ def partial_fourier_phase() -> AcqCase:
 
 def drop_first_samples(a, cut: int):
     """A copy of acquisition `a` without its first `cut` readout samples (an asymmetric echo), centre moved."""
-    import ismrmrd
-
     nx = a.data.shape[1]
     b = ismrmrd.Acquisition.from_array(np.ascontiguousarray(a.data[:, cut:]))
     b.setHead(a.getHead())
@@ -139,8 +136,6 @@ def asymmetric_echo() -> AcqCase:
 
 def outer_averages() -> AcqCase:
     """Two averages as outer passes, each closing the slice: one image, both passes combined."""
-    from .acquisition import correlated_noise, oversampled_kspace
-
     sc = _scan(accel=2, snr=25.0)
     rng = np.random.default_rng(5)
     k = oversampled_kspace(sc.maps[0] * sc.reference[0][None], 2)
@@ -180,9 +175,8 @@ def many_coils() -> AcqCase:
 
 def rectangular_fov_fold() -> AcqCase:
     """A 48-row phase FOV (3/4 of 64) that the head overlaps: the head folds in, as on a scanner without phase
-    oversampling. One set of ESPIRiT maps cannot describe folded coil images: a known failure (issue 23 item 1)."""
-    from .acquisition import oversampled_kspace
-
+    oversampling. Where two tissues overlap, both have ESPIRiT eigenvalue ≈ 1; the map must be the exact top
+    eigenvector (issue 23 item 1: 12 power iterations left a mixture, SENSE 29.4 dB; exact 50.1)."""
     sc = _scan(accel=1)
     coil = sc.maps[0] * sc.reference[0][None]                    # (C, 64, nx) on the 64-row grid
     fold = np.zeros((coil.shape[0], 48, coil.shape[2]), np.complex64)
@@ -202,7 +196,6 @@ def rectangular_fov_fold() -> AcqCase:
             a.data[:] = kf[:, int(a.idx.kspace_encode_step_1)]
     undersampled = [a for a in acqs if _is_noise(a) or int(a.idx.kspace_encode_step_1) % 2 == 0
                     or 16 <= int(a.idx.kspace_encode_step_1) < 32]
-    import ismrmrd
 
     for a in undersampled:   # the ACS is the fully sampled centre here (the 64-line scan's flags do not apply)
         a.clear_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
@@ -210,9 +203,7 @@ def rectangular_fov_fold() -> AcqCase:
     undersampled[-1].set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
     truth = np.sqrt((np.abs(fold) ** 2).sum(0))       # what the fully sampled 180 mm scan shows (RSS)
     return AcqCase("rectangular_fov_fold", h, undersampled, truth,
-                   {"shape": [48, M], "psnr_min": {"grappa": 33.0},
-                    "known_failure": {"sense": (33.0, "issue 23 item 1: folded coil images need two sets of coil "
-                                                      "maps (soft-SENSE); measured 29.4 dB vs GRAPPA 34.6")}})
+                   {"shape": [48, M], "psnr_min": {"grappa": 33.0, "sense": 40.0}})
 
 
 def cases() -> list[AcqCase]:
@@ -222,13 +213,9 @@ def cases() -> list[AcqCase]:
 
 def write_set(directory) -> list[str]:
     """Each case as DIR/<name>.h5 (ISMRMRD raw) + DIR/expected.json ({name: expect}); truths as DIR/<name>_truth.npy."""
-    from recon_core.raw.writer import write_raw
-
     os.makedirs(directory, exist_ok=True)
     out, expected = [], {}
     for c in cases():
-        import ismrmrd.xsd
-
         path = os.path.join(directory, f"{c.name}.h5")
         write_raw(path, ismrmrd.xsd.ToXML(c.header), c.acquisitions, {}, what="output")
         if c.truth is not None:

@@ -1,12 +1,13 @@
 """`simulate-dataset`: a training/evaluation set of simulated brain slices, and its loader.
 
 Layout of `DIR/<split>/` (N slices):
-- `mvue.npy` (N, 2, H, W) float32: MVUE of the fully sampled noisy k-space with ESPIRiT maps estimated
-  from the simulated ACS (the centre `calib`×`calib` block, as the gadget does), divided by its 99th
-  percentile (`recon_core.mvue.normalize`), as (real, imag).
+- `mvue.npy` (N, 2, H, W) float32: MVUE of the fully sampled noisy k-space with coil maps estimated
+  from the simulated ACS (the centre `calib`×`calib` block) by the gadget's recipe
+  (`recon_core.coils.coil_maps`), divided by its 99th percentile (`recon_core.mvue.normalize`), as
+  (real, imag).
 - `scale.npy` (N,) float32: that percentile (scanner units); `reference.npy` (N, H, W) complex64: the
   un-normalised MVUE (scanner units).
-- `maps.npy` (N, C, H, W) complex64 ESPIRiT maps (optional, default on).
+- `maps.npy` (N, C, H, W) complex64 coil maps (optional, default on).
 - `kspace.npy` (N, C, H, W) complex64 fully sampled noisy k-space, scanner units (default: val/test on,
   train off); masks are applied retrospectively (any kind, poisson2d included).
 - `metadata.jsonl`: one `MetadataRecord.to_dict()` per line (header-derived via
@@ -27,14 +28,31 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
 import shutil
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+from tqdm import tqdm
 
+from recon_core.coils import coil_maps
 from recon_core.errors import InputError
+from recon_core.fft import fft2c, fft2c_np, ifft2c_np
+from recon_core.io_utils import atomic_directory
+from recon_core.metadata.record import MetadataRecord
+from recon_core.mvue import mvue_from_kspace, normalize
+
+from . import acquisition as acqmod
+from . import variety as V
+from .contrast import CONTRASTS, draw_protocol, tissue_signals
+from .header import build_header
+from .phantom import Z_RANGE_MM, _base_interleaved, make_subject, render_slab
+from .scan import image_from_slab, slice_records, validate_geometry
+from .tissues import INDEX
 
 SPLITS = {"train": 1, "val": 2, "test": 3}
 STACK_SLICES = 16
@@ -80,8 +98,6 @@ class ExportConfig:
 
 
 def _check(cfg: ExportConfig):
-    from .contrast import CONTRASTS
-    from .scan import validate_geometry
 
     if cfg.split not in SPLITS:
         raise InputError(f"split: expected one of {', '.join(SPLITS)}, got {cfg.split!r}")
@@ -109,8 +125,6 @@ def _check(cfg: ExportConfig):
 # ------------------------------------------------------------------------------------------ ESPIRiT
 def _upsample2(m):
     """(…, h, w) → (…, 2h, 2w): exact at even indices, periodic midpoint average at odd ones."""
-    import torch
-
     o = torch.zeros(m.shape[:-2] + (2 * m.shape[-2], m.shape[-1]), dtype=m.dtype, device=m.device)
     o[..., 0::2, :] = m
     o[..., 1::2, :] = 0.5 * (m + torch.roll(m, -1, -2))
@@ -121,26 +135,24 @@ def _upsample2(m):
 
 
 def espirit(ksp, calib: int, grid: str = "half"):
-    """ESPIRiT maps (B, C, H, W) from fully sampled k-space using its centre calib×calib block (ACS).
+    """Coil maps (B, C, H, W) from fully sampled k-space using its centre calib×calib block (ACS), by the
+    scanner's recipe (`recon_core.coils.coil_maps`: ESPIRiT with the crop policy, low-resolution fallback).
 
-    grid "full": `recon_core.coils.espirit_maps` on the H×W grid. grid "half": the same ESPIRiT
-    (same calibration block, kernel, threshold, crop) on the central (H/2)×(W/2) k-space, i.e. the
-    maps evaluated on every second pixel of the same FOV (ESPIRiT's pixel matrices G(r) are an exact
-    sub-sampling), then upsampled (even pixels exact, odd pixels averaged), renormalised to unit norm
-    and phase-referenced to coil 0; the crop support is upsampled the same way. ~5× cheaper; measured
-    at 128², 8 coils, SNR 30 dB: the MVUE differs from the full-grid one by 0.3 % (relative L2).
+    grid "full": the recipe on the H×W grid. grid "half": the same recipe (same calibration block,
+    kernel, threshold, crops) on the central (H/2)×(W/2) k-space, i.e. the maps evaluated on every
+    second pixel of the same FOV (ESPIRiT's pixel matrices G(r) are an exact sub-sampling), then
+    upsampled (even pixels exact, odd pixels averaged), renormalised to unit norm and phase-referenced
+    to coil 0; the crop support is upsampled the same way. ~5× cheaper; measured at 128², 8 coils,
+    SNR 30 dB: the MVUE differs from the full-grid one by 0.3 % (relative L2).
     """
-    import torch
-
-    from recon_core.coils import espirit_maps
 
     H, W = ksp.shape[-2:]
     if grid == "full" or H % 4 or W % 4 or min(H, W) // 2 < calib + 4:
-        return espirit_maps(ksp, calib=calib, backend="torch")
+        return coil_maps(ksp, calib=calib)
     if grid != "half":
         raise InputError(f"ESPIRiT grid: expected half or full, got {grid!r}")
     y0, x0 = H // 4, W // 4
-    m = _upsample2(espirit_maps(ksp[..., y0:y0 + H // 2, x0:x0 + W // 2], calib=calib, backend="torch"))
+    m = _upsample2(coil_maps(ksp[..., y0:y0 + H // 2, x0:x0 + W // 2], calib=calib))
     n = m.abs().pow(2).sum(-3, keepdim=True).sqrt()
     ref = m[..., :1, :, :]
     ph = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
@@ -152,10 +164,6 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
     """Simulate `n` slices of subject `sseed`: returns arrays for the export and the per-slice metadata."""
     if cfg.variety == "scanner":
         return _simulate_varied(cfg, sseed, n, device)
-    from .contrast import draw_protocol
-    from .phantom import Z_RANGE_MM, make_subject, render_slab
-    from .scan import image_from_slab
-    from .tissues import INDEX
 
     rng = np.random.default_rng([int(sseed), 0xDA7A])
     M = cfg.matrix
@@ -189,12 +197,7 @@ def _pathology(rng) -> str:
 def _acquire(cfg: ExportConfig, x, brain, head, snr_range, rng, device) -> dict:
     """Complex images (S, M, M) → coils, correlated noise at an SNR drawn from `snr_range`, ESPIRiT maps from
     the centre calib² block, MVUE and its normalisation → the export arrays of these slices."""
-    import torch
 
-    from recon_core.fft import fft2c
-    from recon_core.mvue import mvue_from_kspace, normalize
-
-    from . import acquisition as acqmod
 
     maps_true = acqmod.coil_maps(cfg.coils, x.shape[-1], rng)
     psi = acqmod.noise_covariance(cfg.coils, rng)
@@ -220,11 +223,6 @@ def _acquire(cfg: ExportConfig, x, brain, head, snr_range, rng, device) -> dict:
 def _window(full: dict, win: tuple) -> dict:
     """The export arrays of an M² window of full-grid arrays (`_acquire`'s): the MVUE window renormalised by
     its own 99th percentile, maps cropped, k-space = the FFT of the cropped coil images."""
-    import torch
-
-    from recon_core.fft import fft2c_np, ifft2c_np
-    from recon_core.mvue import normalize
-
     ref = np.ascontiguousarray(full["reference"][(Ellipsis,) + win])
     mvn, scale = normalize(torch.from_numpy(ref))
     out = {"mvue": torch.stack([mvn.real, mvn.imag], 1).float().numpy(), "scale": scale.float().numpy(),
@@ -241,9 +239,6 @@ def _records(cfg: ExportConfig, protocol, subj, n: int, fov_mm: float) -> list[d
 
     metadata "slice" = the scanner's slice counter of this scan (0..n−1, inferior to superior), the
     definition a scanner stream (and `simulate`) gives the gadget; the virtual-stack position is in index.jsonl"""
-    from .header import build_header
-    from .scan import slice_records
-
     header = build_header(protocol=protocol, subject=subj, matrix=cfg.matrix, n_slices=n, n_coils=cfg.coils,
                           fov_mm=fov_mm, thickness_mm=cfg.thickness_mm, accel=1.0, calibration_mode="embedded",
                           pathology_labels=subj.labels, seed=int(subj.seed) & 0xFFFFFFFF, acs_lines=cfg.calib)
@@ -255,11 +250,6 @@ def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict
     transform, FOV/pixel size with a `matrix`² window of a larger grid — the scan simulated on the whole grid,
     the window cut from its MVUE —, SNR, bias, fine warp, GRE family, intensity randomisation). The record's contrast is the GRE weighting label; with random intensities
     the contrast and sequence parameters are missing."""
-    from .contrast import draw_protocol, tissue_signals
-    from .phantom import make_subject, render_slab
-    from .tissues import INDEX
-    from . import variety as V
-
     v = V.draw_variety(sseed, crop=cfg.matrix)
     rng = np.random.default_rng([int(sseed), 0xDA7A])
     vr = np.random.default_rng([v.seed, 1])
@@ -298,7 +288,6 @@ def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict
 
 def _worker(args):
     cfg_d, sseed, n = args
-    import torch
 
     torch.set_num_threads(1)
     cfg = ExportConfig(**{**cfg_d, "snr": tuple(cfg_d["snr"]), "contrasts": tuple(cfg_d["contrasts"])})
@@ -352,8 +341,6 @@ def _resume_point(part: str, conf: dict) -> int:
 def _open_partial(part: str, cfg: ExportConfig, done_subjects: int):
     """(arrays {name: memmap}, metadata lines, index lines, subjects done) of the partial directory; the
     lines are trusted only when their count matches the subjects done (else everything restarts)."""
-    from numpy.lib.format import open_memmap
-
     os.makedirs(part, exist_ok=True)
     arrays = {}
     for name, (shape, dt) in _arrays_spec(cfg).items():
@@ -377,7 +364,6 @@ def _subject_results(cfg: ExportConfig, conf: dict, todo: list, workers: int):
     if workers <= 1:
         # one torch thread, as in each worker: the export is bit-identical for any `workers`
         # (ESPIRiT's reductions differ in the last bit between 1 and 2 threads)
-        import torch
 
         n_threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -387,12 +373,10 @@ def _subject_results(cfg: ExportConfig, conf: dict, todo: list, workers: int):
         finally:
             torch.set_num_threads(n_threads)
         return
-    import multiprocessing as mp
 
     # the tissue volume is built (and cached on disk) once here; workers come from a fork server that
     # imported the heavy modules but never ran torch, so no OpenMP thread pool is forked (forking a
     # process whose torch pool is running can hang the children)
-    from .phantom import _base_interleaved
     _base_interleaved()
 
     if os.name == "nt":
@@ -410,8 +394,6 @@ def simulate_dataset(out, cfg: ExportConfig, progress: bool = True, workers: int
 
     Returns the info dict (also written to info.json), including the measured slices/s.
     """
-    from tqdm import tqdm
-
     _check(cfg)
     out = os.fspath(out)
     final = os.path.join(out, cfg.split)
@@ -468,8 +450,6 @@ def write_split(directory, split: str, images: np.ndarray, scales, records, inde
     metadata.jsonl (MetadataRecord or dicts), index.jsonl, info.json, plus optional `arrays`
     (reference/maps/kspace). Used by training's raw-file caches; `simulate_dataset` writes the same
     layout incrementally (resumable) and `load_split` reads both."""
-    from recon_core.io_utils import atomic_directory
-
     with atomic_directory(os.path.join(os.fspath(directory), split)) as tmp:
         np.save(tmp / "mvue.npy", np.ascontiguousarray(images, dtype=np.float32))
         np.save(tmp / "scale.npy", np.asarray(scales, dtype=np.float32))
@@ -519,8 +499,6 @@ class SplitData:
 
 def load_split(directory, split: str = "train", mmap: bool = True) -> SplitData:
     """Load `directory/<split>/` written by `simulate_dataset` (arrays memory-mapped when `mmap`)."""
-    from recon_core.metadata.record import MetadataRecord
-
     d = os.path.join(os.fspath(directory), split)
     if not os.path.isfile(os.path.join(d, "info.json")):
         raise InputError(f"{d}: not a simulate-dataset split (no info.json); expected DIR/<split>/ with "

@@ -14,6 +14,7 @@ import numpy as np
 
 from recon_core.errors import InputError
 
+from .template import MNI_ORIGIN, PAD, Z_RANGE_MM, base_volume
 from .tissues import INDEX
 
 PATHOLOGIES = ("none", "wm_lesions", "tumour")
@@ -127,7 +128,6 @@ class Tumour:
 
 def _mni_z_range(subj, slab_mm):
     if slab_mm is None:
-        from .phantom import Z_RANGE_MM
         slab_mm = Z_RANGE_MM
     lo, hi = float(min(slab_mm)), float(max(slab_mm))
     zs = [(subj.affine @ np.array([0.0, 0.0, z]) + subj.shift_mm)[2] for z in (lo, hi)]
@@ -136,8 +136,6 @@ def _mni_z_range(subj, slab_mm):
 
 def _candidates(z_lo, z_hi, thresh=0.85, channel=0):
     """MNI mm coordinates of voxels whose tissue `channel` (0 WM, 1 GM) fraction > thresh within z range."""
-    from .phantom import MNI_ORIGIN, PAD, base_volume
-
     base = base_volume()
     zi0 = int(max(np.floor(z_lo + MNI_ORIGIN[2] + PAD), 0))
     zi1 = int(min(np.ceil(z_hi + MNI_ORIGIN[2] + PAD) + 1, base.shape[1]))

@@ -19,83 +19,22 @@ inferior→superior (+z LPS). Pixel (i, j) of a matrix M sits at ((j − M/2)·d
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
+import torch
+from scipy import ndimage as ndi
 
+from .pathology import apply_pathology, make_pathology
+from .template import MNI_ORIGIN, PAD, Z_RANGE_MM, base_volume, cache_dir  # noqa: F401  (re-exported)
 from .tissues import INDEX, TISSUES, TissueTable, jitter, tissue_table
-
-CACHE_VERSION = 1
-PAD = 12                      # voxels of zero padding around the MNI volume
-MNI_ORIGIN = (98, 134, 72)    # voxel index of MNI (0, 0, 0) mm in the 197×233×189 1 mm grid
-#: Superior/inferior extent (MNI z, mm) over which axial slices are taken (upper cerebellum to high convexity).
-Z_RANGE_MM = (-26.0, 66.0)   # below ~−26 mm the skull-stripped template splits into lobes
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("CONTEXTMRI_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "contextmri")
-    return Path(root) / "sim"
-
-
-def _build_base() -> np.ndarray:
-    """(4, Z, Y, X) uint8: WM, GM, CSF (×255) and distance outside the brain (0.25 mm units, ≤ 63.75)."""
-    import torch
-    from nilearn import datasets
-
-    gm = np.asarray(datasets.load_mni152_gm_template(resolution=1).get_fdata(), dtype=np.float32)
-    wm = np.asarray(datasets.load_mni152_wm_template(resolution=1).get_fdata(), dtype=np.float32)
-    mask = np.asarray(datasets.load_mni152_brain_mask(resolution=1).get_fdata(), dtype=np.float32)
-    gm, wm = gm * mask, wm * mask
-    tot = gm + wm
-    over = tot > 1
-    gm[over] /= tot[over]
-    wm[over] /= tot[over]
-    csf = np.clip(mask - gm - wm, 0, 1)
-    vols = [np.pad(v, PAD) for v in (wm, gm, csf, mask)]
-    outside = vols[3] < 0.5
-    # exact EDT on a 2 mm grid, trilinearly upsampled (aligned corners: the sizes are odd)
-    from scipy import ndimage as ndi
-
-    assert all(s % 2 == 1 for s in outside.shape), outside.shape
-    d2 = ndi.distance_transform_edt(outside[::2, ::2, ::2]).astype(np.float32) * 2.0
-    d = torch.nn.functional.interpolate(torch.from_numpy(d2)[None, None], size=outside.shape, mode="trilinear",
-                                        align_corners=True)[0, 0].numpy()
-    d = np.where(outside, np.maximum(d, 0.5), 0.0)
-    out = np.stack([np.round(vols[0] * 255), np.round(vols[1] * 255), np.round(vols[2] * 255),
-                    np.round(np.clip(d, 0, 63.75) * 4)]).astype(np.uint8)
-    return np.ascontiguousarray(out.transpose(0, 3, 2, 1))  # (4, Z, Y, X)
-
-
-@lru_cache(maxsize=1)
-def base_volume() -> np.ndarray:
-    """The cached (4, Z, Y, X) uint8 base volume (see `_build_base`); built on first use (~5 s)."""
-    path = cache_dir() / f"mni152_tissue_v{CACHE_VERSION}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                return f["base"]
-        except Exception:  # corrupt cache: rebuild
-            pass
-    base = _build_base()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from ..io_utils import atomic_path
-
-        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, base=base)
-    except OSError:  # read-only home: keep it in memory only
-        pass
-    return base
+from .variety import ORIENTATIONS
 
 
 # ------------------------------------------------------------------------------------------ subject
 def _smooth_field(rng: np.random.Generator, channels: int, n: int = 6, up: int = 15) -> np.ndarray:
     """Random smooth field on a coarse cube grid (channels, up, up, up), values ~N(0,1), spanning ±130 mm."""
-    from scipy import ndimage as ndi
-
     coarse = rng.standard_normal((channels, n, n, n)).astype(np.float32)
     fine = np.stack([ndi.zoom(c, up / n, order=3, mode="nearest") for c in coarse])
     fine /= fine.std(axis=(1, 2, 3), keepdims=True) + 1e-6
@@ -152,8 +91,6 @@ def make_subject(seed: int, field: float | None = None, age: int | None = None, 
 
     `slab_mm` (z_lo, z_hi) in scanner mm tells pathology where the imaged slab lies (so it is visible).
     """
-    from .pathology import make_pathology
-
     rng = np.random.default_rng([int(seed), 0x5EED])
     if field is None:
         field = float(rng.choice([1.5, 3.0]))
@@ -189,7 +126,6 @@ class Slab:
     fractions: (T, S, ny, nx) float32 tissue fractions (T = len(TISSUES)); bias: (S, ny, nx) float32;
     phase: (S, ny, nx) float32 rad; z_mm: (S,) slice centres (LPS z, mm); pixel_mm; thickness_mm.
     """
-
     fractions: np.ndarray
     bias: np.ndarray
     phase: np.ndarray
@@ -224,8 +160,6 @@ def slice_positions(n_slices: int, rng: np.random.Generator, spacing_mm: float |
 
 def _sample_fields(subj: Subject, pts_mm: np.ndarray) -> np.ndarray:
     """Smooth fields at points (..., 3) scanner mm → (6, ...) (trilinear; outside the cube: edge values)."""
-    import torch
-
     shp = pts_mm.shape[:-1]
     g = torch.from_numpy((pts_mm.reshape(1, 1, 1, -1, 3) / FIELD_HALF_MM).astype(np.float32))
     f = torch.from_numpy(subj.fields)[None]           # (1, 6, z, y, x); grid order (x, y, z)
@@ -237,8 +171,6 @@ def _fields_on_grid(subj: Subject, zz: np.ndarray, coords: np.ndarray, basis=Non
     """Smooth fields (6, P, m, m) on the slab grid, evaluated on a coarse grid and bilinearly upsampled.
 
     basis: RAS unit vectors (column, row, normal) of the image grid (`_ras_basis`); None = axial."""
-    import torch
-
     bc, br, bn = _ras_basis("axial") if basis is None else basis
     m = len(coords)
     nc = max(m // 8, 2) + 1
@@ -252,8 +184,6 @@ def _fields_on_grid(subj: Subject, zz: np.ndarray, coords: np.ndarray, basis=Non
 def _ras_basis(orientation: str) -> tuple:
     """RAS unit vectors (column, row, normal) of an orientation's image grid (LPS ones in
     `variety.ORIENTATIONS`; RAS = diag(−1, −1, 1)·LPS)."""
-    from .variety import ORIENTATIONS
-
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation: expected one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
     flip = np.array([-1.0, -1.0, 1.0])
@@ -262,8 +192,6 @@ def _ras_basis(orientation: str) -> tuple:
 
 def _fine_displacement(fine: np.ndarray, pts_ras: np.ndarray) -> np.ndarray:
     """Fine displacement directions (3, n, n, n) sampled at RAS points (..., 3) mm → (..., 3) (trilinear)."""
-    import torch
-
     shp = pts_ras.shape[:-1]
     g = torch.from_numpy((pts_ras.reshape(1, 1, 1, -1, 3) / FIELD_HALF_MM).astype(np.float32))
     out = torch.nn.functional.grid_sample(torch.from_numpy(fine)[None], g, mode="bilinear", padding_mode="border",
@@ -315,8 +243,6 @@ def render_slab(subj: Subject, z_mm, matrix: int = 128, fov_mm: float = 240.0, t
     orientation: axial (default), sagittal or coronal (grid directions in `variety.ORIENTATIONS`).
     fine: (directions (3, n, n, n), amplitude mm) — a second, fine elastic displacement (`variety.fine_field`).
     """
-    from .pathology import apply_pathology
-
     z_mm = np.atleast_1d(np.asarray(z_mm, dtype=np.float64))
     S, M = len(z_mm), int(matrix)
     m_hi = M * oversample
@@ -384,8 +310,6 @@ def render_slab(subj: Subject, z_mm, matrix: int = 128, fov_mm: float = 240.0, t
 
 def _enlarge_csf(frac: np.ndarray, atrophy: float, pixel_mm: float) -> None:
     """Age-related atrophy in place: CSF spreads into adjacent WM/GM (ventricles and sulci widen)."""
-    from scipy import ndimage as ndi
-
     i_csf, i_wm, i_gm = INDEX["csf"], INDEX["wm"], INDEX["gm"]
     csf = frac[i_csf]
     sigma = 2.0 / pixel_mm

@@ -29,10 +29,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import ismrmrd
 import numpy as np
 
 from recon_core.errors import InputError
+from recon_core.masks import MIN_ACS_LINES, make_mask
+from recon_core.metadata.header import record_from_header
 
+from ..metadata.header import parse_header
+from ..raw.reader import open_dataset
+from ..raw.writer import write_raw
 from . import acquisition as acqmod
 from .contrast import draw_protocol, render
 from .header import build_header, header_xml
@@ -55,7 +61,6 @@ class SimulatedScan:
     sigma (noise std per complex sample); tissue (S, ny, nx) uint8 dominant tissue index
     (recon_core.sim.tissues.TISSUES order, 255 = air); records: per-slice MetadataRecord.
     """
-
     header: object
     acquisitions: list
     reference: np.ndarray
@@ -91,8 +96,6 @@ def _check_int(name, v, lo, hi):
 
 def validate_geometry(matrix, n_slices, coils, accel, acs_lines=None, thickness_mm=4.0, fov_mm=240.0, snr=30.0):
     """Check scan geometry; impossible combinations → InputError naming the problem."""
-    from recon_core.masks import MIN_ACS_LINES
-
     M = _check_int("matrix", matrix, 16, 1024)
     if M % 2:
         raise InputError(f"matrix must be even (centred FFT convention), got {M}")
@@ -144,8 +147,6 @@ def _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, s
     """The scan as ISMRMRD acquisitions, in scanner order: noise readouts, then per slice the separate
     calibration lines (if any) and the imaging lines (ACS flagged when embedded); k_os (S, C, M, nos)
     oversampled k-space. Draws the dwell time, the measurement uid and the noise from `rng`."""
-    import ismrmrd
-
     S, C, _, nos = k_os.shape
     dwell = _bandwidth_dwell_us(protocol, nos, rng)
     acqs = []
@@ -207,9 +208,6 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
 
     Times in ms, flip in degrees, field in T, SNR in dB (σ = mean brain |x| / 10^(SNR/20)).
     """
-    import ismrmrd
-
-    from recon_core.masks import make_mask
 
     _check_scan_args(mask, acs_mode, matrix, n_slices, coils, accel, acs_lines, thickness_mm, fov_mm, snr, field,
                      oversampling)
@@ -264,8 +262,6 @@ def image_from_slab(slab, subj, protocol, rng) -> np.ndarray:
 
 def slice_records(header, n_slices: int, labels) -> list:
     """Per-slice MetadataRecord from the header (recon_core.metadata), pathology from the simulator's labels."""
-    from recon_core.metadata.header import record_from_header
-
     base = record_from_header(header, 0, overrides={"pathology": list(labels)})
     return [base.replace(slice=s) for s in range(n_slices)]
 
@@ -274,15 +270,11 @@ def slice_records(header, n_slices: int, labels) -> list:
 def write_scan(path, scan: SimulatedScan) -> str:
     """Write an ISMRMRD .h5 (group `dataset`: xml header, acquisitions, image group `reference`) with the
     one raw-file writer (`recon_core.raw.writer.write_raw`: atomic, no partial file on error)."""
-    from ..raw.writer import write_raw
-
     return write_raw(path, scan.xml, scan.acquisitions, {"reference": reference_images(scan)}, what="output")
 
 
 def reference_images(scan: SimulatedScan) -> list:
     """The ground truth as complex ISMRMRD images (one per slice, reconSpace, IMTYPE_COMPLEX)."""
-    import ismrmrd
-
     enc = scan.header.encoding[0]
     fov = enc.reconSpace.fieldOfView_mm
     first_acq = {}
@@ -321,10 +313,6 @@ def read_scan(path) -> RawScan:
 
     Readout oversampling is removed (encodedSpace x → reconSpace x). Missing file → InputError.
     """
-    import ismrmrd
-
-    from ..metadata.header import parse_header
-    from ..raw.reader import open_dataset
 
     ds = open_dataset(path)   # the raw layer's reader and the one header parser
     try:

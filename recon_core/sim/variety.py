@@ -24,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
+
+from .contrast import Protocol, validate_protocol
 
 #: LPS unit vectors (column direction, row direction, slice normal) of each orientation's image grid.
 #: Axial: columns R→L, rows A→P; sagittal: columns A→P, rows S→I; coronal: columns R→L, rows S→I.
@@ -105,8 +108,6 @@ def transposed(d: int) -> bool:
 def draw_gre(rng: np.random.Generator, field: float):
     """A spoiled-GRE protocol (TR 15–700 ms log-uniform, TE 2–min(30, TR/2) ms, flip 4–70° log-uniform)
     and its weighting label (`gre_label`)."""
-    from .contrast import Protocol, validate_protocol
-
     tr = float(np.round(np.exp(rng.uniform(np.log(15.0), np.log(700.0))), 1))
     te = float(np.round(rng.uniform(2.0, min(30.0, tr / 2)), 2))
     fa = float(np.round(np.exp(rng.uniform(np.log(4.0), np.log(70.0)))))
@@ -141,8 +142,6 @@ def tissue_factors(intensity: str, signals: np.ndarray, rng: np.random.Generator
 
 def fine_field(seed: int) -> np.ndarray:
     """(3, n, n, n) float32 smooth displacement directions (unit std) on a ±130 mm cube, n ≈ 2.5·FINE_GRID."""
-    from scipy import ndimage as ndi
-
     rng = np.random.default_rng([int(seed), 0xF1E1D])
     coarse = rng.standard_normal((3, FINE_GRID, FINE_GRID, FINE_GRID)).astype(np.float32)
     up = int(2.5 * FINE_GRID)

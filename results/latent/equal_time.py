@@ -17,7 +17,7 @@ import numpy as np
 
 from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 CELLS = ("uniform1d:4", "uniform1d:8", "poisson2d:8")
 NFE = {"dds": (10, 20, 50, 100), "ldpm": (20, 50, 100, 200)}
@@ -30,7 +30,7 @@ def main(latent, data, pixel="default", limit=8, cache="/work/runs/equal_time_ca
     rows = {"dds": {}, "ldpm": {}}
     for method, grid in NFE.items():
         for nfe in grid:
-            ev = Evaluation(EvalConfig(**base, sampler=DDSConfig(nfe=nfe)), progress=False)
+            ev = Evaluation(EvalConfig(**base, sampler=SamplerConfig(nfe=nfe)), progress=False)
             for spec in CELLS:
                 r = ev.dds(spec, 2.0) if method == "dds" else ev.dds(spec, 2.0, model="latent", method="ldpm")
                 rows[method].setdefault(spec, []).append(

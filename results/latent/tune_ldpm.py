@@ -15,7 +15,7 @@ import numpy as np
 
 from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 CELLS = ("uniform1d:4", "uniform1d:8", "poisson2d:8")
 SETTINGS = {
@@ -38,12 +38,12 @@ def main(latent, data, cache="/work/runs/tune_cache"):
     base = dict(model="default", data=data, out=cache, masks=CELLS, cfg=(2.0,), limit=8, split="val",
                 baselines=("zerofilled",), ablations=False, pathology=False, figures=False, latent_model=latent,
                 methods=("ldpm",))
-    ev0 = Evaluation(EvalConfig(**base, sampler=DDSConfig()), progress=False)
+    ev0 = Evaluation(EvalConfig(**base, sampler=SamplerConfig()), progress=False)
     for spec in CELLS:
         r = ev0.dds(spec, 2.0)
         ref[spec] = {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.mean(r["ssim"])), "seconds": float(r["seconds"])}
     for name, kw in SETTINGS.items():
-        ev = Evaluation(EvalConfig(**base, sampler=DDSConfig(cfg=2.0, **kw)), progress=False)
+        ev = Evaluation(EvalConfig(**base, sampler=SamplerConfig(cfg=2.0, **kw)), progress=False)
         rows[name] = {}
         for spec in CELLS:
             r = ev.dds(spec, 2.0, model="latent", method="ldpm")

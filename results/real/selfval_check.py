@@ -7,7 +7,7 @@ For each real file (all slices; masks regular1d:2:24, regular1d:3:24, uniform1d:
 each of the first 8 slices of the simulator's classic validation split (/work/data/sim128, uniform1d ×4
 and ×8): PSNR of DDS alone, of SENSE and L1-wavelet (the classical candidates, default settings, the same maps),
 and of the self-validated reconstruction (its choice recorded). Real slices are scored inside the head
-against the fully sampled RSS (recon_core/evaluation/real.py), simulator slices on the whole image against
+against the fully sampled RSS (training/evaluation/real.py), simulator slices on the whole image against
 the simulator's reference (fastMRI convention).
 """
 
@@ -24,17 +24,17 @@ import torch
 def _row(name, spec, ref_fn, sd_like, prior, record_fn):
     from recon_core import baselines
     from recon_core.samplers import diffusion_sampler
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
     ksp, maps, mask, records = sd_like
     out = {"slice": name, "mask": spec}
     for nm, meth in (("sense", "sense"), ("l1wavelet", "l1wavelet")):
         out[nm] = ref_fn(np.asarray(baselines.reconstruct(meth, ksp[None], maps[None], mask))[0])
     plain = diffusion_sampler("dds", validated=False)(prior, ksp[None], maps[None], mask, records=records,
-                                                      config=DDSConfig())
+                                                      config=SamplerConfig())
     out["dds"] = ref_fn(np.asarray(plain.image)[0])
     sv = diffusion_sampler("dds")(prior, ksp[None], maps[None], mask, records=records,
-                                  config=DDSConfig(self_validate=True))
+                                  config=SamplerConfig(self_validate=True))
     out["selfval"] = ref_fn(np.asarray(sv.image)[0])
     info = sv.timings["self_validation"][0]
     out["chosen"] = info.get("chosen", "skipped")

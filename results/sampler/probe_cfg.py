@@ -3,10 +3,10 @@
 """
 import numpy as np, json
 from training.evaluation import EvalConfig, Evaluation
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 CELLS = ("uniform1d:4", "uniform1d:8", "poisson2d:8")
 ev = Evaluation(EvalConfig(model="default", data="/work/data/sim128", out="/work/runs/tune_cache", masks=CELLS, cfg=(2.0,3.0), limit=8, split="val",
-    sampler=DDSConfig(), baselines=("zerofilled",), ablations=False, pathology=False, figures=False), progress=False)
+    sampler=SamplerConfig(), baselines=("zerofilled",), ablations=False, pathology=False, figures=False), progress=False)
 out = {}
 for spec in CELLS:
     for w in (1.0, 2.0, 3.0, 4.0):

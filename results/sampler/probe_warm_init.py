@@ -8,7 +8,7 @@ Prints per setting {cell: (DDS PSNR, s/slice, BART W PSNR, sigpy L1 PSNR)}; resu
 import sys, json, time
 import numpy as np
 from training.evaluation import EvalConfig, Evaluation
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 CELLS = ("poisson2d:8", "uniform1d:8")
 S = {
  "sense t0.3": dict(warm_start=0.3),
@@ -21,7 +21,7 @@ names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(S)
 for name in names:
     kw = S[name]
     ev = Evaluation(EvalConfig(model="default", data="/work/data/sim128", out="/work/runs/tune_cache", masks=CELLS, cfg=(2.0,), limit=8, split="val",
-        sampler=DDSConfig(cfg=2.0, **kw), baselines=("zerofilled","l1wavelet", "bart-w"), ablations=False, pathology=False, figures=False), progress=False)
+        sampler=SamplerConfig(cfg=2.0, **kw), baselines=("zerofilled","l1wavelet", "bart-w"), ablations=False, pathology=False, figures=False), progress=False)
     out = {}
     for spec in CELLS:
         r = ev.dds(spec, 2.0)

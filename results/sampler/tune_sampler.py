@@ -14,7 +14,7 @@ import numpy as np
 
 from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
-from recon_core.settings import DDSConfig
+from recon_core.samplers import SamplerConfig
 
 CELLS = ("uniform1d:4", "uniform1d:8")
 SETTINGS = {
@@ -33,7 +33,7 @@ def main(model, data, cache="/work/runs/tune_cache"):
     rows, ref = {}, {}
     for name, kw in SETTINGS.items():
         ev = Evaluation(EvalConfig(model=model, data=data, out=cache, masks=CELLS, cfg=(2.0,), limit=8, split="val",
-                                   sampler=DDSConfig(cfg=2.0, **kw), baselines=("zerofilled", "bart-w"),
+                                   sampler=SamplerConfig(cfg=2.0, **kw), baselines=("zerofilled", "bart-w"),
                                    ablations=False, pathology=False, figures=False), progress=False)
         rows[name] = {}
         for spec in CELLS:

@@ -5,7 +5,7 @@ PSNR/SSIM vs network evaluations and time per slice (held-out test split, unifor
 
 Writes results/scoremri/results.json and fig_psnr_vs_nfe.png; prints a Markdown table. A rerun with the
 same slices keeps the rows already in results.json and runs only the missing (sampler, NFE) pairs. Both samplers use
-the settings' defaults except NFE (DDS: the shipped DDSConfig defaults; Score-MRI: variant sense, r 0.16,
+the settings' defaults except NFE (DDS: the shipped SamplerConfig defaults; Score-MRI: variant sense, r 0.16,
 one corrector step, γ and CG iterations as DDS). Slices are processed one at a time (in-line cost).
 """
 
@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from recon_core.dds import dds_reconstruct
+from recon_core.samplers.dds import dds_reconstruct
 from training.evaluation import EvalConfig, Evaluation
 from recon_core.io_utils import write_text_atomic
 from recon_core.metrics import psnr, ssim
-from recon_core.scoremri import scoremri_reconstruct
-from recon_core.settings import DDSConfig
+from recon_core.samplers.scoremri import scoremri_reconstruct
+from recon_core.samplers import SamplerConfig
 
 CELL = "uniform1d:4"
 
@@ -53,10 +53,10 @@ def main(model, data, n=4, sm_nfe="100,500,2000", dds_nfe="20,50,100"):
                 t0 = time.perf_counter()
                 if method == "dds":
                     r = dds_reconstruct(prior, cd.ksp[i:i + 1], cd.maps[i:i + 1], cd.mask[i], [recs[i]],
-                                        config=DDSConfig(nfe=k), device="cpu")
+                                        config=SamplerConfig(nfe=k), device="cpu")
                 else:
                     r = scoremri_reconstruct(prior, cd.ksp[i:i + 1], cd.maps[i:i + 1], cd.mask[i], [recs[i]],
-                                             config=DDSConfig(scoremri_nfe=k), device="cpu", progress=True)
+                                             config=SamplerConfig(scoremri_nfe=k), device="cpu", progress=True)
                 secs.append(time.perf_counter() - t0)
                 ps.append(float(psnr(cd.ref[i], r.image[0])))
                 ss.append(float(ssim(cd.ref[i], r.image[0])))

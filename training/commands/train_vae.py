@@ -13,7 +13,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from recon_core.latent import load_vae
+    from recon_core.prior.vae import load_vae
     from training.commands.run_args import run_config
     from training.datasets import build_dataset
     from training.vae import load_vae_train_config, train_vae, vae_metrics

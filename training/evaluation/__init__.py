@@ -1,7 +1,7 @@
 """Evaluation and benchmark applications on top of recon_core (imports recon_core; recon_core's library
 modules never import this package).
 
-    config     EvalConfig (cells, CFG weights, baselines, the DDSConfig sampler settings)
+    config     EvalConfig (cells, CFG weights, baselines, the SamplerConfig sampler settings)
     harness    Evaluation: cells, baselines (λ tuned on validation), DDS runs, ablations, twin, oracle maps
     cache      UnitCache: resumable per-unit results in OUTDIR/.cache
     report     results.md;   figures: PNG figures;   stats / ablation: small pure helpers

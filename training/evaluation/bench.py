@@ -4,7 +4,7 @@ On one simulated slice (recon_core.sim.export.simulate_subject: brain, `matrix`�
 slice's header-derived metadata), undersampled with `mask`:
 - I/O: np.save + np.load of the undersampled k-space and np.save of the output image (a temp dir);
 - ESPIRiT (recon_core.coils, torch backend; sigpy backend too);
-- DDS (recon_core.dds) split into network / CG / other, at `nfe`, `cfg`, `precision`;
+- DDS (recon_core.samplers.dds) split into network / CG / other, at `nfe`, `cfg`, `precision`;
 - the network floor: the network evaluations DDS ran (≈ warm_start · NFE with the default warm start) ×
   the median time of one batched cond+uncond forward (batch 2 when
   0 < cfg ≠ 1, else 1) at the same shape; ratios DDS/floor and slice/floor (target ≤ 1.3);
@@ -26,12 +26,27 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
-from recon_core.errors import InputError
-
+from recon_core.baselines import bart, reconstruct
 
 # ------------------------------------------------------------------------------------------ BART
-from recon_core.bart import read_cfl, to_bart as _to_bart, write_cfl  # noqa: E402,F401  (re-exported for the tests)
+from recon_core.baselines.bart import read_cfl, write_cfl  # noqa: E402,F401  (re-exported for the tests)
+from recon_core.baselines.bart import to_bart as _to_bart
+from recon_core.coils import calib_region, espirit_maps
+from recon_core.device import autocast, resolve_device
+from recon_core.errors import InputError
+from recon_core.masks import make_mask, parse_mask_spec
+from recon_core.metadata.record import MetadataRecord
+from recon_core.metrics import psnr
+from recon_core.precision import choose_inference_precision
+from recon_core.prior import build_prior
+from recon_core.prior.cache import get_prior
+from recon_core.samplers import SamplerConfig
+from recon_core.samplers.dds import dds_reconstruct
+from recon_core.sim.export import ExportConfig, simulate_subject, subject_seed
+
+from .config import LAMBDA_GRID
 
 
 def bart_kernel(calib: int, kernel_width: int = 6) -> int:
@@ -41,10 +56,8 @@ def bart_kernel(calib: int, kernel_width: int = 6) -> int:
 
 def run_bart(ksp: np.ndarray, calib: int, lamda: float = 0.005, iters: int = 100, workdir: str | None = None) -> dict:
     """`bart ecalib -m1 -r calib -k kernel` + `bart pics -S -R W:3:0:λ -i iters` (BART's own maps) on
-    (C, ny, nx) k-space, through recon_core.bart. Returns {"ecalib_s", "pics_s", "maps", "image"} (wall
+    (C, ny, nx) k-space, through recon_core.baselines.bart. Returns {"ecalib_s", "pics_s", "maps", "image"} (wall
     times incl. process start and cfl I/O)."""
-    from recon_core import bart
-
     t0 = time.perf_counter()
     maps = bart.ecalib(ksp, int(calib), bart_kernel(int(calib)))
     t1 = time.perf_counter()
@@ -70,9 +83,6 @@ def _timed(fn, repeat=1):
 
 def simulate_slice(matrix: int, coils: int, seed: int = 0):
     """One test-split-style slice: (ksp (C, ny, nx) full, reference (ny, nx), record)."""
-    from recon_core.metadata.record import MetadataRecord
-    from recon_core.sim.export import ExportConfig, simulate_subject, subject_seed
-
     cfg = ExportConfig(n_slices=1, split="test", matrix=matrix, coils=coils, slices_per_subject=1,
                        calib=min(24, matrix // 4), save_kspace=True)
     r = simulate_subject(cfg, subject_seed(seed, "test", 0), 1)
@@ -80,8 +90,6 @@ def simulate_slice(matrix: int, coils: int, seed: int = 0):
 
 
 def load_bench_prior(model: str | None, preset: str | None, device):
-    from recon_core.prior import build_prior
-    from recon_core.prior.cache import get_prior
 
     if preset:
         return build_prior(preset).to(device).eval(), f"untrained preset {preset!r} (PSNR meaningless)"
@@ -104,9 +112,6 @@ def _time_io(ksp: np.ndarray) -> float:
 
 def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, repeat: int):
     """(seconds of one batched forward as DDS does it, forward batch size)."""
-    import torch
-
-    from recon_core.device import autocast
 
     both = 0 < cfg != 1
     nb = 2 if both else 1
@@ -129,10 +134,6 @@ def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, 
 def _sigpy_l1(ref, kb, maps, mask) -> dict:
     """sigpy L1-wavelet (same maps): λ = the best of the evaluation grid on this slice (an oracle choice,
     favourable to the baseline); the time is that of one run at that λ."""
-    from recon_core.baselines import reconstruct
-    from recon_core.metrics import psnr
-    from .config import LAMBDA_GRID
-
     grid = {lam: float(psnr(ref, reconstruct("l1wavelet", kb, maps, mask, lamda=lam)[0]))
             for lam in LAMBDA_GRID["l1wavelet"]}
     lam_best = max(grid, key=grid.get)
@@ -144,9 +145,6 @@ def _sigpy_l1(ref, kb, maps, mask) -> dict:
 
 def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
     """BART ecalib + pics on the same slice (its own maps), timed."""
-    from recon_core.coils import calib_region
-    from recon_core.metrics import psnr
-
     cy, cx = calib_region(mask)
     b = run_bart(ksp, min(cy, cx))
     return {"ecalib_s": b["ecalib_s"], "pics_s": b["pics_s"], "psnr_pics": float(psnr(ref, b["image"])),
@@ -157,9 +155,6 @@ def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
 
 def _sweep(prior, kb, maps, mask, record, ref, cfg, seed, dev, sweep, precisions) -> list:
     """PSNR and time of DDS per (precision, NFE): the quality–time trade-off."""
-    from recon_core.dds import dds_reconstruct
-    from recon_core.metrics import psnr
-
     rows = []
     for prec in precisions:
         for n in sweep:
@@ -176,16 +171,6 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
               precision: str = "auto", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
               repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print) -> dict:
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
-    import torch
-
-    from recon_core.baselines import reconstruct
-    from recon_core.coils import espirit_maps
-    from recon_core.dds import dds_reconstruct
-    from recon_core.device import resolve_device
-    from recon_core.masks import make_mask, parse_mask_spec
-    from recon_core.metrics import psnr
-    from recon_core.precision import choose_inference_precision
-    from recon_core.settings import DDSConfig
 
     if nfe < 1 or any(n < 1 for n in sweep):
         raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
@@ -208,6 +193,8 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     kb = ksp[None]
 
     t_io = _time_io(ksp)
+    # the bench times the ESPIRiT primitive itself (one decomposition at crop 0.95), not the coil-map recipe
+    # (`recon_core.coils.coil_maps`: crop policy, low-resolution fallback) the other paths call
     espirit_maps(kb, mask=m.mask)  # warm-up
     maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
     _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
@@ -224,7 +211,7 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     out = {
         "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
                   "realised_accel": m.accel, "nfe": nfe, "network_evaluations": int(res.nfe), "cfg": cfg,
-                  "precision": precision, "sampler": DDSConfig(nfe=nfe, cfg=cfg, precision=precision).to_meta(),
+                  "precision": precision, "sampler": SamplerConfig(nfe=nfe, cfg=cfg, precision=precision).to_meta(),
                   "precision_choice": choice.to_meta(), "device": str(dev),
                   "torch_threads": torch.get_num_threads(), "forward_batch": nb, "seed": seed,
                   "psnr_convention": "fastmri (magnitude, data range = max |reference|)"},

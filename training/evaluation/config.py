@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from recon_core import baselines, samplers
 from recon_core.errors import InputError
-from recon_core.settings import DDSConfig
+from recon_core.masks import parse_mask_spec
+from recon_core.metrics import CONVENTIONS
+from recon_core.samplers import SamplerConfig
 
 DEFAULT_MASKS = ("uniform1d:4", "uniform1d:8", "poisson2d:8", "poisson2d:15")
 DEFAULT_CFG = (0.0, 1.0, 2.0, 3.0)
-BASELINES = ("zerofilled", "sense", "grappa", "l1wavelet", "tv", "bart-w", "bart-tv")
-BART_BASELINES = ("bart-w", "bart-tv")
-CLASSICAL_CS = ("grappa", "l1wavelet", "tv", "bart-w", "bart-tv")   # "best classical" = max over these
-_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-LAMBDA_GRID = {"l1wavelet": _GRID, "tv": _GRID, "bart-w": _GRID, "bart-tv": _GRID}
+BASELINES = baselines.methods()                                     # the registry's classical methods
+BART_BASELINES = baselines.methods(requires="bart")
+CLASSICAL_CS = baselines.methods(regularised=True)                   # "best classical" = max over these
+LAMBDA_GRID = {n: s.lambda_grid for n, s in baselines.BASELINES.items() if s.lambda_grid}
 METRICS = ("psnr", "ssim", "nmse")
-OTHER_SAMPLERS = ("scoremri", "ldpm")   # prior samplers evaluated beside DDS (same prior / the latent prior)
+OTHER_SAMPLERS = tuple(m for m in samplers.DIFFUSION_METHODS if m != "dds")   # evaluated beside DDS
 # settings only one sampler reads: kept out of the other samplers' cache keys (a new LDPM field does not
 # invalidate cached DDS units)
-METHOD_ONLY_FIELDS = {"ldpm": ("ldpm_switch", "ldpm_grad")}
+METHOD_ONLY_FIELDS = {name: tuple(f.name for f in dataclasses.fields(spec.options))
+                      for name, spec in samplers.SAMPLERS.items() if spec.options is not None and name != "dds"}
 CACHE_VERSION = 1
 
 
@@ -32,7 +36,7 @@ class EvalConfig:
     out: str
     masks: tuple = DEFAULT_MASKS
     cfg: tuple = DEFAULT_CFG
-    sampler: DDSConfig = field(default_factory=DDSConfig)   # DDS settings (cfg and seed come from this config)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)   # DDS settings (cfg and seed come from this config)
     samples: int = 4            # posterior samples for the uncertainty panel (example slices only)
     limit: int | None = None
     seed: int = 0               # masks (seed·1_000_003 + slice) and DDS sampling
@@ -59,50 +63,48 @@ class EvalConfig:
     def nfe(self) -> int:
         return self.sampler.nfe
 
-    def dds_settings(self) -> DDSConfig:
+    def dds_settings(self) -> SamplerConfig:
         """The sampler settings every DDS unit of this run uses (seed from this config; cfg set per unit)."""
         return self.sampler.sampler().replace(seed=int(self.seed), samples=1)
 
     def resolved_baselines(self, log=None) -> tuple:
         """The baselines to run: explicit ones must all be runnable (a missing `bart` is an error);
         the default set drops BART's when the binary is missing (and says so through `log`)."""
-        from recon_core import bart
-
         if self.baselines is not None:
-            if any(b in BART_BASELINES for b in self.baselines) and not bart.available():
-                named = [b for b in self.baselines if b in BART_BASELINES]
-                raise InputError(f"baselines {', '.join(named)} need the 'bart' binary, which is not on PATH "
-                                 f"(Debian: apt-get install bart)")
+            missing = [b for b in self.baselines if not baselines.available(b)]
+            if missing:
+                tools = sorted({baselines.get_spec(b).requires for b in missing})
+                raise InputError(f"baselines {', '.join(missing)} need the {', '.join(map(repr, tools))} binary, which "
+                                 f"is not on PATH (Debian: apt-get install {' '.join(tools)})")
             return tuple(self.baselines)
-        if bart.available():
+        if all(baselines.available(b) for b in BASELINES):
             return BASELINES
         if log:
             log("evaluate: 'bart' is not on PATH: BART baselines (bart-w, bart-tv) skipped")
         return tuple(b for b in BASELINES if b not in BART_BASELINES)
 
     def check(self) -> None:
-        from recon_core.masks import parse_mask_spec
-        from recon_core.metrics import CONVENTIONS
-
         if not self.masks:
             raise InputError("masks: expected at least one KIND:ACCEL")
         for m in self.masks:
             parse_mask_spec(m)
         if not self.cfg or any((not math.isfinite(w)) or w < 0 for w in self.cfg):
             raise InputError(f"cfg: expected a list of weights ≥ 0, got {list(self.cfg)}")
-        if not isinstance(self.sampler, DDSConfig):
-            raise InputError(f"sampler: expected a DDSConfig, got {type(self.sampler).__name__}")
+        if not isinstance(self.sampler, SamplerConfig):
+            raise InputError(f"sampler: expected a SamplerConfig, got {type(self.sampler).__name__}")
         self.sampler.validate()
         if self.limit is not None and self.limit < 1:
             raise InputError(f"limit must be ≥ 1, got {self.limit}")
         if self.batch < 1 or self.samples < 1 or self.tune_limit < 1:
             raise InputError("batch, samples and tune-limit must be ≥ 1")
-        bad = [b for b in (self.baselines or ()) if b not in BASELINES]
+        known = baselines.methods()      # the registry now (run-time registrations included)
+        bad = [b for b in (self.baselines or ()) if b not in known]
         if bad:
-            raise InputError(f"baselines: unknown {bad}, expected some of {', '.join(BASELINES)}")
-        bad = [m for m in self.methods if m not in OTHER_SAMPLERS]
+            raise InputError(f"baselines: unknown {bad}, expected some of {', '.join(known)}")
+        others = tuple(m for m in samplers.diffusion_methods() if m != "dds")
+        bad = [m for m in self.methods if m not in others]
         if bad:
-            raise InputError(f"methods: unknown {bad}, expected some of {', '.join(OTHER_SAMPLERS)}")
+            raise InputError(f"methods: unknown {bad}, expected some of {', '.join(others)}")
         if self.methods_limit < 1:
             raise InputError(f"methods-limit must be ≥ 1, got {self.methods_limit}")
         if self.convention not in CONVENTIONS:

@@ -7,6 +7,8 @@ import os
 import numpy as np
 
 from recon_core.io_utils import atomic_path
+from recon_core.metrics import psnr as _psnr
+
 from .ablation import pathology_kind
 from .config import CLASSICAL_CS
 from .report import _method_label
@@ -87,7 +89,6 @@ def _example_panel(ev, cell, p: int) -> None:
     """examples_<mask>.png: reference, zero-filled, best CS, DDS uncond/cond, |error| and uncertainty."""
     import matplotlib.pyplot as plt
 
-    from recon_core.metrics import psnr as _psnr
 
     ref, panels, err, un = _example_images(ev, cell, p)
     vmax = float(np.percentile(np.abs(ref), 99.5)) or 1.0

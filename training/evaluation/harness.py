@@ -4,10 +4,10 @@ baselines on a held-out simulator split, in the ContextMRI Table-1 layout.
 Per cell (mask kind × acceleration, e.g. "uniform1d:8"), for the selected test slices:
 - the fully sampled k-space of the export (`recon_core.sim.export.load_split`) is undersampled with a
   seeded mask per slice (`recon_core.masks.make_mask`, seed = `seed`·1_000_003 + slice index), coil
-  maps are estimated by ESPIRiT from the undersampled data's ACS (`recon_core.coils.espirit_maps`);
+  maps are estimated from the undersampled data's ACS by the scanner's recipe (`recon_core.coils.coil_maps`);
 - baselines (`recon_core.baselines`): zero-filled, SENSE, L1-wavelet and TV, λ of the last two tuned
   per cell on the validation split (grid `LAMBDA_GRID`, best mean PSNR on `tune_limit` val slices);
-- DDS (`recon_core.dds.dds_reconstruct`) for every CFG weight w (w = 0: unconditional branch only);
+- DDS (`recon_core.samplers.dds.dds_reconstruct`) for every CFG weight w (w = 0: unconditional branch only);
 - metadata ablations at the cell's best w > 0 (or `ablation_cfg`), cumulative: all fields →
   − MR params (sequence, TR, TE, TI, flip angle, field strength) → − contrast → − slice → unconditional;
 - pathology: correct labels vs wrong ones (none ↔ tumour, lesions ↔ tumour) vs unknown, same w;
@@ -31,9 +31,19 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from recon_core.baselines import get_spec, reconstruct
+from recon_core.coils import coil_maps
 from recon_core.errors import InputError
 from recon_core.io_utils import write_text_atomic
+from recon_core.masks import make_mask, parse_mask_spec
+from recon_core.metrics import all_metrics
+from recon_core.prior.cache import get_prior
+from recon_core.prior.manifest import resolve_model_path
+from recon_core.samplers import diffusion_sampler
+from recon_core.sim.export import load_split
+
 from .ablation import ABLATIONS, drop_fields, pathology_kind, wrong_pathology
 from .cache import UnitCache, key_of
 from .config import BASELINES, CACHE_VERSION, CLASSICAL_CS, LAMBDA_GRID, METHOD_ONLY_FIELDS, METRICS, EvalConfig
@@ -64,7 +74,6 @@ class Evaluation:
         self.c = config
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        from recon_core.sim.export import load_split
 
         self.test = load_split(config.data, config.split)
         if self.test.kspace is None or self.test.reference is None:
@@ -105,7 +114,6 @@ class Evaluation:
     # ---- identity of inputs (cache keys) -----------------------------------------------------------
     @staticmethod
     def _model_id(path) -> dict:
-        from recon_core.prior.checkpoint import resolve_model_path
 
         p = resolve_model_path(path)
         sig = []
@@ -127,7 +135,6 @@ class Evaluation:
     @property
     def prior(self):
         if self._prior is None:
-            from recon_core.prior.cache import get_prior
 
             self._prior = get_prior(self.c.model, self.c.device)
         return self._prior
@@ -135,7 +142,6 @@ class Evaluation:
     @property
     def latent(self):
         if self._latent is None:
-            from recon_core.prior.cache import get_prior
 
             self._latent = get_prior(self.c.latent_model, self.c.device)
         return self._latent
@@ -143,7 +149,6 @@ class Evaluation:
     @property
     def twin(self):
         if self._twin is None:
-            from recon_core.prior.cache import get_prior
 
             self._twin = get_prior(self.c.twin, self.c.device)
         return self._twin
@@ -152,8 +157,6 @@ class Evaluation:
     def _masks(self, kind, accel, split_indices, offset=0):
         """(L, ny, nx) bool masks, one per slice (seed = seed·1_000_003 + offset + index), cached
         (sigpy's Poisson-disc generator can take seconds per mask)."""
-        from recon_core.masks import make_mask
-
         seeds = [self.c.seed * 1_000_003 + offset + int(i) for i in split_indices]
 
         def compute():
@@ -164,15 +167,11 @@ class Evaluation:
         return r["mask"].astype(bool), float(np.mean(r["accel"]))
 
     def _undersample(self, split, idx, kind, accel, offset):
-        import torch
-
-        from recon_core.coils import espirit_maps
 
         mask, racc = self._masks(kind, accel, idx, offset)
         full = np.asarray(split.kspace[idx])
         ksp = (full * mask[:, None]).astype(np.complex64)
-        with torch.no_grad():
-            maps = espirit_maps(torch.from_numpy(ksp), mask=mask).cpu().numpy().astype(np.complex64)
+        maps = coil_maps(ksp, mask=mask)   # the scanner's recipe (crop policy, low-resolution fallback)
         ref = np.asarray(split.reference[idx]).astype(np.complex64)
         return ksp, mask, maps, ref, racc
 
@@ -186,7 +185,6 @@ class Evaluation:
 
     def cell(self, spec: str) -> CellData:
         if spec not in self._cells:
-            from recon_core.masks import parse_mask_spec
 
             kind, accel = parse_mask_spec(spec)
             t0 = time.perf_counter()
@@ -201,7 +199,6 @@ class Evaluation:
         return self.cache.get(key, fn)
 
     def _metrics(self, ref, rec) -> dict:
-        from recon_core.metrics import all_metrics
 
         m = all_metrics(ref, rec, self.c.convention)
         return {k: np.asarray(m[k], np.float64) for k in METRICS}
@@ -216,11 +213,9 @@ class Evaluation:
 
     # ---- baselines -----------------------------------------------------------------------------------
     def tune_lambda(self, spec: str, method: str) -> float | None:
-        from recon_core.baselines import DEFAULT_LAMBDA, reconstruct
-        from recon_core.masks import parse_mask_spec
 
         if self.val is None:
-            return DEFAULT_LAMBDA[method]
+            return get_spec(method).lamda
         kind, accel = parse_mask_spec(spec)
         vidx = select_slices(len(self.val), self.c.tune_limit)
         key = {"stage": "tune", "method": method, "cell": spec, "grid": LAMBDA_GRID[method],
@@ -237,8 +232,6 @@ class Evaluation:
         return float(LAMBDA_GRID[method][int(np.argmax(ps))])
 
     def baseline(self, spec: str, method: str) -> dict:
-        from recon_core.baselines import reconstruct
-
         lam = self.tune_lambda(spec, method) if method in LAMBDA_GRID else None
         key = {"stage": "baseline", "method": method, "cell": spec, "lambda": lam, "data": self._data_id(),
                "slices": self.slices.tolist(), "seed": self.c.seed, "convention": self.c.convention}
@@ -264,8 +257,6 @@ class Evaluation:
         them), chunked and cached. model: "main", "twin" or "latent" (the latent prior, for ldpm).
         maps: "espirit" (from the undersampled ACS, as every method) or "oracle" (the export's maps.npy,
         ESPIRiT of the fully sampled calibration region: what better maps would give)."""
-        from recon_core.samplers import diffusion_sampler
-
         sampler = diffusion_sampler(method)
         pos = np.arange(len(self.slices)) if positions is None else np.asarray(positions)
         settings = self.c.dds_settings().replace(cfg=float(w), samples=int(samples))
@@ -355,7 +346,6 @@ class Evaluation:
         return np.unique(np.linspace(0, n - 1, k).round().astype(int)) if k > 1 else np.arange(k)
 
     def run(self) -> dict:
-        from tqdm.auto import tqdm
 
         c = self.c
         t_start = time.perf_counter()

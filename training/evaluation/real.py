@@ -10,7 +10,7 @@ prewhitening when noise readouts exist, readout oversampling removed):
 - undersampling (`undersample`): a 1-D mask (`KIND:ACCEL[:ACS]`, e.g. `regular1d:2:24` — the scanner's
   GRAPPA pattern — or `uniform1d:4:0.08`) applied to the rows; the ACS rows are the calibration;
 - methods: DDS the way the scanner runs it (maps of `recon_core.raw.image.slice_maps`, the header's
-  metadata record, `DDSConfig` defaults unless given), and every classical method with its best
+  metadata record, `SamplerConfig` defaults unless given), and every classical method with its best
   setting on this slice (an oracle choice that favours the classical side): SENSE, GRAPPA, sigpy
   L1-wavelet, BART pics W and TV with our maps and with BART's own `ecalib` maps, each over `LAMBDAS`.
 
@@ -23,26 +23,28 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from tqdm import tqdm
 
+from recon_core import baselines
+from recon_core.baselines import bart
 from recon_core.errors import InputError
-from recon_core.raw.image import scanner_units
+from recon_core.fft import ifft2c_np
+from recon_core.metrics import masked_metrics
+from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import RealSlice, load_real, object_region, undersample  # noqa: F401
+from recon_core.samplers import SamplerConfig
 from recon_core.samplers import reconstruct_slice as diffusion  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-#: λ grids searched per classical method (best on the slice is reported)
-LAMBDAS = {"l1wavelet": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "bart-w": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-           "bart-tv": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "grappa": (0.01, 0.1), "sense": (0.0,)}
+#: λ grids searched per classical method (best on the slice is reported): each method's `real_grid`
+LAMBDAS = {name: spec.real_grid for name, spec in baselines.BASELINES.items() if spec.real_grid}
 DEFAULT_MASKS = ("regular1d:2:24", "regular1d:3:24", "uniform1d:4:0.08", "uniform1d:6:0.08")
 CLASSICAL = ("zerofilled", "sense", "grappa", "l1wavelet", "bart-w", "bart-tv")
 
 
 def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
     """Best setting of every classical method on this undersampled slice → {method: (image, info)}."""
-    from recon_core import bart, baselines
-    from recon_core.fft import ifft2c_np
-
     ksp, mask = sd.kspace[None], sd.mask
     map_sets = {"ours": maps_ours}
     if any(m.startswith("bart") for m in methods) and bart.available():
@@ -71,9 +73,6 @@ def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
 def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=CLASSICAL,
                 diffusion_methods=("dds",)) -> dict:
     """All methods on one real slice under mask `spec` → {method: metrics + setting}."""
-    from recon_core.metrics import masked_metrics
-    from recon_core.raw.image import slice_maps
-
     sd, m = undersample(rs.sd, spec, seed)
     row = {"_mask": {"spec": spec, "accel": float(m.accel), "acs_lines": int(len(m.acs_lines))}}
     maps = None
@@ -96,11 +95,8 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
 def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int = 0, progress: bool = True,
                   methods=CLASSICAL, diffusion_methods=("dds",)) -> dict:
     """Score every slice of every file under every mask (see module docstring)."""
-    from tqdm import tqdm
 
-    from recon_core.settings import DDSConfig
-
-    config = config or DDSConfig()
+    config = config or SamplerConfig()
     results, skipped = {}, []
     cases = []
     for p in paths:
@@ -146,7 +142,7 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
     lines = ["# Real-data evaluation", "",
              "Retrospective undersampling of fully sampled real raw files; reference = root-sum-of-squares of the "
              "fully sampled coil images; scored inside the object region, background zeroed "
-             "(recon_core/evaluation/real.py). Classical methods at their best λ on each slice (BART also with "
+             "(training/evaluation/real.py). Classical methods at their best λ on each slice (BART also with "
              "its own ecalib maps). PSNR dB / SSIM.", ""]
     for name, r in res["results"].items():
         lines.append(f"## {name} ({r['shape'][0]}×{r['shape'][1]}, {r['coils']} coils)")

@@ -20,6 +20,7 @@ import torch
 
 from recon_core.errors import InputError
 from recon_core.metrics import ms_ssim
+from recon_core.sim.pathology import LABELS
 
 HIST_BINS = 24
 
@@ -85,8 +86,6 @@ def pairwise_ms_ssim(images) -> float:
 
 def template_record(records, contrast: str, pathology_kind_: str):
     """A real record of `contrast` (its sequence parameters) with the pathology of `pathology_kind_`."""
-    from recon_core.sim.pathology import LABELS
-
     for r in records:
         if (r.contrast or "").upper() == contrast.upper():
             return r.replace(pathology=list(LABELS[pathology_kind_]))

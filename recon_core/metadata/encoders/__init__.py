@@ -15,7 +15,11 @@ from recon_core.metadata.encoders.base import CONFIG_NAME, ConditionEncoder
 from recon_core.metadata.encoders.clip import ClipTextEncoder
 from recon_core.metadata.encoders.combined import CombinedEncoder
 from recon_core.metadata.encoders.typed import (
-    TypedMetadataEncoder, default_typed_config, resolve_typed_config, typed_config_from_records)
+    TypedMetadataEncoder,
+    default_typed_config,
+    resolve_typed_config,
+    typed_config_from_records,
+)
 
 KINDS = ("typed", "clip", "both")
 

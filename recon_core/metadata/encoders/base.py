@@ -11,10 +11,14 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import nn
 
 from recon_core.errors import InputError
 from recon_core.metadata.record import MetadataRecord
+
+from ...io_utils import write_bytes_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -40,7 +44,6 @@ def as_records(records) -> list[MetadataRecord]:
 
 
 def atomic_write_bytes(path: Path, data: bytes):
-    from ...io_utils import write_bytes_atomic
 
     write_bytes_atomic(path, data)
 
@@ -51,15 +54,12 @@ def write_json(path: Path, obj: dict):
 
 def save_weights(module: nn.Module, path: Path, prefix_filter=None):
     """Save a module's state dict (optionally only keys passing `prefix_filter`) as safetensors, atomically."""
-    from safetensors.torch import save as st_save
-
     sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
           if prefix_filter is None or prefix_filter(k)}
     atomic_write_bytes(Path(path), st_save(sd))
 
 
 def load_weights(module: nn.Module, path: Path, strict: bool = True):
-    from safetensors.torch import load_file
 
     sd = load_file(str(path))
     missing, unexpected = module.load_state_dict(sd, strict=False)

@@ -6,16 +6,22 @@ Saved as config.json + clip/ + typed/ (+ model.safetensors holding the projectio
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from recon_core.errors import InputError
 from recon_core.metadata.encoders.base import (
-    CONFIG_NAME, WEIGHTS_NAME, ConditionEncoder, as_records, load_weights, save_weights, write_json)
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ConditionEncoder,
+    as_records,
+    save_weights,
+    write_json,
+)
 from recon_core.metadata.encoders.clip import ClipTextEncoder
 from recon_core.metadata.encoders.typed import TypedMetadataEncoder
 
@@ -74,7 +80,6 @@ class CombinedEncoder(ConditionEncoder):
         enc = cls(ClipTextEncoder.from_pretrained(d / cfg.get("clip", "clip")),
                   TypedMetadataEncoder.from_pretrained(d / cfg.get("typed", "typed")))
         if isinstance(enc.proj, nn.Linear):
-            from safetensors.torch import load_file
 
             sd = load_file(str(d / WEIGHTS_NAME))
             enc.proj.load_state_dict({k[len("proj."):]: v for k, v in sd.items()})

@@ -28,7 +28,14 @@ from torch import nn
 
 from recon_core.errors import InputError
 from recon_core.metadata.encoders.base import (
-    CONFIG_NAME, WEIGHTS_NAME, ConditionEncoder, as_records, load_weights, save_weights, write_json)
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ConditionEncoder,
+    as_records,
+    load_weights,
+    save_weights,
+    write_json,
+)
 from recon_core.metadata.record import CATEGORICAL_FIELDS, NUMERIC_FIELDS, MetadataRecord
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ def add_arguments(parser):
 def run(args):
     import json
 
-    from training.evaluation.bench import format_report, run_bench
     from recon_core.errors import InputError
+    from training.evaluation.bench import format_report, run_bench
 
     try:
         sweep = tuple(int(v) for v in args.sweep.split(",") if v.strip())

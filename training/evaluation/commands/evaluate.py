@@ -21,11 +21,11 @@ def add_arguments(parser):
     parser.add_argument("--masks", default="uniform1d:4,uniform1d:8,poisson2d:8,poisson2d:15",
                         help="comma list of KIND:ACCEL cells")
     parser.add_argument("--cfg", default="0,1,2,3", help="comma list of CFG weights (0 = unconditional)")
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
     # the sampler's own flags (--nfe, --gamma, --warm-start, --precision, ...); --cfg is the sweep above,
     # --seed seeds masks and sampling, --samples is the uncertainty panel's sample count
-    DDSConfig.add_arguments(parser, exclude=("cfg", "samples", "seed"))
+    SamplerConfig.add_arguments(parser, exclude=("cfg", "samples", "seed"))
     parser.add_argument("--seed", type=int, default=0, help="mask and sampling seed")
     parser.add_argument("--limit", type=int, default=None, help="use K test slices spread over the split")
     parser.add_argument("--samples", type=int, default=4, help="posterior samples for the uncertainty panel")
@@ -74,17 +74,16 @@ def _command(args):
 
 
 def run(args):
-    from training.evaluation import EvalConfig, run_evaluation
-
     from recon_core.device import set_threads
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
+    from training.evaluation import EvalConfig, run_evaluation
 
     set_threads(args.threads)
 
     cfg = EvalConfig(
         model=args.model, data=args.data, out=args.out,
         masks=tuple(m.strip() for m in args.masks.split(",") if m.strip()), cfg=_floats(args.cfg),
-        sampler=DDSConfig.from_args(args), samples=args.samples,
+        sampler=SamplerConfig.from_args(args), samples=args.samples,
         limit=args.limit, seed=args.seed, device=args.device, batch=args.batch,
         split=args.split, val_split=args.val_split, tune_limit=args.tune_limit,
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()) if args.baselines else None,

@@ -1,6 +1,6 @@
 """`contextmri evaluate-real`: DDS vs every classical method (each at its best setting) on fully sampled real
 raw files, retrospectively undersampled; reference = root-sum-of-squares of the full data, scored inside
-the object (recon_core/evaluation/real.py). Writes OUT/results.json and OUT/results.md."""
+the object (training/evaluation/real.py). Writes OUT/results.json and OUT/results.md."""
 
 NAME = "evaluate-real"
 HELP = "evaluate on fully sampled real raw files (retrospective undersampling, RSS reference, object region)"
@@ -16,9 +16,9 @@ def add_arguments(parser):
     parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,bart-w,bart-tv",
                         help="classical methods (each at its best λ on the slice; BART also with its own maps)")
     parser.add_argument("--diffusion", default="dds", help="comma list of prior methods (dds; '' for none)")
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
 
-    DDSConfig.add_arguments(parser)
+    SamplerConfig.add_arguments(parser)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="auto|cpu|cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -33,9 +33,9 @@ def run(args):
 
     from recon_core.device import set_threads
     from recon_core.errors import InputError
-    from training.evaluation.real import CLASSICAL, evaluate_real, format_markdown
     from recon_core.io_utils import write_json_atomic, write_text_atomic
-    from recon_core.settings import DDSConfig
+    from recon_core.samplers import SamplerConfig
+    from training.evaluation.real import CLASSICAL, evaluate_real, format_markdown
 
     set_threads(args.threads)
     methods, diff = _list(args.methods), _list(args.diffusion)
@@ -47,7 +47,7 @@ def run(args):
         from recon_core.prior.cache import get_prior
 
         prior = get_prior(args.model, args.device)
-    cfg = DDSConfig.from_args(args)
+    cfg = SamplerConfig.from_args(args)
     res = evaluate_real(args.files, masks=_list(args.masks), prior=prior, config=cfg, seed=cfg.seed,
                         progress=not args.quiet, methods=methods, diffusion_methods=diff)
     res["model"] = args.model

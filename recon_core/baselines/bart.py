@@ -18,8 +18,12 @@ import subprocess
 import tempfile
 
 import numpy as np
+import torch
 
-from .errors import InputError
+from ..errors import InputError
+from ..fft import ifft2c_np
+from ..mvue import percentile_scale
+from .spec import BaselineSpec
 
 REGULARISERS = {"bart-w": "W", "bart-tv": "T"}
 DEFAULT_LAMBDA = {"bart-w": 3e-3, "bart-tv": 3e-3}
@@ -73,8 +77,6 @@ def pics(ksp: np.ndarray, maps: np.ndarray, mask: np.ndarray, method: str = "bar
     ksp, maps: (B, C, ny, nx) complex; mask (ny, nx) or (B, ny, nx). Returns (B, ny, nx) complex64 in the
     input's units.
     """
-    from .mvue import percentile_scale
-
     if method not in REGULARISERS:
         raise InputError(f"unknown BART method {method!r}: expected one of {', '.join(REGULARISERS)}")
     lam = DEFAULT_LAMBDA[method] if lamda is None else float(lamda)
@@ -86,10 +88,6 @@ def pics(ksp: np.ndarray, maps: np.ndarray, mask: np.ndarray, method: str = "bar
     m = np.asarray(mask).astype(bool)
     m = np.broadcast_to(m if m.ndim == 3 else m[None], (B, ny, nx))
     y = ksp * m[:, None]
-    import torch
-
-    from .fft import ifft2c_np
-
     zf = (np.conj(maps) * ifft2c_np(y)).sum(axis=1)
     scale = percentile_scale(torch.from_numpy(zf)).numpy().astype(np.float64)
     scale = np.where(scale > 0, scale, 1.0)
@@ -113,3 +111,16 @@ def ecalib(ksp: np.ndarray, calib: int, kernel: int) -> np.ndarray:
         write_cfl(k, to_bart(ksp))
         run(["ecalib", "-m1", "-r", int(calib), "-k", int(kernel), k, s])
         return np.transpose(read_cfl(s).reshape(ksp.shape[2], ksp.shape[1], -1), (2, 1, 0)).astype(np.complex64)
+
+
+def _solve(method):
+    def solve(k, s, mask, lamda, n_iter):
+        return pics(k, s, mask, method, lamda=lamda, n_iter=n_iter)
+    return solve
+
+
+_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+SPECS = tuple(BaselineSpec(name, _solve(name), backend="numpy", lamda=DEFAULT_LAMBDA[name], n_iter=DEFAULT_ITERS,
+                           lambda_grid=_GRID, real_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2), requires="bart",
+                           regularised=True, summary=f"`bart pics` {label} with the same maps (needs the `bart` binary)")
+              for name, label in (("bart-w", "l1-wavelet"), ("bart-tv", "total variation")))

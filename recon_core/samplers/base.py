@@ -1,54 +1,40 @@
-"""Decomposed Diffusion Sampler (DDS) for multi-coil Cartesian MRI with classifier-free guidance.
+"""The scaffolding every diffusion sampler shares (DDS, Score-MRI, LDPM and any new one).
 
-Per DDIM step t → t_prev (timesteps from diffusers `DDIMScheduler` built from the prior's scheduler
-config, "leading" spacing, so sampling starts at e.g. t = 980 for 50 NFE — never at t = 999 where a
-cosine schedule has ᾱ ≈ 0 and x̂0 explodes):
-
-    ε   = ε_u + w (ε_c − ε_u)              one batched forward of [x_t; x_t] with [uncond; cond] tokens
-                                            (w = 0: uncond branch only, w = 1: cond branch only)
-    x̂0  = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t         Tweedie
-    x̂0' = argmin ‖x − x̂0‖² + γ‖Ax − y‖²     `cg_iters` complex CG steps per slice, started at x̂0
-    c1  = η √((1−ᾱ_t/ᾱ_prev)(1−ᾱ_prev)/(1−ᾱ_t)),  c2 = √(1−ᾱ_prev−c1²)
-    x_prev = √ᾱ_prev x̂0' + c1 z + c2 ε
-
-The output is the CG-refined x̂0' of the last step (plus `final_cg_iters` more CG iterations of the same
-system), multiplied back to scanner units.
-
-Warm start (`warm_start` = t0 ∈ (0, 1]): instead of x_T ~ N(0, I), the classical estimate x_c (SENSE-10
-or zero-filled, normalised) is forward-noised, x_t = √ᾱ_t x_c + √(1−ᾱ_t) z, at the first grid step
-t ≤ t0·T, and only the remaining steps of the `nfe`-step grid run (≈ t0·nfe network evaluations).
-
-Scaling: the prior was trained on images divided by the 99th percentile of |MVUE| of the *fully*
-sampled k-space, which is unknown at recon time. We estimate it from the measured data as the 99th
-percentile of a short SENSE reconstruction (10 CG iterations; `estimate_scale`, `scale=None`; pass
-`scale="zerofilled"` for the zero-filled MVUE, or numbers to override), divide the measured k-space by
-it before sampling (so the data term lives in the prior's units) and multiply the result back. The
-estimate is biased low where thin bright structures dominate the percentile (see `estimate_scale`);
-the CG data consistency pulls the sampled k-space back to the data either way.
-
-Randomness: sample k (k = 0..K−1) of every slice draws x_T and all DDIM noise from its own
-`torch.Generator` seeded `seed + k` on the CPU, so a slice's reconstruction does not depend on which
-other slices share its batch, nor on the device.
+- `check_inputs` (shapes, pixel vs latent prior, matrix vs the network), `prepare` (mask, per-slice intensity
+  normalisation `estimate_scale`, K-sample repeat, the classical warm-start estimate, the data weight
+  `data_weight`) → `Problem`; `pad_problem` for any matrix (`operators.PaddedOp`);
+- `per_slice_noise` (one CPU generator per sample and slice: a slice's result depends neither on its batch
+  nor on the device), `sampling_timesteps` (the DDIM grid, cut for a warm start), `progress_fn`, `sync`;
+- `finish` → `SamplerResult` (scanner units, K-sample mean/std, timings).
+A sampler module (see `recon_core/samplers/dds.py`) composes these with its own update rule and declares a
+`SamplerSpec` (`recon_core/samplers/spec.py`) that the registry (`recon_core/samplers/__init__.py`) lists.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .errors import InputError
-from .prior.ddim import ddim_schedule  # noqa: F401  (re-exported: the grid DDS uses)
-from .settings import SCALE_METHODS, DDSConfig
-
-__all__ = ["DDSResult", "DDSConfig", "dds_reconstruct", "ddim_schedule", "estimate_scale", "sampling_timesteps"]
+from ..baselines import reconstruct
+from ..cg import sense_solve
+from ..device import autocast
+from ..errors import InputError
+from ..fft import ifft2c
+from ..mvue import combine, percentile_scale
+from ..noise_level import kspace_sigma
+from ..operators import PaddedOp, SenseOp, crop_image, pad_image, pad_sizes
+from ..prior.ddim import alpha_prev, ddim_schedule, forward_noise, guided_eps
+from ..settings import SCALE_METHODS
+from ..validate import as_tensor
 
 
 @dataclass
-class DDSResult:
-    """Output of `dds_reconstruct`.
+class SamplerResult:
+    """Output of every sampler (`dds_reconstruct`, `scoremri_reconstruct`, `ldpm_reconstruct`, …).
 
     image:   (B, ny, nx) complex64, scanner units — complex mean over the K posterior samples.
     std:     (B, ny, nx) float32 pixel-wise standard deviation of the complex samples
@@ -83,11 +69,6 @@ def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, me
     0.82–0.99 (0.65 worst): undersampling blurs the thin bright structures that set the percentile.
     `image`: the SENSE image if already computed (method "sense").
     """
-    from .cg import sense_solve
-    from .mvue import combine, percentile_scale
-    from .operators import SenseOp
-    from .fft import ifft2c
-
     if method not in SCALE_METHODS:
         raise InputError(f"scale estimate: expected one of {SCALE_METHODS}, got {method!r}")
     m = mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])
@@ -103,19 +84,15 @@ def estimate_scale(ksp: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, me
     return torch.where(q > 0, q, torch.ones_like(q)).float()
 
 
-def _to_tensor(x, name):
-    from .validate import as_tensor
-
+def to_tensor(x, name):
     return as_tensor(x, name)
 
 
-def _progress_fn(progress, total, desc):
+def progress_fn(progress, total, desc):
     """progress: None/False → silent; True → tqdm bar; callable → called (step, total)."""
     if progress is None or progress is False:
         return (lambda i: None), (lambda: None)
     if progress is True:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc=desc, leave=False)
         return (lambda i: bar.update(1)), bar.close
     if callable(progress):
@@ -123,7 +100,7 @@ def _progress_fn(progress, total, desc):
     raise InputError(f"progress: expected None, a bool or a callable(step, total), got {type(progress).__name__}")
 
 
-def _sync(device):
+def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -139,14 +116,14 @@ def per_slice_noise(seed: int, K: int, B: int, shape: tuple, dev):
     return noise
 
 
-def _prior_device(prior):
+def prior_device(prior):
     try:
         return next(prior.unet.parameters()).device
     except (AttributeError, StopIteration):
         return torch.device("cpu")
 
 
-def _down_factor(prior):
+def down_factor(prior):
     """The image sides must be multiples of this: the UNet's downsampling (× the VAE's, for a latent prior)."""
     try:
         f = 2 ** (len(prior.unet.config.block_out_channels) - 1)
@@ -157,7 +134,7 @@ def _down_factor(prior):
 
 
 @dataclass
-class _Problem:
+class Problem:
     """A validated DDS problem: data on the device, normalised by `scale`, repeated for K samples."""
     B: int
     K: int
@@ -173,17 +150,13 @@ class _Problem:
     sense: torch.Tensor | None = None  # (B, ny, nx) normalised SENSE-10 image, when the scale estimate made one
     gamma: object = None    # float, or (K·B,) tensor: the data-consistency weight of each slice
     sigma: torch.Tensor | None = None  # (B,) k-space noise σ in normalised units (data_weight noise)
-    inner: tuple | None = None  # the measured (ny, nx) when the problem was padded for the network (`_pad_problem`)
+    inner: tuple | None = None  # the measured (ny, nx) when the problem was padded for the network (`pad_problem`)
 
 
-def _pad_problem(pb: "_Problem", multiple: int) -> "_Problem":
+def pad_problem(pb: "Problem", multiple: int) -> "Problem":
     """The problem on the smallest grid whose sides are multiples of `multiple` (the UNet's downsampling):
     images zero-padded, the operator seen through the padding (`operators.PaddedOp`); the result is cropped
-    back in `_finish`. Unchanged when the matrix already fits."""
-    from dataclasses import replace
-
-    from .operators import PaddedOp, pad_image, pad_sizes
-
+    back in `finish`. Unchanged when the matrix already fits."""
     size = pad_sizes(pb.ny, pb.nx, multiple)
     if size == (pb.ny, pb.nx):
         return pb
@@ -192,15 +165,15 @@ def _pad_problem(pb: "_Problem", multiple: int) -> "_Problem":
                    inner=(pb.ny, pb.nx))
 
 
-def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False, pad: bool = False):
+def check_inputs(prior, ksp, maps, mask, records, latent: bool = False, pad: bool = False):
     """Validated (ksp, maps, records); `latent`: the sampler works on a latent prior (LDPM), else a pixel one;
-    `pad`: the sampler pads any matrix for the network (`_pad_problem`), else the sides must fit it."""
+    `pad`: the sampler pads any matrix for the network (`pad_problem`), else the sides must fit it."""
     if bool(getattr(prior, "is_latent", False)) != latent:
         raise InputError("this checkpoint is a latent prior (MR-VAE + latent UNet): use --method ldpm"
                          if not latent else "method ldpm needs a latent prior (a checkpoint with vae/ and "
                          "manifest key 'space': 'latent'); this is a pixel prior: use --method dds or scoremri")
-    ksp = _to_tensor(ksp, "k-space")
-    maps = _to_tensor(maps, "coil maps")
+    ksp = to_tensor(ksp, "k-space")
+    maps = to_tensor(maps, "coil maps")
     if ksp.ndim == 3:
         ksp = ksp[None]
     if maps.ndim == 3:
@@ -210,7 +183,7 @@ def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False, pad: bo
     if tuple(maps.shape) != tuple(ksp.shape):
         raise InputError(f"coil maps: expected shape {tuple(ksp.shape)} (same as k-space), got {tuple(maps.shape)}")
     B, C, ny, nx = ksp.shape
-    f = _down_factor(prior)
+    f = down_factor(prior)
     if (ny % f or nx % f) and not pad:
         raise InputError(f"image matrix {ny}×{nx}: the prior's UNet needs both sides divisible by {f} "
                          f"(pad or crop the matrix)")
@@ -223,7 +196,7 @@ def _check_inputs(prior, ksp, maps, mask, records, latent: bool = False, pad: bo
     return ksp, maps, records
 
 
-def _scale_values(scale, B) -> torch.Tensor:
+def scale_values(scale, B) -> torch.Tensor:
     scale_t = torch.as_tensor(np.asarray(scale, dtype=np.float64).reshape(-1), dtype=torch.float32)
     if scale_t.numel() == 1:
         scale_t = scale_t.expand(B).clone()
@@ -232,13 +205,9 @@ def _scale_values(scale, B) -> torch.Tensor:
     return scale_t
 
 
-def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
+def prepare(ksp, maps, mask, config, scale, dev) -> Problem:
     """Mask, normalise (estimated or given scale) and repeat the data for K samples; the classical
     estimate for a warm start."""
-    from .fft import ifft2c
-    from .mvue import combine
-    from .operators import SenseOp
-
     B, C, ny, nx = ksp.shape
     K = int(config.samples)
     ksp, maps = ksp.to(dev), maps.to(dev)
@@ -248,24 +217,18 @@ def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
     if scale is None or isinstance(scale, str):
         method = config.scale if scale is None else scale
         if method == "sense" or (config.warm_start is not None and config.warm_init == "sense"):
-            from .cg import sense_solve
-
             sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
         scale_t = estimate_scale(y, maps, m, method=method, image=sense_img if method == "sense" else None)
     else:
-        scale_t = _scale_values(scale, B)
+        scale_t = scale_values(scale, B)
     scale_t = scale_t.to(dev)
     init = None
     if config.warm_start is not None:
         if config.warm_init == "sense":
             if sense_img is None:
-                from .cg import sense_solve
-
-                sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
+                    sense_img = sense_solve(SenseOp(maps, m[:, 0]), y, n_iter=10)
             init = sense_img
         elif config.warm_init == "l1wavelet":
-            from .baselines import reconstruct
-
             init = reconstruct("l1wavelet", y, maps, m[:, 0])
         else:
             init = combine(ifft2c(y), maps)
@@ -278,7 +241,7 @@ def _prepare(ksp, maps, mask, config, scale, dev) -> _Problem:
     gamma, sigma = data_weight(y, m, scale_t, config)
     if isinstance(gamma, torch.Tensor):
         gamma = gamma.to(dev).repeat(K)
-    return _Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n, sense_n, gamma, sigma)
+    return Problem(B, K, ny, nx, dev, maps, scale_t, op, op.AH(y_n), init, y_n, sense_n, gamma, sigma)
 
 
 def data_weight(y: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, config) -> tuple:
@@ -287,8 +250,6 @@ def data_weight(y: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, config
     normalised units); where σ cannot be measured (calibration block too small) γ stays. σ is (B,) or None."""
     if config.data_weight == "fixed":
         return float(config.gamma), None
-    from .noise_level import kspace_sigma
-
     m = mask[:, 0] if mask.ndim == 4 else mask
     sigma = kspace_sigma(y, m.bool()) / scale.double().cpu()
     g = torch.where(torch.isfinite(sigma) & (sigma > 0), config.prior_error / sigma.clamp_min(1e-30) ** 2,
@@ -299,8 +260,6 @@ def data_weight(y: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, config
 def sampling_timesteps(scheduler_config, config) -> tuple[list, torch.Tensor, int]:
     """The DDIM timesteps this config visits: the "leading" grid of `nfe` steps, cut to t ≤ t0·T for a
     warm start (at least the grid's last step). Returns (timesteps, ᾱ table, grid step)."""
-    from .prior.ddim import ddim_schedule
-
     ts, acp, step = ddim_schedule(scheduler_config, config.nfe)
     ts = ts.tolist()
     if config.warm_start is not None:
@@ -311,85 +270,7 @@ def sampling_timesteps(scheduler_config, config) -> tuple[list, torch.Tensor, in
     return ts, acp, step
 
 
-@torch.no_grad()
-def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | None = None, device="auto",
-                    scale=None, progress=None, **settings) -> DDSResult:
-    """DDS reconstruction of a batch of slices with K posterior samples.
-
-    prior:   recon_core.prior.Prior (predict_eps, condition, uncondition, scheduler, unet).
-    ksp:     (B, C, ny, nx) complex (numpy or torch), scanner units; un-sampled entries are ignored
-             (the mask is applied). A (C, ny, nx) array is treated as B = 1.
-    maps:    (B, C, ny, nx) complex coil maps (same shape as ksp).
-    mask:    (ny, nx) or (B, ny, nx) bool/{0,1}.
-    records: list of B MetadataRecord for the conditional branch, or None (unconditional; cfg ignored).
-    config:  `recon_core.settings.DDSConfig` (nfe, cfg, eta, gamma, cg_iters, final_cg_iters, warm_start,
-             warm_init, samples, seed, precision, scale, clip_x0); keyword `settings` override its fields
-             (e.g. `nfe=20`). precision "auto" measures fp32 vs bf16 once (recon_core.precision).
-    scale:   None (estimate by `config.scale`), "sense"/"zerofilled", a float, or (B,) per-slice scales.
-    progress: None, True (tqdm bar) or callable(step, total).
-    Returns DDSResult (numpy arrays, scanner units); `timings["precision"]` says what ran.
-    """
-    from .cg import data_consistency
-    from .device import autocast, resolve_device
-    from .precision import choose_inference_precision
-    from .prior.ddim import alpha_prev, ddim_step, forward_noise, guided_eps, make_guidance, tweedie_x0
-
-    t_start = time.perf_counter()
-    for k, v in list(settings.items()):
-        if k not in DDSConfig.sampler_fields():
-            raise TypeError(f"dds_reconstruct() got an unexpected keyword argument {k!r}")
-    c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records, pad=True)
-    pb = _pad_problem(_prepare(ksp, maps, mask, c, scale, dev), _down_factor(prior))
-    B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
-    if _prior_device(prior) != dev:
-        prior.to(dev)
-    guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
-    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
-    timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
-
-    noise = per_slice_noise(c.seed, K, B, (1, 2, ny, nx), dev)
-    x = noise()
-    if pb.init is not None:   # warm start: q(x_t0 | classical estimate)
-        x0w = pb.init.repeat(K, 1, 1)
-        x = forward_noise(torch.stack([x0w.real, x0w.imag], dim=1).float(), float(acp[timesteps[0]]), x)
-    tick, close = _progress_fn(progress, len(timesteps), "DDS")
-    t_net = t_cg = 0.0
-    x0c = x0_pre = None
-    _sync(dev)
-    t_setup = time.perf_counter() - t_start
-    try:
-        for i, t in enumerate(timesteps):
-            a_t, a_prev = float(acp[t]), alpha_prev(acp, t, step)
-            _sync(dev)
-            t0 = time.perf_counter()
-            with autocast(dev, prec.precision):
-                eps = guided_eps(prior, x, t, guid)                    # 1) ε with CFG, one forward
-            _sync(dev)
-            t1 = time.perf_counter()
-            t_net += t1 - t0
-            x0 = tweedie_x0(x, eps, a_t)                               # 2) Tweedie x̂0
-            if c.clip_x0 is not None:
-                x0 = x0.clamp(-c.clip_x0, c.clip_x0)
-            x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
-            x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.cg_iters, AHy=pb.AHy)  # 3) (I + γAᴴA)x = x̂0 + γAᴴy
-            _sync(dev)
-            t_cg += time.perf_counter() - t1
-            if i < len(timesteps) - 1:                                 # 4) DDIM update
-                x0r = torch.stack([x0c.real, x0c.imag], dim=1)
-                x = ddim_step(x0r, eps, a_t, a_prev, c.eta, noise() if c.eta > 0 else None)
-            tick(i + 1)
-    finally:
-        close()
-    t2 = time.perf_counter()
-    if c.final_cg_iters > 0 and c.gamma > 0:
-        x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.final_cg_iters, AHy=pb.AHy)
-        t_cg += time.perf_counter() - t2
-    return _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, time.perf_counter())
-
-
-def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, t2) -> DDSResult:
+def finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, t2) -> SamplerResult:
     """Back to scanner units, zero outside the coil-map support, K-sample mean/std, timings."""
     B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     # Outside the coil-map support (ESPIRiT crop: Σ|S|² = 0) AᴴA is zero, so the data say nothing there and
@@ -397,8 +278,6 @@ def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, 
     support = (pb.maps.abs().pow(2).sum(dim=1) > 0).to(x0c.real.dtype)          # (B, ny, nx)
     out = (x0c.reshape(K, B, ny, nx) * (pb.scale.view(1, B, 1, 1) * support[None])).to(torch.complex64)
     if pb.inner is not None:   # padded for the network: back to the measured matrix
-        from .operators import crop_image
-
         out, x0_pre = crop_image(out, pb.inner), crop_image(x0_pre, pb.inner)
         ny, nx = pb.inner
     mean = out.mean(dim=0)
@@ -415,6 +294,51 @@ def _finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, 
     if pb.sigma is not None:   # noise-aware data weight: what was measured and used, per slice
         timings["noise_sigma"] = [round(float(v), 6) for v in pb.sigma]
         timings["gamma"] = [round(float(v), 4) for v in pb.gamma[:B]]
-    return DDSResult(image=image, std=std, samples=samples_np, scale=pb.scale.cpu().numpy().astype(np.float32),
+    return SamplerResult(image=image, std=std, samples=samples_np, scale=pb.scale.cpu().numpy().astype(np.float32),
                      timings=timings, denoised=den, nfe=len(timesteps), cfg=float(c.cfg), timesteps=list(timesteps),
                      config=c.to_meta())
+
+
+
+def initial_state(pb: Problem, noise, acp, timesteps, encode=None) -> torch.Tensor:
+    """The sampler's first iterate: x_T = noise() (per sample and slice), or — warm start — the classical
+    estimate (through `encode` for a latent prior, else as (real, imag) channels) forward-noised to the first
+    timestep, q(x_t0 | estimate)."""
+    x = noise()
+    if pb.init is None:
+        return x
+    x0 = pb.init.repeat(pb.K, 1, 1)
+    x0 = encode(x0) if encode is not None else torch.stack([x0.real, x0.imag], dim=1).float()
+    return forward_noise(x0, float(acp[timesteps[0]]), x)
+
+
+def ddim_steps(timesteps, acp, step: int, progress, desc: str):
+    """Yields (i, t, ᾱ_t, ᾱ_prev, last) over the sampler's DDIM grid, with the progress report of `progress`
+    (None, True: a tqdm bar, or callable(step, total)) after each step."""
+    tick, close = progress_fn(progress, len(timesteps), desc)
+    try:
+        for i, t in enumerate(timesteps):
+            yield i, t, float(acp[t]), alpha_prev(acp, t, step), i == len(timesteps) - 1
+            tick(i + 1)
+    finally:
+        close()
+
+
+def timed_eps(prior, x: torch.Tensor, t: int, guidance, dev, precision: str) -> tuple[torch.Tensor, float]:
+    """(ε̂ with classifier-free guidance — one batched forward under `precision` autocast —, its seconds)."""
+    sync(dev)
+    t0 = time.perf_counter()
+    with autocast(dev, precision):
+        eps = guided_eps(prior, x, t, guidance)
+    sync(dev)
+    return eps, time.perf_counter() - t0
+
+
+def resolve_config(cls, config, settings: dict, caller: str):
+    """The settings a sampler runs with: `config` (any composed config holding `cls`'s fields, e.g. the front
+    doors' SamplerConfig/ReconParams; None → cls()) with the keyword `settings` applied; an unknown keyword is a
+    TypeError naming `caller`, as for any function."""
+    for k in settings:
+        if k not in cls.sampler_fields():
+            raise TypeError(f"{caller}() got an unexpected keyword argument {k!r}")
+    return (config.sampler() if config is not None else cls()).replace(**settings)

@@ -13,16 +13,40 @@ Each DDIM step t (ε̂ with classifier-free guidance, ẑ0 = Tweedie(z_t, ε̂))
     z_prev = DDIM(ẑ0, ε̂, η)
 p = `ldpm_switch` (0.2 = LDPM's 200 of 1000), g = `ldpm_grad` (default 10, chosen on validation;
 LDPM's 0.1 was 0.3–1.1 dB worse, 30 0.7–2.7 dB worse). Output: D(ẑ0) of the last step, made data
-consistent by `final_cg_iters` (≥ cg_iters) CG iterations in pixel space, in scanner units (DDSResult).
+consistent by `final_cg_iters` (≥ cg_iters) CG iterations in pixel space, in scanner units (SamplerResult).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
-from ..settings import DDSConfig
+from ..cg import data_consistency
+from ..device import autocast, resolve_device
+from ..precision import choose_inference_precision
+from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
+from ..settings import _f, compose_config
+from .base import (check_inputs, ddim_steps, finish, initial_state, per_slice_noise, prepare, prior_device,
+                   resolve_config, sampling_timesteps, sync, timed_eps)
+from .spec import SamplerSpec
+
+
+@dataclass(frozen=True)
+class LDPMOptions:
+    """LDPM's own settings (beside `recon_core.settings.CommonSettings`: nfe, cfg, eta, warm_start, gamma,
+    cg_iters and final_cg_iters are shared with DDS)."""
+
+    ldpm_switch: float = _f(0.2, "float", "LDPM: stage-2 (k-space gradient on the latent) below t = this "
+                            "fraction of T; above it decode → CG data consistency → re-encode", lo=0.0, hi=1.0, client=True)
+    ldpm_grad: float = _f(10.0, "float", "LDPM: stage-2 step on ẑ0 along −∇‖A·D(ẑ0) − y‖ (normalised units; "
+                          "10 chosen on validation over 0.1 (LDPM's), 1, 3 and 30: results/latent/tune_ldpm.json)",
+                          lo=0.0, hi=100.0, client=True)
+
+
+
+LDPMConfig = compose_config("LDPMConfig", [LDPMOptions], "Settings of LDPM: common + LDPMOptions.")
 
 
 def _to_real(x: torch.Tensor) -> torch.Tensor:
@@ -34,28 +58,18 @@ def _to_complex(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | None = None, device="auto",
+def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config=None, device="auto",
                      scale=None, progress=None, **settings):
-    """LDPM reconstruction of B slices with K samples; arguments and result as `recon_core.dds.dds_reconstruct`
-    (numpy DDSResult, scanner units). `prior` must be a latent prior (`prior.is_latent`)."""
-    from ..cg import data_consistency
-    from ..dds import (_check_inputs, _finish, _prepare, _prior_device, _progress_fn, _sync, per_slice_noise,
-                       sampling_timesteps)
-    from ..device import autocast, resolve_device
-    from ..precision import choose_inference_precision
-    from ..prior.ddim import alpha_prev, ddim_step, forward_noise, guided_eps, make_guidance, tweedie_x0
-
+    """LDPM reconstruction of B slices with K samples; arguments and result as `recon_core.samplers.dds.dds_reconstruct`
+    (numpy SamplerResult, scanner units). `prior` must be a latent prior (`prior.is_latent`)."""
     t_start = time.perf_counter()
-    for k in settings:
-        if k not in DDSConfig.sampler_fields():
-            raise TypeError(f"ldpm_reconstruct() got an unexpected keyword argument {k!r}")
-    c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
+    c = resolve_config(LDPMConfig, config, settings, "ldpm_reconstruct")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records, latent=True)
+    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records, latent=True)
     B, C, ny, nx = ksp.shape
-    pb = _prepare(ksp, maps, mask, c, scale, dev)
+    pb = prepare(ksp, maps, mask, c, scale, dev)
     K = pb.K
-    if _prior_device(prior) != dev:
+    if prior_device(prior) != dev:
         prior.to(dev)
     vae = prior.vae
     ch, h, w = prior.channels, ny // vae.downsample, nx // vae.downsample
@@ -73,41 +87,31 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | N
         with autocast(dev, prec.precision):
             return _to_complex(vae.decode(z))
 
-    z = noise()
-    if pb.init is not None:   # the sketch, encoded and forward-noised to t0
-        z = forward_noise(enc(pb.init.repeat(K, 1, 1)), float(acp[timesteps[0]]), z)
-    tick, close = _progress_fn(progress, len(timesteps), "LDPM")
+    z = initial_state(pb, noise, acp, timesteps, encode=enc)           # noise, or the encoded sketch noised to t0
     t_net = t_vae = 0.0
     z0 = x_pre = None
-    _sync(dev)
+    sync(dev)
     t_setup = time.perf_counter() - t_start
-    try:
-        for i, t in enumerate(timesteps):
-            a_t, a_prev = float(acp[t]), alpha_prev(acp, t, step)
-            t0 = time.perf_counter()
-            with autocast(dev, prec.precision):
-                eps = guided_eps(prior, z, t, guid)
-            t1 = time.perf_counter()
-            t_net += t1 - t0
-            z0 = tweedie_x0(z, eps, a_t)
-            if t > c.ldpm_switch * T:        # stage 1: pixel data consistency, re-encoded
-                x_pre = dec(z0)
-                xc = data_consistency(pb.op, x_pre, None, c.gamma, c.cg_iters, AHy=pb.AHy)
-                z0 = enc(xc)
-            elif c.ldpm_grad > 0:            # stage 2: k-space gradient step through the decoder
-                z0 = _grad_step(vae, pb, z0, c.ldpm_grad, dev, prec.precision)
-            t_vae += time.perf_counter() - t1
-            if i < len(timesteps) - 1:
-                z = ddim_step(z0, eps, a_t, a_prev, c.eta, noise() if c.eta > 0 else None)
-            tick(i + 1)
-    finally:
-        close()
+    for _, t, a_t, a_prev, last in ddim_steps(timesteps, acp, step, progress, "LDPM"):
+        eps, dt = timed_eps(prior, z, t, guid, dev, prec.precision)
+        t_net += dt
+        t1 = time.perf_counter()
+        z0 = tweedie_x0(z, eps, a_t)
+        if t > c.ldpm_switch * T:        # stage 1: pixel data consistency, re-encoded
+            x_pre = dec(z0)
+            xc = data_consistency(pb.op, x_pre, None, c.gamma, c.cg_iters, AHy=pb.AHy)
+            z0 = enc(xc)
+        elif c.ldpm_grad > 0:            # stage 2: k-space gradient step through the decoder
+            z0 = _grad_step(vae, pb, z0, c.ldpm_grad, dev, prec.precision)
+        t_vae += time.perf_counter() - t1
+        if not last:
+            z = ddim_step(z0, eps, a_t, a_prev, c.eta, noise() if c.eta > 0 else None)
     t2 = time.perf_counter()
     x_pre = dec(z0)
     its = max(int(c.final_cg_iters), int(c.cg_iters))
     x = data_consistency(pb.op, x_pre, None, c.gamma, its, AHy=pb.AHy) if c.gamma > 0 and its > 0 else x_pre
     t_vae += time.perf_counter() - t2
-    res = _finish(pb, x, x_pre, c, prec, timesteps, t_start, t_net, t_vae, t_setup, time.perf_counter())
+    res = finish(pb, x, x_pre, c, prec, timesteps, t_start, t_net, t_vae, t_setup, time.perf_counter())
     res.timings["vae_and_dc"] = res.timings.pop("cg")
     res.config = {**res.config, "method": "ldpm"}
     return res
@@ -115,8 +119,6 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | N
 
 def _grad_step(vae, pb, z0: torch.Tensor, g: float, dev, precision: str) -> torch.Tensor:
     """ẑ0 − g ∇_z ‖A D(z) − y‖₂ (per sample, normalised units)."""
-    from ..device import autocast
-
     with torch.enable_grad():
         zz = z0.detach().clone().requires_grad_(True)
         with autocast(dev, precision):
@@ -128,4 +130,7 @@ def _grad_step(vae, pb, z0: torch.Tensor, g: float, dev, precision: str) -> torc
     return (z0 - g * grad.float()).detach()
 
 
-__all__ = ["ldpm_reconstruct"]
+SPEC = SamplerSpec("ldpm", ldpm_reconstruct, LDPMOptions, space="latent", default_model="default-latent",
+                   summary="LDPM dual-stage latent sampler (MR-VAE + latent UNet)")
+
+__all__ = ["LDPMConfig", "LDPMOptions", "SPEC", "ldpm_reconstruct"]

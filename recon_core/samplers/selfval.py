@@ -25,6 +25,12 @@ import logging
 import numpy as np
 import torch
 
+from ..baselines import reconstruct
+from ..coils import calib_region
+from ..fft import fft2c_np
+from .base import SamplerResult, resolve_config
+from .dds import DDSConfig
+
 log = logging.getLogger(__name__)
 
 #: (name, method, sampler settings) tried on the reduced data
@@ -52,8 +58,6 @@ def holdout_rows(mask_rows: np.ndarray, acs: tuple, fraction: float, seed: int) 
 def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, rows: np.ndarray) -> float:
     """‖F(S x) − y‖² / ‖y‖² for one slice over the held-out rows and the central half of the readout (the
     outer readout is mostly noise): image (ny, nx), ksp/maps (C, ny, nx)."""
-    from .fft import fft2c_np
-
     nx = ksp.shape[-1]
     cols = slice(nx // 4, nx - nx // 4)
     pred = fft2c_np(maps * image[None])[:, rows, cols]
@@ -61,17 +65,13 @@ def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, rows: np
     return float(np.sum(np.abs(pred - y) ** 2) / max(np.sum(np.abs(y) ** 2), 1e-30))
 
 
-def _run(method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
-    """One candidate on (1, C, ny, nx) data → (image (ny, nx) complex64, DDSResult or None)."""
+def _run(sampler, method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
+    """One candidate on (1, C, ny, nx) data → (image (ny, nx) complex64, SamplerResult or None): the classical
+    `method` when `settings` is None, else `sampler` (the wrapped diffusion sampler) with `settings`."""
     if settings is None:
-        from .baselines import reconstruct
-
         return np.asarray(reconstruct(method, ksp, maps, mask))[0], None
-    from .samplers import diffusion_sampler
-
-    res = diffusion_sampler(method, validated=False)(prior, ksp, maps, mask, records=records,
-                                                     config=config.replace(self_validate=False, **settings),
-                                                     device=device, scale=scale)
+    res = sampler(prior, ksp, maps, mask, records=records, config=config.replace(self_validate=False, **settings),
+                  device=device, scale=scale)
     return np.asarray(res.image)[0], res
 
 
@@ -85,12 +85,10 @@ def _slice_scale(scale, b: int):
 
 def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, device="auto", scale=None,
                    progress=None, **settings):
-    """`sampler`'s signature and result (DDSResult); with `config.self_validate` the candidates are ranked on
+    """`sampler`'s signature and result (SamplerResult); with `config.self_validate` the candidates are ranked on
     held-out lines of each slice first (module docstring) and `result.timings["self_validation"]` holds the
     per-slice choice and errors."""
-    from .settings import DDSConfig
-
-    c = (config.sampler() if config is not None else DDSConfig()).replace(**settings)
+    c = resolve_config(DDSConfig, config, settings, "self_validated")
     if not c.self_validate:
         return sampler(prior, ksp, maps, mask, records=records, config=c, device=device, scale=scale,
                        progress=progress)
@@ -105,16 +103,14 @@ def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, d
     for b in range(B):
         rb = None if recs is None else [recs[b]]
         sb = _slice_scale(scale, b)
-        info, (method, sets) = _choose(prior, k[b], s[b], m[b], rb, c, device, sb)
+        info, (method, sets) = _choose(sampler, prior, k[b], s[b], m[b], rb, c, device, sb)
         infos.append(info)
-        results.append(_run(method, sets, prior, k[b:b + 1], s[b:b + 1], m[b], rb, c, device, sb))
+        results.append(_run(sampler, method, sets, prior, k[b:b + 1], s[b:b + 1], m[b], rb, c, device, sb))
     return _merge(results, infos, c)
 
 
-def _choose(prior, k, s, m, records, c, device, scale):
+def _choose(sampler, prior, k, s, m, records, c, device, scale):
     """Rank the candidates on one slice → (info dict, (method, settings) of the winner)."""
-    from .coils import calib_region
-
     cy, _ = calib_region(m)
     lo = m.shape[0] // 2 - cy // 2
     rows = holdout_rows(m.any(axis=1), (lo, lo + cy), c.holdout, c.seed)
@@ -126,7 +122,7 @@ def _choose(prior, k, s, m, records, c, device, scale):
     reduced[rows] = False
     errs = {}
     for name, method, sets in CANDIDATES:
-        img, _ = _run(method, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device, scale)
+        img, _ = _run(sampler, method, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device, scale)
         errs[name] = heldout_error(img, k, s, rows)
     best = min(errs, key=errs.get)
     spec = {n: (meth, sets) for n, meth, sets in CANDIDATES}[best]
@@ -139,9 +135,7 @@ def _choose(prior, k, s, m, records, c, device, scale):
 
 
 def _merge(results, infos, c):
-    """Per-slice results → one DDSResult (classical winners: std None, timings from a DDS winner if any)."""
-    from .dds import DDSResult
-
+    """Per-slice results → one SamplerResult (classical winners: std None, timings from a DDS winner if any)."""
     image = np.stack([r[0] for r in results]).astype(np.complex64)
     dds = [r[1] for r in results if r[1] is not None]
     K = c.samples
@@ -151,7 +145,7 @@ def _merge(results, infos, c):
     base = dds[0] if dds else None
     timings = dict(base.timings) if base is not None else {}
     timings["self_validation"] = infos
-    return DDSResult(image=image, std=std, samples=None,
-                     scale=np.concatenate([r[1].scale if r[1] is not None else np.ones(1, np.float32) for r in results]),
-                     timings=timings, denoised=None, nfe=base.nfe if base else 0, cfg=float(c.cfg),
-                     timesteps=base.timesteps if base else [], config=c.to_meta())
+    scale = np.concatenate([r[1].scale if r[1] is not None else np.ones(1, np.float32) for r in results])
+    return SamplerResult(image=image, std=std, samples=None, scale=scale, timings=timings, denoised=None,
+                         nfe=base.nfe if base else 0, cfg=float(c.cfg), timesteps=base.timesteps if base else [],
+                         config=c.to_meta())

@@ -24,17 +24,49 @@ t_{N−1} ≥ 0 (next level ᾱ' = ᾱ_{t_{i+1}}, 1 after the last). Between two
 Our prior models the complex image as two channels (real, imaginary) jointly, which is what Score-MRI's
 separate real/imaginary passes achieve with a real-valued network.
 
-K posterior samples (seed + k per sample, as DDS) → complex mean and std; the result is a `DDSResult`.
+K posterior samples (seed + k per sample, as DDS) → complex mean and std; the result is a `SamplerResult`.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .settings import DDSConfig
+from ..cg import data_consistency, sense_solve
+from ..device import autocast, resolve_device
+from ..fft import fft2c, ifft2c
+from ..mvue import percentile_scale
+from ..precision import choose_inference_precision
+from ..prior.ddim import guided_eps, make_guidance
+from ..settings import _f, compose_config
+from .base import SamplerResult, check_inputs, per_slice_noise, prepare, prior_device, progress_fn, resolve_config
+from .spec import SamplerSpec
+
+SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
+
+
+@dataclass(frozen=True)
+class ScoreMRIOptions:
+    """Score-MRI's own settings (beside `recon_core.settings.CommonSettings`)."""
+
+    scoremri_nfe: int = _f(500, "int", "Score-MRI network evaluations (predictor + corrector steps)", lo=1,
+                           hi=20000, client=True, ceiling=4000)
+    pc_snr: float = _f(0.16, "float", "Score-MRI Langevin corrector signal-to-noise ratio r", lo=0.0, hi=10.0,
+                       lo_open=True, client=True)
+    pc_corrector: int = _f(1, "int", "Score-MRI corrector steps per predictor step", lo=0, hi=10,
+                       client=True, ceiling=3)
+    scoremri_variant: str = _f("sense", "str", "Score-MRI data consistency: sense (coil-combined, CG like DDS), "
+                               "ssos (per-coil, root-sum-of-squares), hybrid (per-coil + SENSE every m steps)",
+                               choices=SCOREMRI_VARIANTS, client=True)
+    hybrid_every: int = _f(5, "int", "Score-MRI hybrid: SENSE consistency every m steps", lo=1, hi=1000, client=True)
+    hybrid_lambda: float = _f(1.0, "float", "Score-MRI hybrid: initial SENSE step λ (decreases linearly to 0)",
+                              lo=0.0, hi=10.0, client=True)
+
+
+ScoreMRIConfig = compose_config("ScoreMRIConfig", [ScoreMRIOptions], "Settings of Score-MRI: common + ScoreMRIOptions.")
 
 
 def pc_grid(T: int, nfe: int, corrector: int) -> list[int]:
@@ -73,38 +105,25 @@ def _r(x):   # (N, H, W) complex → (N, 2, H, W) real
 
 
 @torch.no_grad()
-def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | None = None, device="auto",
+def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, device="auto",
                          scale=None, progress=None, **settings):
-    """Score-MRI reconstruction; inputs, outputs and settings as `recon_core.dds.dds_reconstruct`
+    """Score-MRI reconstruction; inputs, outputs and settings as `recon_core.samplers.dds.dds_reconstruct`
     (settings used: scoremri_nfe, pc_snr, pc_corrector, scoremri_variant, hybrid_every, hybrid_lambda,
     cfg, gamma, cg_iters, samples, seed, precision, scale)."""
-    from .cg import data_consistency
-    from .dds import DDSResult, _check_inputs, _prepare, _prior_device, _progress_fn, per_slice_noise
-    from .device import autocast, resolve_device
-    from .fft import fft2c, ifft2c
-    from .precision import choose_inference_precision
-    from .prior.ddim import guided_eps, make_guidance
-
     t_start = time.perf_counter()
-    for k in settings:
-        if k not in DDSConfig.sampler_fields():
-            raise TypeError(f"scoremri_reconstruct() got an unexpected keyword argument {k!r}")
-    c = (config.sampler() if config is not None else DDSConfig()).replace(warm_start=None, **settings)
+    c = resolve_config(ScoreMRIConfig, config, settings, "scoremri_reconstruct").replace(warm_start=None)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = _check_inputs(prior, ksp, maps, mask, records)
-    pb = _prepare(ksp, maps, mask, c, scale, dev)
+    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records)
+    pb = prepare(ksp, maps, mask, c, scale, dev)
     B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     C = int(maps.shape[1])
-    if _prior_device(prior) != dev:
+    if prior_device(prior) != dev:
         prior.to(dev)
     per_coil = c.scoremri_variant in ("ssos", "hybrid")
     maps_k = pb.maps.repeat(K, 1, 1, 1)                                   # (K·B, C, ny, nx)
     y_n = pb.y                                                            # (K·B, C, ny, nx) normalised
     if per_coil:
         # each coil image normalised by its own scale: the 99th percentile of the coil image of SENSE-10
-        from .cg import sense_solve
-        from .mvue import percentile_scale
-
         est = pb.sense.repeat(K, 1, 1) if pb.sense is not None else sense_solve(pb.op, y_n, n_iter=10)
         coil_est = maps_k * est[:, None]
         cs = percentile_scale(coil_est.reshape(K * B * C, ny, nx)).clamp_min(1e-8).view(K * B, C, 1, 1)
@@ -136,7 +155,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
         return _r((xc / cs).reshape(K * B * C, ny, nx))
 
     x = noise()
-    tick, close = _progress_fn(progress, len(ts), "Score-MRI")
+    tick, close = progress_fn(progress, len(ts), "Score-MRI")
     t_net = 0.0
     n_eval = 0
     try:
@@ -164,6 +183,13 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
             tick(i + 1)
     finally:
         close()
+    return _result(x, pb, cs, C, per_coil, c, prec, t_start, t_net, n_eval, ts)
+
+
+def _result(x, pb, cs, C: int, per_coil: bool, c, prec, t_start: float, t_net: float, n_eval: int, ts) -> SamplerResult:
+    """The final iterate x (K·B·[C], 2, ny, nx) in scanner units: root-sum-of-squares of the coil images (ssos,
+    hybrid) or the complex image zeroed outside the map support (sense); K-sample mean/std, timings."""
+    K, B, ny, nx = pb.K, pb.B, pb.ny, pb.nx
     if per_coil:
         xc = _c(x).view(K, B, C, ny, nx) * cs.view(K, B, C, 1, 1)
         out = xc.abs().pow(2).sum(dim=2).sqrt().to(torch.complex64)            # root-sum-of-squares
@@ -179,7 +205,9 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig
     total = time.perf_counter() - t_start
     timings = {"network": t_net, "total": total, "cg": 0.0, "other": total - t_net, "precision": prec.precision,
                "precision_choice": prec.to_meta()}
-    return DDSResult(image=mean.cpu().numpy().astype(np.complex64), std=std, samples=samples,
-                     scale=pb.scale.cpu().numpy().astype(np.float32), timings=timings, nfe=n_eval, cfg=float(c.cfg),
-                     timesteps=ts, config=c.to_meta())
+    return SamplerResult(image=mean.cpu().numpy().astype(np.complex64), std=std, samples=samples,
+                         scale=pb.scale.cpu().numpy().astype(np.float32), timings=timings, nfe=n_eval,
+                         cfg=float(c.cfg), timesteps=ts, config=c.to_meta())
 
+SPEC = SamplerSpec("scoremri", scoremri_reconstruct, ScoreMRIOptions, space="pixel", nfe_field="scoremri_nfe",
+                   slow=True, summary="Score-MRI predictor-corrector (reverse SDE + Langevin), same pixel prior")

@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..io_utils import atomic_directory, preset_yaml, write_json_atomic
+from ..validate import check_mapping
 
 FORMAT = "contextmri-vae"
 FORMAT_VERSION = 1
 MANIFEST = "contextmri.json"
-PRESET_DIR = Path(__file__).with_name("presets")
+PRESET_DIR = Path(__file__).with_name("vae_presets")
 _AE_FIXED = {"in_channels", "out_channels", "sample_size", "down_block_types", "up_block_types"}
 CONFIG_KEYS = {"resolution", "latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups",
                "mid_block_add_attention"}
@@ -90,8 +92,6 @@ class MRVAE(torch.nn.Module):
 
     def save_pretrained(self, directory, training: dict | None = None) -> Path:
         """Write DIR/vae/ + DIR/contextmri.json atomically."""
-        from ..io_utils import atomic_directory, write_json_atomic
-
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
             self.ae.save_pretrained(tmp / "vae", safe_serialization=True)
@@ -109,21 +109,12 @@ def list_presets() -> list[str]:
 
 
 def load_vae_config(name_or_cfg) -> dict:
-    """A VAE config dict from a preset name (`recon_core/latent/presets/`), a YAML path or a dict."""
-    from ..io_utils import preset_yaml
-
+    """A VAE config dict from a preset name (`recon_core/prior/vae_presets/`), a YAML path or a dict."""
     if isinstance(name_or_cfg, dict):
         cfg, source = copy.deepcopy(name_or_cfg), "VAE config"
     else:
         cfg, source = preset_yaml(name_or_cfg, PRESET_DIR, "VAE")
-    if not isinstance(cfg, dict):
-        raise InputError(f"{source}: expected a mapping")
-    unknown = sorted(set(cfg) - CONFIG_KEYS)
-    if unknown:
-        raise InputError(f"{source}: unknown key {unknown[0]!r} (allowed: {sorted(CONFIG_KEYS)})")
-    for key in ("resolution", "latent_channels", "block_out_channels"):
-        if key not in cfg:
-            raise InputError(f"{source}: missing key {key!r}")
+    check_mapping(cfg, CONFIG_KEYS, ("resolution", "latent_channels", "block_out_channels"), source)
     f = 2 ** (len(cfg["block_out_channels"]) - 1)
     if int(cfg["resolution"]) % f:
         raise InputError(f"{source}: resolution {cfg['resolution']} is not divisible by the downsampling {f}")
