@@ -7,6 +7,7 @@ import contextlib
 import torch
 
 from .errors import InputError
+from .settings import DTYPE_PRECISIONS
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -23,7 +24,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise InputError(f"unknown device {name!r}: expected auto, cpu or cuda")
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = dict(zip(DTYPE_PRECISIONS, (None, torch.bfloat16, torch.float16)))   # name → autocast dtype
 
 
 def autocast(device: torch.device, precision: str = "fp32"):

@@ -28,8 +28,9 @@ import torch
 from .device import autocast
 from .errors import InputError
 from .io_utils import write_text_atomic
+from .settings import PRECISIONS
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_CHOICES = PRECISIONS
 _MEMO: dict = {}   # this process's choices (the file cache is read once per workload, not once per slice)
 
 

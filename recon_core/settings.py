@@ -23,7 +23,8 @@ import numpy as np
 
 from .errors import InputError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPE_PRECISIONS = ("fp32", "bf16", "fp16")     # network arithmetic: the one list of precision names
+PRECISIONS = ("auto",) + DTYPE_PRECISIONS       # auto: a timed fp32-vs-bf16 trial (recon_core.precision)
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")
 DATA_WEIGHTS = ("fixed", "noise")

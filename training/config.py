@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from recon_core.errors import InputError
+from recon_core.settings import PRECISIONS
 from training.datasets import check_exclude
 
 DEFAULTS = {
@@ -146,7 +147,7 @@ def _validate(cfg: dict, source: str) -> None:
         raise InputError(f"{source}: key 'train.compile' is {t['compile']!r}, expected true, false or auto")
     if not isinstance(t["preload"], bool):
         raise InputError(f"{source}: key 'train.preload' must be true or false, got {t['preload']!r}")
-    if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
+    if t["precision"] not in PRECISIONS:
         raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
     if t["lr_schedule"] not in LR_SCHEDULES:
         raise InputError(f"{source}: key 'train.lr_schedule' is {t['lr_schedule']!r}, expected one of {LR_SCHEDULES}")

@@ -31,6 +31,7 @@ from recon_core.io_utils import atomic_dir, write_json_atomic
 from recon_core.metrics import psnr, ssim
 from recon_core.precision import PrecisionChoice, choose_precision
 from recon_core.prior.vae import build_vae
+from recon_core.settings import PRECISIONS
 from training.config import read_config
 from training.datasets import build_dataset
 from training.loop import _Order, _phase_rotate, _StopFlag, _write_config, _write_log, lr_at
@@ -60,7 +61,7 @@ def load_vae_train_config(config, overrides: dict | None = None) -> dict:
         t[key] = float(t[key])
         if t[key] < 0:
             raise InputError(f"{source}: key 'train.{key}' must be ≥ 0, got {t[key]}")
-    if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
+    if t["precision"] not in PRECISIONS:
         raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
     if t["crop"] is not None and (not isinstance(t["crop"], int) or t["crop"] < 8):
         raise InputError(f"{source}: key 'train.crop' must be an integer ≥ 8 or null, got {t['crop']!r}")

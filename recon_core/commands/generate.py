@@ -1,5 +1,7 @@
 """`contextmri generate`: sample images from the prior alone (conditional synthesis, ContextMRI §2.1)."""
 
+from recon_core.settings import DTYPE_PRECISIONS
+
 NAME = "generate"
 HELP = "sample images from a prior given metadata (JSON) or a prompt (CLIP models); write a PNG grid of magnitudes"
 
@@ -16,7 +18,7 @@ def add_arguments(parser):
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the sampler's, 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="fp32", choices=list(DTYPE_PRECISIONS))
     parser.add_argument("--out", required=True, help="output PNG (grid: one row per condition, --n columns)")
     parser.add_argument("--npy", help="optional .npy output of the complex samples (N, H, W) complex64 (normalised)")
 

@@ -1,6 +1,8 @@
 """`contextmri bench`: time per slice (I/O, ESPIRiT, network, CG) vs the network floor, sigpy L1-wavelet and
 BART, peak memory, and PSNR at NFE 10/20/50 with fp32 and bf16."""
 
+from recon_core.settings import DTYPE_PRECISIONS, PRECISIONS
+
 NAME = "bench"
 HELP = "benchmark one DDS slice: time split, network floor ratio, memory, vs sigpy L1-wavelet and bart"
 
@@ -15,7 +17,7 @@ def add_arguments(parser):
     parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--mask", default="uniform1d:4", help="KIND:ACCEL")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                         help="network precision of the main run (auto: timed trial; the choice is in the JSON)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
@@ -39,7 +41,7 @@ def run(args):
     except ValueError:
         raise InputError(f"--sweep: expected comma-separated integers, got {args.sweep!r}") from None
     precs = tuple(p.strip() for p in args.sweep_precisions.split(",") if p.strip())
-    bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
+    bad = [p for p in precs if p not in DTYPE_PRECISIONS]
     if bad:
         raise InputError(f"--sweep-precisions: unknown {bad}, expected fp32, bf16, fp16")
     from recon_core.device import set_threads
