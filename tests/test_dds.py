@@ -313,9 +313,11 @@ def test_any_matrix_is_padded_for_the_network(prior, data):
     r = dds_reconstruct(prior, k2, s2, m2, records(2), nfe=4, warm_start=None, gamma=1e4, final_cg_iters=100)
     assert r.image.shape == (2, 30, 27) and np.isfinite(r.image).all()
     assert rel_residual(r.image, k2, s2, m2) < 0.2      # as on the fitting 32×32 matrix (0.09): CG-limited
-    # the other pixel samplers still need a fitting matrix and say so
+    # Score-MRI's coil-combined variant pads the same way; its per-coil variants need a fitting matrix and say so
+    r = scoremri_reconstruct(prior, k2, s2, m2, records(2), scoremri_nfe=4, gamma=1e4, cg_iters=20)
+    assert r.image.shape == (2, 30, 27) and np.isfinite(r.image).all()
     with pytest.raises(InputError, match="divisible"):
-        scoremri_reconstruct(prior, k2, s2, m2, records(2), scoremri_nfe=2)
+        scoremri_reconstruct(prior, k2, s2, m2, records(2), scoremri_nfe=2, scoremri_variant="ssos")
 
 
 def test_clip_x0_bounds_the_tweedie_estimate(prior, data):

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from recon_core.errors import InputError
+from recon_core.fft import fft2c_np
 from tests.test_dds import COILS, NX, NY, make_data, records, rel_residual
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -151,6 +152,15 @@ def test_ldpm_reconstruction_is_data_consistent_and_deterministic(latent_dirs):
     # stage 2 (k-space gradient through the decoder) runs: a different gradient step changes the result
     c = ldpm_reconstruct(p, ksp, maps, mask, records(2), **{**kw, "ldpm_grad": 0.0})
     assert not np.array_equal(a.image, c.image)
+    # any matrix (issue 23 item 3): a 30×27 crop is padded to the VAE × UNet multiple and cropped back
+    from recon_core.masks import make_mask
+
+    s2 = np.ascontiguousarray(maps[:, :, 1:31, 2:29])
+    k2 = fft2c_np(s2 * x[:, None, 1:31, 2:29]).astype(np.complex64)
+    m2 = make_mask("uniform1d", (30, 27), 2, seed=0).mask
+    d = ldpm_reconstruct(p, k2, s2, m2, records(2), **kw)
+    assert d.image.shape == (2, 30, 27) and np.isfinite(d.image).all()
+    assert rel_residual(d.image, k2, s2, m2) < 0.5 * rel_residual(d.denoised, k2, s2, m2)
 
 
 def test_samplers_refuse_the_wrong_prior_kind(latent_dirs):

@@ -28,8 +28,21 @@ from ..device import autocast, resolve_device
 from ..precision import choose_inference_precision
 from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
 from ..settings import _f, compose_config
-from .base import (check_inputs, ddim_steps, finish, initial_state, per_slice_noise, prepare, prior_device,
-                   resolve_config, sampling_timesteps, sync, timed_eps)
+from .base import (
+    check_inputs,
+    ddim_steps,
+    down_factor,
+    finish,
+    initial_state,
+    pad_problem,
+    per_slice_noise,
+    prepare,
+    prior_device,
+    resolve_config,
+    sampling_timesteps,
+    sync,
+    timed_eps,
+)
 from .spec import SamplerSpec
 
 
@@ -65,10 +78,9 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config=None, device="
     t_start = time.perf_counter()
     c = resolve_config(LDPMConfig, config, settings, "ldpm_reconstruct")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records, latent=True)
-    B, C, ny, nx = ksp.shape
-    pb = prepare(ksp, maps, mask, c, scale, dev)
-    K = pb.K
+    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records, latent=True, pad=True)
+    pb = pad_problem(prepare(ksp, maps, mask, c, scale, dev), down_factor(prior))   # any matrix: padded, cropped back
+    B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     if prior_device(prior) != dev:
         prior.to(dev)
     vae = prior.vae

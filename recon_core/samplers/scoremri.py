@@ -39,10 +39,21 @@ from ..cg import data_consistency, sense_solve
 from ..device import autocast, resolve_device
 from ..fft import fft2c, ifft2c
 from ..mvue import percentile_scale
+from ..operators import crop_image
 from ..precision import choose_inference_precision
 from ..prior.ddim import guided_eps, make_guidance
 from ..settings import _f, compose_config
-from .base import SamplerResult, check_inputs, per_slice_noise, prepare, prior_device, progress_fn, resolve_config
+from .base import (
+    SamplerResult,
+    check_inputs,
+    down_factor,
+    pad_problem,
+    per_slice_noise,
+    prepare,
+    prior_device,
+    progress_fn,
+    resolve_config,
+)
 from .spec import SamplerSpec
 
 SCOREMRI_VARIANTS = ("sense", "ssos", "hybrid")
@@ -113,13 +124,17 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
     t_start = time.perf_counter()
     c = resolve_config(ScoreMRIConfig, config, settings, "scoremri_reconstruct").replace(warm_start=None)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records)
+    per_coil = c.scoremri_variant in ("ssos", "hybrid")
+    # any matrix with the coil-combined variant (padded for the network, cropped back); the per-coil variants
+    # work on the coil images' own grid and need sides the network accepts
+    ksp, maps, records = check_inputs(prior, ksp, maps, mask, records, pad=not per_coil)
     pb = prepare(ksp, maps, mask, c, scale, dev)
+    if not per_coil:
+        pb = pad_problem(pb, down_factor(prior))
     B, K, ny, nx = pb.B, pb.K, pb.ny, pb.nx
     C = int(maps.shape[1])
     if prior_device(prior) != dev:
         prior.to(dev)
-    per_coil = c.scoremri_variant in ("ssos", "hybrid")
     maps_k = pb.maps.repeat(K, 1, 1, 1)                                   # (K·B, C, ny, nx)
     y_n = pb.y                                                            # (K·B, C, ny, nx) normalised
     if per_coil:
@@ -196,6 +211,8 @@ def _result(x, pb, cs, C: int, per_coil: bool, c, prec, t_start: float, t_net: f
     else:
         support = (pb.maps.abs().pow(2).sum(dim=1) > 0).to(torch.float32)
         out = _c(x).view(K, B, ny, nx) * support[None]
+        if pb.inner is not None:
+            out = crop_image(out, pb.inner)
     out = (out * pb.scale.view(1, B, 1, 1)).to(torch.complex64)
     mean = out.mean(dim=0)
     std = samples = None
