@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import uniform_filter
+from scipy.stats import spearmanr
 
 from .errors import InputError
 
@@ -149,3 +150,31 @@ def ms_ssim(a, b, data_range: float | None = None, scales: int | None = None) ->
             x = x[:h, :ww].reshape(h // 2, 2, ww // 2, 2).mean(axis=(1, 3))
             y = y[:h, :ww].reshape(h // 2, 2, ww // 2, 2).mean(axis=(1, 3))
     return float(val)
+
+
+def uncertainty_calibration(ref, rec, std, region=None, bins: int = 10) -> dict:
+    """How well a posterior standard-deviation map predicts the actual error (issue 27).
+
+    ref, rec: (ny, nx) images (magnitudes are compared); std: (ny, nx) ≥ 0 in the same units; region: bool
+    (ny, nx) pixels scored (default all). error = ||rec| − |ref||. Returns:
+    spearman: rank correlation of std and error over the region (1: the std ranks the errors perfectly);
+    coverage_1sigma / coverage_2sigma: fraction of pixels with error ≤ 1σ / 2σ (a calibrated Gaussian error
+    gives ≈ 0.68 / 0.95; for a magnitude error, ≈ 0.68 / 0.95 too when |rec| − |ref| is Gaussian);
+    std_over_rmse: mean std / RMS error (1: the right size on average);
+    reliability: per std-quantile bin {std: mean σ, rmse: RMS error, n}: a calibrated map has rmse ≈ std.
+    """
+    r, x, s = (np.abs(np.asarray(a)).astype(np.float64) for a in (ref, rec, std))
+    m = np.ones(r.shape, bool) if region is None else np.asarray(region, dtype=bool)
+    if not (r.shape == x.shape == s.shape == m.shape) or r.ndim != 2:
+        raise InputError(f"uncertainty calibration: reference {r.shape}, reconstruction {x.shape}, std {s.shape} "
+                         f"and region {m.shape} must be the same (ny, nx)")
+    if not m.any():
+        raise InputError("uncertainty calibration: the region is empty")
+    e, s = np.abs(x - r)[m], s[m]
+    rho = float(spearmanr(s, e).statistic) if np.ptp(s) > 0 and np.ptp(e) > 0 else float("nan")
+    edges = np.quantile(s, np.linspace(0, 1, int(bins) + 1))
+    idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, int(bins) - 1)
+    rel = [{"std": float(s[idx == b].mean()), "rmse": float(np.sqrt((e[idx == b] ** 2).mean())),
+            "n": int((idx == b).sum())} for b in range(int(bins)) if (idx == b).any()]
+    return {"spearman": rho, "coverage_1sigma": float((e <= s).mean()), "coverage_2sigma": float((e <= 2 * s).mean()),
+            "std_over_rmse": float(s.mean() / max(np.sqrt((e ** 2).mean()), 1e-30)), "reliability": rel}

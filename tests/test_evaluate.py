@@ -211,3 +211,20 @@ def test_other_samplers_paired_with_dds(dataset, models, tmp_path):
     assert "Other samplers" in md and "ldpm" in md and "scoremri" in md
     with pytest.raises(InputError, match="methods: unknown"):
         _config(dataset, models, tmp_path / "o2", methods=("foo",)).check()
+
+
+def test_calibration_stage(dataset, models, tmp_path):
+    """--calibration K: per cell, DDS with K samples; its std scored against its error (issue 27), in JSON and md."""
+    from training.evaluation import run_evaluation
+
+    out = tmp_path / "cal"
+    res = run_evaluation(_config(dataset, models, out, cfg=(2.0,), limit=3, twin=None, ablations=False,
+                                 pathology=False, figures=False, calibration=(2,)), progress=False)
+    cal = res["cells"][0]["calibration"]
+    q = cal["2"]
+    assert cal["cfg"] == 2.0 and q["spearman"]["n"] == 3
+    assert 0 <= q["cov1"]["mean"] <= q["cov2"]["mean"] <= 1 and q["ratio"]["mean"] > 0
+    assert q["slice_spearman"] is None or -1 <= q["slice_spearman"] <= 1
+    assert "Uncertainty calibration" in (out / "results.md").read_text()
+    with pytest.raises(InputError, match="calibration"):
+        _config(dataset, models, out, calibration=(1,)).check()

@@ -81,7 +81,8 @@ def client_settings() -> dict:
 def reconstruct_slice(sd, header, prior, config, method: str = "dds") -> tuple[np.ndarray, np.ndarray, dict]:
     """The scanner's reconstruction of one raw slice (`recon_core.raw` SliceData) with a diffusion method:
     its coil maps (`raw.image.slice_maps`) and the header's metadata record → (image (ny, nx) complex64,
-    normalised-scanner units, maps (C, ny, nx), info {seconds, maps, coverage, timings})."""
+    scanner units of the prewhitened data, maps (C, ny, nx), info {seconds, maps, coverage, timings; std (ny, nx)
+    float32 when config.samples > 1})."""
     calq: dict = {}
     maps = slice_maps(sd, info=calq)
     record = record_from_header(header, slice_index=sd.key.slice)
@@ -90,4 +91,6 @@ def reconstruct_slice(sd, header, prior, config, method: str = "dds") -> tuple[n
                                     records=None if config.cfg == 0 else [record], config=config)
     info = {"seconds": time.perf_counter() - t0, "maps": calq.get("maps"), "coverage": calq.get("coverage"),
             "timings": {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}}
+    if res.std is not None:   # K > 1 posterior samples: the pixel-wise std (same units as the image)
+        info["std"] = np.asarray(res.std)[0]
     return np.asarray(res.image)[0], maps, info

@@ -49,6 +49,7 @@ class EvalConfig:
     oracle_maps: bool = False             # also DDS with the export's fully sampled maps (maps.npy)
     ablations: bool = True
     ablation_cfg: float | None = None
+    calibration: tuple = ()              # K values: DDS with K posterior samples, std vs actual error (issue 27)
     ablation_masks: tuple | None = None   # cells for ablations/pathology (None: all)
     pathology: bool = True
     twin: str | None = None
@@ -111,6 +112,8 @@ class EvalConfig:
             raise InputError(f"convention: expected one of {CONVENTIONS}, got {self.convention!r}")
         if self.ablation_masks is not None and not set(self.ablation_masks) <= set(self.masks):
             raise InputError(f"ablation masks {list(self.ablation_masks)} must be among --masks {list(self.masks)}")
+        if any(int(k) < 2 for k in self.calibration):
+            raise InputError(f"calibration: sample counts must be ≥ 2, got {list(self.calibration)}")
         if self.ablation_cfg is not None and self.ablation_cfg < 0:
             raise InputError(f"ablation cfg must be ≥ 0, got {self.ablation_cfg}")
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from recon_core.baselines import get_spec, reconstruct
@@ -38,9 +39,10 @@ from recon_core.coils import coil_maps
 from recon_core.errors import InputError
 from recon_core.io_utils import write_text_atomic
 from recon_core.masks import make_mask, parse_mask_spec
-from recon_core.metrics import all_metrics
+from recon_core.metrics import all_metrics, uncertainty_calibration
 from recon_core.prior.cache import get_prior
 from recon_core.prior.manifest import resolve_model_path
+from recon_core.raw.retrospective import object_region
 from recon_core.samplers import diffusion_sampler
 from recon_core.sim.export import load_split
 
@@ -282,6 +284,8 @@ class Evaluation:
                 res["seconds"] = np.asarray(r.timings["total"] / len(chunk))
                 res["scale_ratio"] = r.scale / np.asarray(self.test.scale[self.slices[chunk]], np.float32)
                 res["pos"] = np.asarray(chunk)
+                if r.std is not None:   # K > 1: does the std predict the error? (issue 27; inside the head)
+                    res.update(_calibration(cd.ref[chunk], r.image, r.std))
                 out = {}
                 for j, p in enumerate(chunk):
                     if int(p) in self.examples:
@@ -295,6 +299,8 @@ class Evaluation:
             self._tick()
         merged = {k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in METRICS + ("scale_ratio",)}
         merged["seconds"] = np.asarray(float(np.mean([float(p["seconds"]) for p in parts])))
+        for k in (k for k in parts[0] if k.startswith("cal_")):
+            merged[k] = np.concatenate([np.atleast_1d(p[k]) for p in parts])
         for p in parts:
             for k, v in p.items():
                 if k.startswith(("img_", "std_")):
@@ -428,6 +434,10 @@ class Evaluation:
                             "cond_minus_twin": paired(dds[ref_w]["psnr"], tw["psnr"]),
                             "cond_w0_minus_twin": paired(dds[0.0]["psnr"], tw["psnr"]) if 0.0 in dds else None}
             cell["images"]["twin"] = tw
+        if c.calibration:   # posterior std vs actual error, K samples (issue 27)
+            w_cal = best_w if best_w is not None else cfgs[0]
+            cell["calibration"] = {"cfg": w_cal, **{str(K): _calibration_summary(self.dds(
+                spec, w_cal, "all" if w_cal > 0 else "uncond", samples=int(K))) for K in c.calibration}}
         if c.figures:
             w_ex = best_w if best_w is not None else cfgs[0]
             cell["images"]["uncert"] = self.dds(spec, w_ex, "all" if w_ex > 0 else "uncond", samples=c.samples,
@@ -515,3 +525,22 @@ def _json_default(o):
 def run_evaluation(config: EvalConfig, progress: bool = True) -> dict:
     """Run and write an evaluation; returns the results dict (as in results.json)."""
     return Evaluation(config, progress=progress).run()
+
+
+def _calibration_summary(r: dict) -> dict:
+    """Mean ± std over slices of each per-slice calibration number, and `slice_spearman`: over the slices, the rank
+    correlation of the mean σ (the per-slice expected error) with the actual RMS error."""
+    out = {k[4:]: summarise(v) for k, v in r.items() if k.startswith("cal_")}
+    ok = len(r["cal_rmse"]) > 2 and np.ptp(r["cal_mean_std"]) > 0
+    out["slice_spearman"] = float(spearmanr(r["cal_mean_std"], r["cal_rmse"]).statistic) if ok else None
+    return out
+
+
+def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray) -> dict:
+    """Per slice (B, ny, nx): `recon_core.metrics.uncertainty_calibration` inside the head (the object region
+    of the reference) → {cal_spearman, cal_cov1, cal_cov2, cal_ratio, cal_rmse, cal_mean_std} arrays (B,)."""
+    qs = [uncertainty_calibration(ref[b], image[b], std[b], object_region(np.abs(ref[b]))) for b in range(len(ref))]
+    rmse = [float(np.sqrt(np.mean((np.abs(image[b]) - np.abs(ref[b])) ** 2))) for b in range(len(ref))]
+    return {"cal_spearman": np.array([q["spearman"] for q in qs]), "cal_cov1": np.array([q["coverage_1sigma"] for q in qs]),
+            "cal_cov2": np.array([q["coverage_2sigma"] for q in qs]), "cal_ratio": np.array([q["std_over_rmse"] for q in qs]),
+            "cal_rmse": np.array(rmse), "cal_mean_std": np.array([float(np.mean(std[b])) for b in range(len(ref))])}

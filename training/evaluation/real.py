@@ -29,7 +29,7 @@ from recon_core import baselines
 from recon_core.baselines import bart
 from recon_core.errors import InputError
 from recon_core.fft import ifft2c_np
-from recon_core.metrics import masked_metrics
+from recon_core.metrics import masked_metrics, uncertainty_calibration
 from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import RealSlice, load_real, object_region, undersample  # noqa: F401
 from recon_core.samplers import SamplerConfig
@@ -78,7 +78,12 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
     maps = None
     for method in diffusion_methods:
         img, maps, info = diffusion(sd, rs.header, prior, config, method)
-        row[method] = {**masked_metrics(rs.reference, scanner_units(sd, maps, img), rs.region), **info}
+        std = info.pop("std", None)
+        rec = scanner_units(sd, maps, img)
+        row[method] = {**masked_metrics(rs.reference, rec, rs.region), **info}
+        if std is not None:   # posterior samples: does the std predict the error? (issue 27)
+            row[method]["calibration"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, std),
+                                                                 rs.region)
     if maps is None:
         maps = slice_maps(sd)
     for method, cands in classical(sd, maps, methods).items():
@@ -116,7 +121,7 @@ def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int
                             "region_pixels": int(rs.region.sum()), "cells": cells}
     bar.close()
     return {"results": results, "skipped": skipped, "config": config.to_dict() if hasattr(config, "to_dict")
-            else dict(config.__dict__), "masks": list(masks), "seed": seed}
+            else dict(config.__dict__), "masks": list(masks), "seed": seed, "samples": int(config.samples)}
 
 
 def summary_rows(res: dict, main: str = "dds") -> list[dict]:
@@ -166,6 +171,13 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
                 continue
             lines.append(f"- {row['slice']} {row['mask']}: {row['diff_db']:+.2f} (best classical: "
                          f"{row['best_classical']} {row['best_psnr_ssim']})")
+    cal = [(name, spec, c[main]["calibration"]) for name, r in res["results"].items() for spec, c in r["cells"].items()
+           if main and c.get(main) and c[main].get("calibration")]
+    if cal:
+        lines += ["", f"Uncertainty of {main} ({res.get('samples', '?')} posterior samples) against its actual error "
+                  "inside the object: rank correlation, coverage of ±1σ / ±2σ, mean σ / RMS error:", ""]
+        lines += [f"- {name} {spec}: Spearman {q['spearman']:.2f}, coverage {100 * q['coverage_1sigma']:.0f} % / "
+                  f"{100 * q['coverage_2sigma']:.0f} %, σ/RMSE {q['std_over_rmse']:.2f}" for name, spec, q in cal]
     for note in res.get("skipped", []):
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"

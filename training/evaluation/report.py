@@ -199,6 +199,25 @@ def _samplers(res: dict) -> list:
     return L
 
 
+def _calibration(res: dict) -> list:
+    cl = [c for c in res["cells"] if c.get("calibration")]
+    if not cl:
+        return []
+    L = ["## Uncertainty calibration: posterior std vs actual error inside the head\n",
+         "Per slice: Spearman rank correlation of σ and |error|, coverage of ±1σ / ±2σ (calibrated Gaussian: 68 % / "
+         "95 %), mean σ / RMS error; mean ± std over slices.\n",
+         "| Cell | K | Spearman | coverage ±1σ | coverage ±2σ | σ / RMSE | per-slice mean σ vs RMSE (Spearman) |",
+         "|---|---|---|---|---|---|---|"]
+    for cell in cl:
+        cal = cell["calibration"]
+        for K, q in ((k, v) for k, v in cal.items() if k != "cfg"):
+            L.append(f"| {cell['label']} (w = {cal['cfg']:g}) | {K} | {q['spearman']['mean']:.2f} | "
+                     f"{100 * q['cov1']['mean']:.0f} % | {100 * q['cov2']['mean']:.0f} % | {q['ratio']['mean']:.2f} | "
+                     + ("–" if q.get("slice_spearman") is None else f"{q['slice_spearman']:.2f}") + " |")
+    L.append("")
+    return L
+
+
 def _timing(res: dict) -> list:
     cells, L = res["cells"], []
     tm = res.get("timings", {})
@@ -219,7 +238,7 @@ def _timing(res: dict) -> list:
 def render_markdown(res: dict) -> str:
     """results.md from the results dict: set-up, Table 1, headline pairs, ablations, pathology, twin, time."""
     L = []
-    for section in (_header, _table1, _headline, _ablations, _pathology, _twin, _samplers, _timing):
+    for section in (_header, _table1, _headline, _ablations, _pathology, _twin, _samplers, _calibration, _timing):
         L += section(res)
     return "\n".join(L)
 

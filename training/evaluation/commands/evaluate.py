@@ -49,6 +49,8 @@ def add_arguments(parser):
     parser.add_argument("--methods", default=None,
                         help="other prior samplers beside DDS, comma list among scoremri,ldpm (on --methods-limit "
                              "slices spread over the selection, paired with DDS on the same slices)")
+    parser.add_argument("--calibration", default="", help="comma list of posterior sample counts K (e.g. 2,4,8): "
+                        "per cell, DDS with K samples, its std scored against its actual error inside the head")
     parser.add_argument("--methods-limit", type=int, default=4, help="slices for --methods (they are slow)")
     parser.add_argument("--latent-model", default="default-latent", help="latent prior for ldpm")
     parser.add_argument("--convention", default="fastmri", choices=["fastmri", "contextmri"],
@@ -94,6 +96,7 @@ def run(args):
         twin=args.twin, convention=args.convention, figures=not args.no_figures,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
         methods_limit=args.methods_limit, latent_model=args.latent_model,
+        calibration=tuple(int(k) for k in args.calibration.split(",") if k.strip()),
         command=_command(args))
     res = run_evaluation(cfg, progress=not args.quiet)
     for s in res["summary"]:
