@@ -13,6 +13,8 @@ def add_arguments(parser):
     src.add_argument("--preset", default=None, help="time an untrained prior preset instead (e.g. cpu-128; PSNR meaningless)")
     parser.add_argument("--matrix", type=int, default=None, help="matrix size (default: the model's resolution)")
     parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--compress-coils-above", type=int, default=16,
+                        help="SVD coil compression (99 %% energy) above this many coils, as the product does")
     parser.add_argument("--nfe", type=int, default=50)
     parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--mask", default="uniform1d:4", help="KIND:ACCEL")
@@ -53,7 +55,7 @@ def run(args):
                     coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
                     precision=args.precision, seed=args.seed, sweep=sweep, sweep_precisions=precs,
                     repeat=args.repeat, use_bart=not args.no_bart, progress=not args.quiet,
-                    log=(lambda *a: None) if args.quiet else print)
+                    log=(lambda *a: None) if args.quiet else print, compress_coils_above=args.compress_coils_above)
     print(format_report(res))
     if args.json:
         from recon_core.io_utils import write_text_atomic
