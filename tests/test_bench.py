@@ -67,6 +67,14 @@ def test_bench_smoke(tmp_path):
         assert r["bart"]["psnr_pics"] > r["psnr"]["zerofilled"]  # a sane BART recon (layout and maps right)
     else:
         assert r["bart"] is None
+    assert r["setup"]["coil_compression"] is None          # 4 coils: nothing to compress
+    # more coils than --compress-coils-above: compressed as the product does, timed inside the slice total
+    rc = main(["bench", "--model", str(model), "--coils", "6", "--compress-coils-above", "4", "--nfe", "3",
+               "--sweep", "", "--repeat", "1", "--no-bart", "--json", str(out), "--quiet"])
+    r = json.loads(out.read_text())
+    cc, t = r["setup"]["coil_compression"], r["time_s"]
+    assert rc == 0 and cc["coils"] == 6 and 4 <= cc["virtual_coils"] <= 6 and cc["seconds"] >= 0
+    assert t["slice_total"] == pytest.approx(t["io"] + t["espirit"] + t["dds_total"] + cc["seconds"])
 
 
 def test_bench_bad_input():
