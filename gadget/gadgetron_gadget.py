@@ -68,7 +68,6 @@ def chain_properties_xml(indent: str = "                ") -> str:
 def params_from_config(config) -> ReconParams:
     """ReconParams from the chain configuration (an ElementTree element, XML text or None)."""
     if isinstance(config, (str, bytes)):
-
         config = ET.fromstring(config)
     props = properties_from_xml(config)
     params = ReconParams.from_mapping(props)

@@ -36,6 +36,7 @@ from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs
 from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.samplers import diffusion_sampler, get_spec
+from recon_core.samplers.selfval import candidate, majority
 
 from .images import slice_images
 from .params import ReconParams, is_diffusion
@@ -107,6 +108,7 @@ class StreamProcessor:
         self.results: list[SliceResult] = []  # light copies kept for callers (no maps)
         self._domain_warned = False
         self._pf_warned = False
+        self._sv_votes: list = []   # self-validation choices of this series' first slices (selfval_slices)
         self.domain_warning: str | None = None
         self.keep_results = False
 
@@ -114,7 +116,6 @@ class StreamProcessor:
     @property
     def prior(self):
         if self._prior is None:
-
             self._prior = get_prior(self.params.prior_model, self.params.device)
         return self._prior
 
@@ -251,6 +252,24 @@ class StreamProcessor:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
 
+    def _method_for_slice(self, p) -> tuple:
+        """(method, sampler config, reused self-validation info or None) for the next slice. With self-validation
+        on, the first `selfval_slices` slices of the series choose by their held-out lines; the rest reuse the
+        majority choice (DDS with its settings, or the classical method) without holding anything out."""
+        config = p.sampler()
+        if not (is_diffusion(p.method) and get_spec(p.method).validated and p.self_validate):
+            return p.method, config, None
+        if p.selfval_slices == 0 or len(self._sv_votes) < p.selfval_slices:
+            return p.method, config, None
+        winner = majority(self._sv_votes)
+        method, settings = candidate(winner)
+        info = {"chosen": winner, "reused": f"chosen on the series' first {len(self._sv_votes)} slices "
+                                            f"({', '.join(self._sv_votes)}); not re-validated"}
+        if settings is None:
+            info["reason"] = f"the classical {winner} predicted the held-out lines best on the first slices"
+            return method, config, info
+        return method, config.replace(self_validate=False, **settings), info
+
     def _check_prior_domain(self, shape, record, head=None) -> None:
         """Say so (once per session, log + image meta) when the scan lies outside the prior's training
         domain: pixel size (or matrix), orientation, phase-encoding direction, anatomy, contrast, nominal
@@ -296,26 +315,28 @@ class StreamProcessor:
         ksp = sd.kspace[None]
         std = precision = None
         sampler_info: dict = {}
-        if is_diffusion(p.method):
+        method, config, reused = self._method_for_slice(p)
+        if is_diffusion(method):
             self._check_prior_domain(sd.kspace.shape[-2:], record, sd.head)
-            sampler = diffusion_sampler(p.method)
+            sampler = diffusion_sampler(method)
             out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
-                          config=p.sampler(), device=p.device, progress=True if get_spec(p.method).slow else None)
+                          config=config, device=p.device, progress=True if get_spec(method).slow else None)
             precision = out.timings.get("precision")
             sampler_info = _sampler_info(out.timings)
             image = np.asarray(out.image)[0]
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
         else:
-
-            image = np.asarray(baselines.reconstruct(p.method, ksp, maps[None], sd.mask))[0]
-            if sd.partial_fourier and p.method != "zerofilled":   # the missing side by phase-constrained POCS
-
+            image = np.asarray(baselines.reconstruct(method, ksp, maps[None], sd.mask))[0]
+            if sd.partial_fourier and method != "zerofilled":   # the missing side by phase-constrained POCS
                 image = pocs(image, sd.kspace, maps, sd.mask)
+        if reused is not None:
+            sampler_info["self_validation"] = reused
+        elif "self_validation" in sampler_info and "chosen" in sampler_info["self_validation"]:
+            self._sv_votes.append(sampler_info["self_validation"]["chosen"])
         t2 = time.perf_counter()
         zf = None
         if p.send_zerofilled:
-
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
         # scanner units (unit-norm maps of the unwhitened physical coils) on the reconSpace matrix
         image, std, zf = scanner_units(sd, maps, image.astype(np.complex64), std, zf)

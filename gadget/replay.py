@@ -249,7 +249,6 @@ def replay(raw_path, out=None, params: ReconParams | None = None, *, prior=None,
             staged.append((tmp, png))
             write_png_mosaic(tmp, images, title=results[0].prompt if results else None)
         if dicom is not None:
-
             tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(dicom))}.",
                                    dir=os.path.dirname(os.path.abspath(dicom)))
             os.chmod(tmp, _default_mode(0o777))

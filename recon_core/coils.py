@@ -261,7 +261,6 @@ def lowres_maps(calib: np.ndarray, acs_rows: tuple[int, int], width: int | None 
     maps = np.where(sos > 0, img / np.maximum(sos, 1e-30), 0) * np.exp(-1j * np.angle(img[0]))[None]
     support = sos > support_threshold * float(sos.max() or 1.0)
     if dilate:
-
         support = binary_dilation(support, iterations=int(dilate))
     maps = maps * support[None]
     return maps.astype(np.complex64)

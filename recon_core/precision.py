@@ -128,7 +128,6 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
     cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
     ckey = f"{hw}|torch {torch.__version__}|{key}"
     if ckey in _MEMO:
-
         ch = replace(_MEMO[ckey], source="cache")
         if log:
             log(ch.describe())

@@ -79,3 +79,34 @@ def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):
     few[[0, 3]] = True
     res = diffusion_sampler("dds")(prior, ksp, maps, few, records=records(1), config=SamplerConfig(nfe=4, self_validate=True))
     assert "skipped" in res.timings["self_validation"][0] and np.isfinite(res.image).all()
+
+
+def test_series_reuses_the_choice_of_its_first_slices(prior):
+    """Stream processor with self-validation: the first `selfval_slices` slices choose by their held-out lines,
+    the rest reuse the majority choice (meta says so) without holding anything out (issue 25's amortisation)."""
+    import json
+
+    import ismrmrd
+
+    from gadget.images import to_float
+    from gadget.params import ReconParams
+    from gadget.processor import StreamProcessor
+    from recon_core.samplers.selfval import majority
+    from test_processor_helpers import build_stream, line_mask, make_header, phantom_scan
+
+    objs, maps = phantom_scan(n_slices=3, ny=32, nx=32, n_coils=4)
+    acqs = build_stream(objs, maps, line_mask(32, accel=2, acs=10), noise_std=0.01)
+    params = ReconParams(method="dds", device="cpu", nfe=4, self_validate=True, selfval_slices=1,
+                         image_format="float")
+    imgs = [im for im in StreamProcessor(make_header(32, 32, 3, n_coils=4), params, prior=prior).process(acqs)
+            if im.image_series_index == 1]
+    metas = {im.slice: ismrmrd.Meta.deserialize(im.attribute_string) for im in imgs}
+    first = json.loads(metas[0]["self_validation"])
+    assert "heldout_nmse" in first and "reused" not in first
+    for s in (1, 2):
+        sv = json.loads(metas[s]["self_validation"])
+        assert sv["chosen"] == first["chosen"] and "first 1 slices" in sv["reused"]
+        assert metas[s]["reconstruction"] == first["chosen"]
+    assert all(np.isfinite(to_float(im)).all() for im in imgs)
+    assert majority(["sense", "dds", "dds"]) == "dds" and majority(["l1wavelet", "sense"]) == "l1wavelet"
+    assert majority([]) is None

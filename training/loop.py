@@ -308,7 +308,6 @@ def _export(out: Path, prior, named, ema, cfg, step, lora: bool, precision=None,
                 "precision": precision, "domain": domain}
     with ema_weights(ema, [p for _, p in named]):
         if lora:
-
             init = cfg["init"]
             base = init if init == "default" else str(Path(init).resolve())
             save_adapter(prior, out / MODEL_DIR, base=base)
@@ -341,13 +340,11 @@ def _build_model(cfg: dict, seed: int):
         prior = load_prior(cfg["init"], device="cpu")
         prior.train()
         if lora:
-
             lc = cfg["lora"]
             torch.manual_seed(seed)
             add_lora(prior, rank=lc.get("rank", 4), alpha=lc.get("alpha", 32),
                      targets=lc.get("targets") or DEFAULT_TARGETS, dropout=lc.get("dropout", 0.0))
     elif cfg["latent_vae"]:
-
         pcfg = load_preset(cfg["prior"]) if isinstance(cfg["prior"], str) else dict(cfg["prior"])
         pcfg["latent"] = {"vae": str(Path(cfg["latent_vae"]).expanduser().resolve())}
         prior = build_prior(pcfg, seed=seed)

@@ -56,7 +56,6 @@ class PriorCache:
                 if self._loader is not None:
                     prior = self._loader(name, device)
                 else:
-
                     prior = load_prior(path, device=str(dev))
                 if hasattr(prior, "eval"):
                     prior.eval()

@@ -73,6 +73,8 @@ class DDSOptions:
                              "lines best, then reconstruct with all data")
     holdout: float = _f(0.1, "float", "self-validation: fraction of the measured non-calibration lines held out",
                         lo=0.0, hi=0.5, lo_open=True)
+    selfval_slices: int = _f(2, "int", "self-validation in a series (stream processor): choose on the first N "
+                             "slices, reuse the majority choice for the rest (0: every slice)", lo=0, hi=10000)
 
 
 DDSConfig = compose_config("DDSConfig", [DDSOptions], "Settings of the DDS sampler: the common ones + DDSOptions.")

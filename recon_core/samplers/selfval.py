@@ -40,6 +40,20 @@ MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 
 
+def candidate(name: str) -> tuple:
+    """(method, sampler settings or None for a classical method) of the candidate called `name`."""
+    table = {n: (meth, sets) for n, meth, sets in CANDIDATES}
+    if name not in table:
+        raise KeyError(f"no self-validation candidate {name!r}")
+    return table[name]
+
+
+def majority(choices) -> str | None:
+    """The most frequent of the per-slice choices (ties: the first chosen); None when there are none."""
+    choices = [c for c in choices if c]
+    return max(dict.fromkeys(choices), key=choices.count) if choices else None
+
+
 def holdout_rows(mask_rows: np.ndarray, acs: tuple, fraction: float, seed: int) -> np.ndarray:
     """Measured, non-ACS rows to hold out: n = max(MIN_HELDOUT, fraction · free lines), taken from the 2n free
     lines nearest the k-space centre (where the signal, not the noise, dominates), every other one (so the

@@ -137,21 +137,18 @@ class Evaluation:
     @property
     def prior(self):
         if self._prior is None:
-
             self._prior = get_prior(self.c.model, self.c.device)
         return self._prior
 
     @property
     def latent(self):
         if self._latent is None:
-
             self._latent = get_prior(self.c.latent_model, self.c.device)
         return self._latent
 
     @property
     def twin(self):
         if self._twin is None:
-
             self._twin = get_prior(self.c.twin, self.c.device)
         return self._twin
 
@@ -187,7 +184,6 @@ class Evaluation:
 
     def cell(self, spec: str) -> CellData:
         if spec not in self._cells:
-
             kind, accel = parse_mask_spec(spec)
             t0 = time.perf_counter()
             ksp, mask, maps, ref, racc = self._undersample(self.test, self.slices, kind, accel, 0)

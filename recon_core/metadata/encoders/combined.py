@@ -80,7 +80,6 @@ class CombinedEncoder(ConditionEncoder):
         enc = cls(ClipTextEncoder.from_pretrained(d / cfg.get("clip", "clip")),
                   TypedMetadataEncoder.from_pretrained(d / cfg.get("typed", "typed")))
         if isinstance(enc.proj, nn.Linear):
-
             sd = load_file(str(d / WEIGHTS_NAME))
             enc.proj.load_state_dict({k[len("proj."):]: v for k, v in sd.items()})
         return enc
