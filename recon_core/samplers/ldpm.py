@@ -28,21 +28,8 @@ from ..device import autocast, resolve_device
 from ..precision import choose_inference_precision
 from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
 from ..settings import _f, compose_config
-from .base import (
-    check_inputs,
-    ddim_steps,
-    down_factor,
-    finish,
-    initial_state,
-    pad_problem,
-    per_slice_noise,
-    prepare,
-    prior_device,
-    resolve_config,
-    sampling_timesteps,
-    sync,
-    timed_eps,
-)
+from .base import check_inputs, ddim_steps, down_factor, finish, initial_state, pad_problem, per_slice_noise
+from .base import prepare, prior_device, resolve_config, sampling_timesteps, sync, timed_eps
 from .spec import SamplerSpec
 
 

@@ -137,16 +137,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
         prior.to(dev)
     maps_k = pb.maps.repeat(K, 1, 1, 1)                                   # (K·B, C, ny, nx)
     y_n = pb.y                                                            # (K·B, C, ny, nx) normalised
-    if per_coil:
-        # each coil image normalised by its own scale: the 99th percentile of the coil image of SENSE-10
-        est = pb.sense.repeat(K, 1, 1) if pb.sense is not None else sense_solve(pb.op, y_n, n_iter=10)
-        coil_est = maps_k * est[:, None]
-        cs = percentile_scale(coil_est.reshape(K * B * C, ny, nx)).clamp_min(1e-8).view(K * B, C, 1, 1)
-        recs = None if records is None else [r for r in records for _ in range(C)]
-        guid = make_guidance(prior, recs, c.cfg, B * C, n_repeat=K, device=dev)
-    else:
-        cs = None
-        guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
+    cs, guid = _coil_scales_and_guidance(prior, pb, maps_k, records, c, C, per_coil, dev)
     prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
     acp = prior.scheduler.alphas_cumprod.double()
     T = int(acp.shape[0])
@@ -199,6 +190,20 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
     finally:
         close()
     return _result(x, pb, cs, C, per_coil, c, prec, t_start, t_net, n_eval, ts)
+
+
+def _coil_scales_and_guidance(prior, pb, maps_k, records, c, C: int, per_coil: bool, dev) -> tuple:
+    """(per-coil scales (K·B, C, 1, 1) or None, CFG guidance): the per-coil variants sample every coil image as
+    its own image, normalised by the 99th percentile of that coil's image of SENSE-10, with the slice's record
+    repeated per coil; the coil-combined variant samples the slice image."""
+    K, B, ny, nx = pb.K, pb.B, pb.ny, pb.nx
+    if not per_coil:
+        return None, make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
+    est = pb.sense.repeat(K, 1, 1) if pb.sense is not None else sense_solve(pb.op, pb.y, n_iter=10)
+    coil_est = maps_k * est[:, None]
+    cs = percentile_scale(coil_est.reshape(K * B * C, ny, nx)).clamp_min(1e-8).view(K * B, C, 1, 1)
+    recs = None if records is None else [r for r in records for _ in range(C)]
+    return cs, make_guidance(prior, recs, c.cfg, B * C, n_repeat=K, device=dev)
 
 
 def _result(x, pb, cs, C: int, per_coil: bool, c, prec, t_start: float, t_net: float, n_eval: int, ts) -> SamplerResult:
