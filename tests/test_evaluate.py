@@ -226,5 +226,6 @@ def test_calibration_stage(dataset, models, tmp_path):
     assert 0 <= q["cov1"]["mean"] <= q["cov2"]["mean"] <= 1 and q["ratio"]["mean"] > 0
     assert q["slice_spearman"] is None or -1 <= q["slice_spearman"] <= 1
     assert "Uncertainty calibration" in (out / "results.md").read_text()
+    assert len(q["reliability"]) >= 5 and all(b["std"] > 0 and b["rmse"] >= 0 for b in q["reliability"])
     with pytest.raises(InputError, match="calibration"):
         _config(dataset, models, out, calibration=(1,)).check()

@@ -106,3 +106,12 @@ def test_uncertainty_calibration_on_known_errors():
     assert q2["coverage_2sigma"] < 0.6
     with pytest.raises(Exception, match="same"):
         uncertainty_calibration(ref, rec, sigma[:10])
+
+
+def test_reliability_figure(tmp_path):
+    from training.evaluation.figures import reliability_figure
+
+    bins = [{"std": s, "rmse": 1.5 * s} for s in (0.1, 0.2, 0.4)]
+    path = tmp_path / "rel.png"
+    reliability_figure({"a": bins, "b": bins[:2]}, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,12 +23,41 @@ def _safe(spec: str) -> str:
     return spec.replace(":", "x").replace(".", "p")
 
 
+def reliability_figure(curves: dict, path: str, title: str = "") -> None:
+    """Reliability diagram: per curve (label → list of {std, rmse} bins, `metrics.uncertainty_calibration`) the RMS
+    error against the predicted σ, with the diagonal a calibrated σ lies on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    top = 0.0
+    for label, bins in curves.items():
+        s, e = [b["std"] for b in bins], [b["rmse"] for b in bins]
+        ax.plot(s, e, "o-", ms=3, label=label)
+        top = max(top, max(s + e))
+    ax.plot([0, top], [0, top], "k--", lw=0.8, label="calibrated")
+    ax.set_xlabel("predicted σ (bin mean)")
+    ax.set_ylabel("actual RMS error in the bin")
+    ax.set_title(title or "posterior std vs error", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
 def figures(ev, res: dict, cells: list) -> None:
     """ev: the `Evaluation` that produced `res` (its config, cells and example slices)."""
     import matplotlib
 
     matplotlib.use("Agg")
     _psnr_vs_cfg(ev, cells)
+    curves = {f"{cell['label']} K={K}": q["reliability"] for cell in res["cells"] if cell.get("calibration")
+              for K, q in cell["calibration"].items() if K != "cfg" and q.get("reliability")}
+    if curves:
+        reliability_figure(curves, os.path.join(ev.c.out, "fig_reliability.png"),
+                           "DDS posterior std vs actual error (inside the head)")
     for cell in cells:
         for p in ev.examples:
             _example_panel(ev, cell, p)

@@ -295,7 +295,7 @@ class Evaluation:
             self._tick()
         merged = {k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in METRICS + ("scale_ratio",)}
         merged["seconds"] = np.asarray(float(np.mean([float(p["seconds"]) for p in parts])))
-        for k in (k for k in parts[0] if k.startswith("cal_")):
+        for k in (k for k in parts[0] if k.startswith(("cal_", "rel_"))):
             merged[k] = np.concatenate([np.atleast_1d(p[k]) for p in parts])
         for p in parts:
             for k, v in p.items():
@@ -523,10 +523,16 @@ def run_evaluation(config: EvalConfig, progress: bool = True) -> dict:
     return Evaluation(config, progress=progress).run()
 
 
+RELIABILITY_BINS = 10
+
+
 def _calibration_summary(r: dict) -> dict:
     """Mean ± std over slices of each per-slice calibration number, and `slice_spearman`: over the slices, the rank
     correlation of the mean σ (the per-slice expected error) with the actual RMS error."""
     out = {k[4:]: summarise(v) for k, v in r.items() if k.startswith("cal_")}
+    if "rel_bins" in r:   # per σ-quantile bin, the mean over slices of (σ, RMS error)
+        m = np.nanmean(r["rel_bins"], axis=0)
+        out["reliability"] = [{"std": float(a), "rmse": float(b)} for a, b in m if np.isfinite(a)]
     ok = len(r["cal_rmse"]) > 2 and np.ptp(r["cal_mean_std"]) > 0
     out["slice_spearman"] = float(spearmanr(r["cal_mean_std"], r["cal_rmse"]).statistic) if ok else None
     return out
@@ -535,8 +541,14 @@ def _calibration_summary(r: dict) -> dict:
 def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray) -> dict:
     """Per slice (B, ny, nx): `recon_core.metrics.uncertainty_calibration` inside the head (the object region
     of the reference) → {cal_spearman, cal_cov1, cal_cov2, cal_ratio, cal_rmse, cal_mean_std} arrays (B,)."""
-    qs = [uncertainty_calibration(ref[b], image[b], std[b], object_region(np.abs(ref[b]))) for b in range(len(ref))]
+    qs = [uncertainty_calibration(ref[b], image[b], std[b], object_region(np.abs(ref[b])), bins=RELIABILITY_BINS)
+          for b in range(len(ref))]
+    rel = np.full((len(ref), RELIABILITY_BINS, 2), np.nan)
+    for b, q in enumerate(qs):
+        for i, r in enumerate(q["reliability"]):
+            rel[b, i] = (r["std"], r["rmse"])
     rmse = [float(np.sqrt(np.mean((np.abs(image[b]) - np.abs(ref[b])) ** 2))) for b in range(len(ref))]
     return {"cal_spearman": np.array([q["spearman"] for q in qs]), "cal_cov1": np.array([q["coverage_1sigma"] for q in qs]),
             "cal_cov2": np.array([q["coverage_2sigma"] for q in qs]), "cal_ratio": np.array([q["std_over_rmse"] for q in qs]),
-            "cal_rmse": np.array(rmse), "cal_mean_std": np.array([float(np.mean(std[b])) for b in range(len(ref))])}
+            "cal_rmse": np.array(rmse), "cal_mean_std": np.array([float(np.mean(std[b])) for b in range(len(ref))]),
+            "rel_bins": rel}
