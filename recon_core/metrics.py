@@ -160,7 +160,7 @@ def uncertainty_calibration(ref, rec, std, region=None, bins: int = 10) -> dict:
     spearman: rank correlation of std and error over the region (1: the std ranks the errors perfectly);
     coverage_1sigma / coverage_2sigma: fraction of pixels with error ≤ 1σ / 2σ (a calibrated Gaussian error
     gives ≈ 0.68 / 0.95; for a magnitude error, ≈ 0.68 / 0.95 too when |rec| − |ref| is Gaussian);
-    std_over_rmse: mean std / RMS error (1: the right size on average);
+    std_over_rmse: mean std / RMS error (1: the right size on average); rmse, mean_std: those two;
     reliability: per std-quantile bin {std: mean σ, rmse: RMS error, n}: a calibrated map has rmse ≈ std.
     """
     r, x, s = (np.abs(np.asarray(a)).astype(np.float64) for a in (ref, rec, std))
@@ -176,5 +176,7 @@ def uncertainty_calibration(ref, rec, std, region=None, bins: int = 10) -> dict:
     idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, int(bins) - 1)
     rel = [{"std": float(s[idx == b].mean()), "rmse": float(np.sqrt((e[idx == b] ** 2).mean())),
             "n": int((idx == b).sum())} for b in range(int(bins)) if (idx == b).any()]
+    rmse = float(np.sqrt((e ** 2).mean()))
     return {"spearman": rho, "coverage_1sigma": float((e <= s).mean()), "coverage_2sigma": float((e <= 2 * s).mean()),
-            "std_over_rmse": float(s.mean() / max(np.sqrt((e ** 2).mean()), 1e-30)), "reliability": rel}
+            "std_over_rmse": float(s.mean() / max(rmse, 1e-30)), "rmse": rmse, "mean_std": float(s.mean()),
+            "reliability": rel}

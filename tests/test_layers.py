@@ -24,21 +24,26 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _import_nodes(path: Path, tree=None):
+    """(node, absolute module name) of every import statement under `tree` (default: the whole file of `path`):
+    `import a.b` → "a.b" (its first name), `from ..x import y` → the package-resolved "pkg.x"."""
+    mod = _module_name(path)
+    pkg = (mod if path.name == "__init__.py" else mod.rpartition(".")[0]).split(".")
+    for node in ast.walk(tree if tree is not None else ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield node, node.names[0].name
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg[:len(pkg) - (node.level - 1)] if node.level else []
+            yield node, ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(path: Path) -> set[str]:
     """Absolute names of every module `path` imports (top level or inside functions)."""
-    mod = _module_name(path)
-    pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node, name in _import_nodes(path):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")
-                base = base[:len(base) - (node.level - 1)]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
+        else:
             out.add(name)
             out |= {f"{name}.{a.name}" for a in node.names}
     return out
@@ -93,14 +98,11 @@ def _graph(package: str) -> dict:
 
     graph = {}
     for mod, path in mods.items():
-        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         deps = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node, name in _import_nodes(path):
             if isinstance(node, ast.Import):
                 deps |= {resolve(a.name) for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
-                name = ".".join(base + ([node.module] if node.module else []))
+            else:
                 for a in node.names:
                     sub = f"{name}.{a.name}"
                     deps.add(sub if sub in mods else resolve(name))
@@ -167,17 +169,11 @@ LAZY_EXCEPTIONS = {
 
 
 def _function_imports(path: Path):
-    mod = _module_name(path)
-    pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    """(line, module name) of every import inside a function of `path`."""
     for fn in ast.walk(ast.parse(path.read_text(), str(path))):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Import):
-                yield node.lineno, node.names[0].name
-            elif isinstance(node, ast.ImportFrom):
-                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
-                yield node.lineno, ".".join(base + ([node.module] if node.module else []))
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node, name in _import_nodes(path, fn):
+                yield node.lineno, name
 
 
 def test_imports_are_at_module_level_unless_heavy():

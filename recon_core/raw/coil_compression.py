@@ -31,6 +31,11 @@ def compression_matrix(calib: np.ndarray, acs_rows: tuple, energy: float = 0.99,
     return u[:, :n].astype(np.complex64), float(e[n - 1])
 
 
+def compress(U: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Virtual coils y_v = U_nᴴ y of x (C, …) → (n, …) complex64."""
+    return np.tensordot(U.conj().T, x, axes=(1, 0)).astype(np.complex64)
+
+
 def compress_slice(sd, energy: float = 0.99, max_coils: int = 0, above: int = 16):
     """SliceData with virtual coils when it has more than `above` coils (else unchanged) → (SliceData, info)."""
     C = sd.kspace.shape[0]
@@ -38,11 +43,6 @@ def compress_slice(sd, energy: float = 0.99, max_coils: int = 0, above: int = 16
         return sd, {}
     U, kept = compression_matrix(sd.calib, sd.acs_rows, energy, max_coils)
     n = U.shape[1]
-    Uh = U.conj().T
-
-    def apply(x):
-        return np.tensordot(Uh, x, axes=(1, 0)).astype(np.complex64)
-
     lift = U if sd.prewhitener is None else np.linalg.solve(sd.prewhitener.astype(np.complex128), U)
     info = {"coils": C, "virtual_coils": n, "energy": round(kept, 5)}
-    return replace(sd, kspace=apply(sd.kspace), calib=apply(sd.calib), coil_lift=lift.astype(np.complex64)), info
+    return replace(sd, kspace=compress(U, sd.kspace), calib=compress(U, sd.calib), coil_lift=lift.astype(np.complex64)), info

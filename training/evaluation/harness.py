@@ -547,8 +547,7 @@ def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray) -> dict:
     for b, q in enumerate(qs):
         for i, r in enumerate(q["reliability"]):
             rel[b, i] = (r["std"], r["rmse"])
-    rmse = [float(np.sqrt(np.mean((np.abs(image[b]) - np.abs(ref[b])) ** 2))) for b in range(len(ref))]
     return {"cal_spearman": np.array([q["spearman"] for q in qs]), "cal_cov1": np.array([q["coverage_1sigma"] for q in qs]),
             "cal_cov2": np.array([q["coverage_2sigma"] for q in qs]), "cal_ratio": np.array([q["std_over_rmse"] for q in qs]),
-            "cal_rmse": np.array(rmse), "cal_mean_std": np.array([float(np.mean(std[b])) for b in range(len(ref))]),
+            "cal_rmse": np.array([q["rmse"] for q in qs]), "cal_mean_std": np.array([q["mean_std"] for q in qs]),
             "rel_bins": rel}

@@ -121,47 +121,43 @@ def _headline(res: dict) -> list:
     return L
 
 
+def _variant_table(cl: list, key: str, variants, first_col: str, head, extra=None) -> list:
+    """Markdown rows: one per (variant, label), per cell PSNR | SSIM of cell[key]["variants"][variant] (+ `extra(cell,
+    variant)` columns); `head(cell)` the column header of a cell."""
+    n_extra = 1 if extra else 0
+    L = [f"| {first_col} | " + " | ".join(head(cell) for cell in cl) + " |",
+         "|---|" + ("---|---|" + "---|" * n_extra) * len(cl)]
+    for v, lab in variants:
+        row = [lab]
+        for cell in cl:
+            e = cell[key]["variants"][v]
+            row += [_fmt(e, "psnr"), _fmt(e, "ssim")] + ([extra(cell, v)] if extra else [])
+        L.append("| " + " | ".join(row) + " |")
+    return L + [""]
+
+
 def _ablations(res: dict) -> list:
-    cells, L = res["cells"], []
-    # ablations
-    if any("ablations" in cell for cell in cells):
-        L.append("## Metadata ablation (cumulative removal; DDS at the cell's best w)\n")
-        cl = [cell for cell in cells if "ablations" in cell]
-        L.append("| Metadata | " + " | ".join(f"{cell['label']} (w = {cell['ablations']['cfg']:g}) PSNR | SSIM | − all"
-                                              for cell in cl) + " |")
-        L.append("|---|" + "---|---|---|" * len(cl))
-        for v in ABLATIONS:
-            row = [ABLATION_LABELS[v]]
-            for cell in cl:
-                e = cell["ablations"]["variants"][v]
-                row += [_fmt(e, "psnr"), _fmt(e, "ssim"),
-                        "–" if v == "all" else _pm(cell["ablations"]["minus_all"][v], " dB")]
-            L.append("| " + " | ".join(row) + " |")
-        L.append("")
-    return L
+    cl = [cell for cell in res["cells"] if "ablations" in cell]
+    if not cl:
+        return []
+    return ["## Metadata ablation (cumulative removal; DDS at the cell's best w)\n"] + _variant_table(
+        cl, "ablations", [(v, ABLATION_LABELS[v]) for v in ABLATIONS], "Metadata",
+        lambda cell: f"{cell['label']} (w = {cell['ablations']['cfg']:g}) PSNR | SSIM | − all",
+        lambda cell, v: "–" if v == "all" else _pm(cell["ablations"]["minus_all"][v], " dB"))
 
 
 def _pathology(res: dict) -> list:
-    cells, L = res["cells"], []
-    if any("pathology" in cell for cell in cells):
-        L.append("## Pathology in the condition: correct vs wrong vs unknown vs unconditional\n")
-        cl = [cell for cell in cells if "pathology" in cell]
-        L.append("| Pathology | " + " | ".join(f"{cell['label']} PSNR | SSIM" for cell in cl) + " |")
-        L.append("|---|" + "---|---|" * len(cl))
-        for v, lab in (("correct", "correct labels"), ("wrong", "wrong labels"), ("unknown", "unknown (None)"),
-                       ("uncond", "unconditional (w = 0)")):
-            row = [lab]
-            for cell in cl:
-                e = cell["pathology"]["variants"][v]
-                row += [_fmt(e, "psnr"), _fmt(e, "ssim")]
-            L.append("| " + " | ".join(row) + " |")
-        L.append("")
-        for cell in cl:
-            p = cell["pathology"]
-            L.append(f"- {cell['label']} (w = {p['cfg']:g}, {p['slices_with_pathology']} slices with pathology): "
-                     f"correct − wrong {_pm(p['correct_minus_wrong'])}; wrong − uncond {_pm(p['wrong_minus_uncond'])}")
-        L.append("")
-    return L
+    cl = [cell for cell in res["cells"] if "pathology" in cell]
+    if not cl:
+        return []
+    L = ["## Pathology in the condition: correct vs wrong vs unknown vs unconditional\n"] + _variant_table(
+        cl, "pathology", (("correct", "correct labels"), ("wrong", "wrong labels"), ("unknown", "unknown (None)"),
+                          ("uncond", "unconditional (w = 0)")), "Pathology", lambda cell: f"{cell['label']} PSNR | SSIM")
+    for cell in cl:
+        p = cell["pathology"]
+        L.append(f"- {cell['label']} (w = {p['cfg']:g}, {p['slices_with_pathology']} slices with pathology): "
+                 f"correct − wrong {_pm(p['correct_minus_wrong'])}; wrong − uncond {_pm(p['wrong_minus_uncond'])}")
+    return L + [""]
 
 
 def _twin(res: dict) -> list:
