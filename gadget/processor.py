@@ -80,12 +80,14 @@ def _as_header(header):
 
 def _sampler_info(timings: dict) -> dict:
     """What a one-slice diffusion run decided: self-validation (choice, held-out errors, reason), the k-space
-    noise σ (normalised units) and the data weight γ it used."""
+    noise σ (normalised units), the data weight γ it used and the network's engine."""
     out = {}
     if timings.get("self_validation"):
         out["self_validation"] = timings["self_validation"][0]
     if timings.get("noise_sigma"):
         out["noise_sigma"], out["gamma"] = float(timings["noise_sigma"][0]), float(timings["gamma"][0])
+    if timings.get("engine"):
+        out["engine"] = timings["engine"]
     return out
 
 
@@ -248,6 +250,8 @@ class StreamProcessor:
                     meta["self_validation_reason"] = sv["reason"]
             if "noise_sigma" in info:
                 meta["noise_sigma"], meta["gamma_used"] = info["noise_sigma"], info["gamma"]
+            if "engine" in info:
+                meta["engine"] = info["engine"]
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from .device import autocast
 from .errors import InputError
 from .io_utils import write_text_atomic
+from .prior.engine import ENGINE_PRECISIONS, ENGINES, check_engine, engines_for, runner_for
 from .settings import PRECISIONS
 
 PRECISION_CHOICES = PRECISIONS
@@ -43,16 +43,21 @@ class PrecisionChoice:
     rel_diff: float | None = None
     source: str = "fixed"          # fixed | measured | cache
     hardware: str = ""
+    engine: str = "torch"          # the runtime of the network (recon_core.prior.engine)
+    runner: object = field(default=None, repr=False, compare=False)   # the engine object (not in meta)
 
     def to_meta(self) -> dict:
-        return asdict(self)
+        d = asdict(replace(self, runner=None))
+        d.pop("runner")
+        return d
 
     def describe(self) -> str:
         if self.source == "fixed":
             return f"precision {self.precision} (as requested)"
         sec = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.seconds.items())
         diff = f", rel. diff {self.rel_diff:.2e}" if self.rel_diff is not None else ""
-        return f"precision auto → {self.precision} ({self.source}: {sec}{diff}; {self.hardware})"
+        what = self.precision if self.engine == "torch" else f"{self.engine} {self.precision}"
+        return f"precision auto → {what} ({self.source}: {sec}{diff}; {self.hardware})"
 
 
 def check_precision(name: str) -> str:
@@ -167,26 +172,84 @@ def prior_key(prior) -> str:
 TRIAL_BATCH = 2   # cond + uncond of one slice: the inference trial's batch, whatever the caller's batch
 
 
-def choose_inference_precision(prior, requested: str, batch: int, shape, device, log=None) -> PrecisionChoice:
-    """`choose_precision` for the prior's guided forward on inputs of `shape` (ny, nx) (a latent prior's:
-    the latent's (h, w)).
-
-    One choice per (model, shape), measured at TRIAL_BATCH: every batch of slices then runs in the same
-    precision, so a slice's reconstruction does not depend on which slices share its batch (`batch` is
-    accepted for the interface and not used)."""
-
-    req = check_precision(requested)
-    if req != "auto":
-        return choose_precision(req, device, None, "", log=log)
+def runtime_candidates(precision: str, engine: str, device) -> list:
+    """The (engine, precision) pairs a request allows on `device`: `auto` precision → fp32 and bf16 (fp16 only when
+    asked for), `auto` engine → every engine installed that runs there (recon_core.prior.engine)."""
     dev = torch.device(device)
+    engines = engines_for(dev) if engine == "auto" else (engine,)
+    precs = ("fp32", "bf16") if precision == "auto" else (precision,)
+    return [(e, p) for e in engines for p in precs if p in ENGINE_PRECISIONS[e]]
+
+
+def choose_runtime(prior, precision: str, engine: str, shape, device, log=None, reps: int = 2,
+                   min_speedup: float = 1.1, max_rel_diff: float = 0.02) -> PrecisionChoice:
+    """The network's runtime for the prior's guided forward on inputs of `shape` (ny, nx) (a latent prior's: the
+    latent's (h, w)): an engine (torch | torch-cl | onnxruntime | openvino) and a precision, either as asked or —
+    `auto` — measured: each allowed (engine, precision) runs TRIAL_BATCH forwards of the real workload; the fastest
+    whose output stays within `max_rel_diff` (relative RMS) of eager fp32 is chosen if it is at least `min_speedup`
+    faster than the reference candidate (torch fp32 when allowed), else the reference. One choice per (model,
+    shape, request, machine), cached like `choose_precision`, so every batch of slices runs the same runtime and a
+    slice's result does not depend on its batch. The returned choice carries the engine object (`runner`)."""
+    req_p = check_precision(precision)
+    dev = torch.device(device)
+    req_e = check_engine(engine, dev)
+    cands = runtime_candidates(req_p, req_e, dev)
+    if not cands:
+        raise InputError(f"engine {req_e} cannot run {req_p} (engine auto, or precision "
+                         f"{'/'.join(ENGINE_PRECISIONS.get(req_e, ('fp32',)))})")
+    hw = hardware_id(dev)
+    if len(cands) == 1:
+        e, p = cands[0]
+        return PrecisionChoice(precision=p, requested=req_p, source="fixed", hardware=hw, engine=e,
+                               runner=runner_for(prior, e, p))
+    key = f"infer:{prior_key(prior)}:{shape[0]}x{shape[1]}|{req_p}|{req_e}|{','.join(f'{e}/{p}' for e, p in cands)}"
+    ckey = f"{hw}|torch {torch.__version__}|{key}"
+    cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
+    hit = _MEMO.get(ckey) or (_from_cache(ckey, req_p, hw) if cache_on else None)
+    if hit is not None:
+        ch = replace(hit, source="cache", runner=runner_for(prior, hit.engine, hit.precision))
+        _MEMO[ckey] = replace(ch, runner=None)
+        if log:
+            log(ch.describe())
+        return ch
+    ch = _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw)
+    if cache_on:
+        data = _cache_read()
+        data[ckey] = {"precision": ch.precision, "engine": ch.engine, "seconds": ch.seconds, "rel_diff": ch.rel_diff,
+                      "measured": time.time()}
+        _cache_write(data)
+    _MEMO[ckey] = replace(ch, runner=None)
+    if log:
+        log(ch.describe())
+    return replace(ch, runner=runner_for(prior, ch.engine, ch.precision))
+
+
+def _from_cache(ckey: str, req_p: str, hw: str):
+    hit = _cache_read().get(ckey)
+    if not (isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16", "fp16") and hit.get("engine") in ENGINES):
+        return None
+    return PrecisionChoice(precision=hit["precision"], requested=req_p, seconds=hit.get("seconds", {}),
+                           rel_diff=hit.get("rel_diff"), source="cache", hardware=hw, engine=hit["engine"])
+
+
+def _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw) -> PrecisionChoice:
+    """Time every candidate on the same input; see `choose_runtime` for the rule."""
     g = torch.Generator().manual_seed(1234)
     x = torch.randn((TRIAL_BATCH, int(getattr(prior, "channels", 2)), *shape), generator=g).to(dev)
     t = torch.full((TRIAL_BATCH,), 500, dtype=torch.long, device=dev)
     tok = prior.uncondition(TRIAL_BATCH).to(dev)
-
-    def trial(p):
-        with torch.no_grad(), autocast(dev, p):
-            return prior.predict_eps(x, t, tok).float()
-
-    key = f"infer:{prior_key(prior)}:{shape[0]}x{shape[1]}"
-    return choose_precision("auto", dev, trial, key, log=log)
+    with torch.no_grad():
+        ref = prior.predict_eps(x, t, tok).float()
+    seconds, diffs = {}, {}
+    for e, p in cands:
+        run = runner_for(prior, e, p)
+        with torch.no_grad():
+            sec, out = _time(lambda: run.predict_eps(x, t, tok), reps)
+        seconds[f"{e}/{p}"], diffs[(e, p)] = sec, _rel_diff(ref, out)
+    base = ("torch", "fp32") if ("torch", "fp32") in cands else cands[0]
+    ok = [c for c in cands if diffs[c] <= max_rel_diff or c == base]
+    best = min(ok, key=lambda c: seconds[f"{c[0]}/{c[1]}"])
+    if seconds[f"{base[0]}/{base[1]}"] / max(seconds[f"{best[0]}/{best[1]}"], 1e-12) < min_speedup:
+        best = base
+    return PrecisionChoice(precision=best[1], requested=req_p, seconds=seconds, rel_diff=diffs[best],
+                           source="measured", hardware=hw, engine=best[0])

@@ -25,6 +25,8 @@ from .errors import InputError
 
 DTYPE_PRECISIONS = ("fp32", "bf16", "fp16")     # network arithmetic: the one list of precision names
 PRECISIONS = ("auto",) + DTYPE_PRECISIONS       # auto: a timed fp32-vs-bf16 trial (recon_core.precision)
+ENGINES = ("torch", "torch-cl", "onnxruntime", "openvino")   # the network's runtimes (recon_core.prior.engine)
+ENGINE_CHOICES = ("auto",) + ENGINES
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")
 DATA_WEIGHTS = ("fixed", "noise")
@@ -143,6 +145,9 @@ class CommonSettings(ConfigBase):
     seed: int = _f(0, "int", "random seed (sample k uses seed + k)", lo=0, hi=2 ** 63 - 1, client=True)
     precision: str = _f("auto", "str", "network autocast precision (auto: a timed fp32-vs-bf16 trial picks bf16 "
                         "only where faster and accurate; recorded in image meta)", choices=PRECISIONS)
+    engine: str = _f("auto", "str", "network runtime (auto: a timed trial of every installed engine × precision "
+                     "picks the fastest whose output stays within 2 % of eager fp32; cached per machine; recorded "
+                     "in image meta)", choices=ENGINE_CHOICES)
     scale: str = _f("sense", "str", "how the intensity normalisation is estimated from the data",
                     choices=SCALE_METHODS)
     clip_x0: float | None = _f(None, "float", "clamp the Tweedie estimate to ± this (normalised units)",

@@ -42,6 +42,7 @@ def test_cfl_layout_matches_bart_fft(tmp_path):
 def test_bench_smoke(tmp_path):
     from gadget.cli import main
     from recon_core.prior import build_prior
+    from recon_core.prior.engine import engines_for
 
     model = tmp_path / "tiny"
     build_prior("tiny").save_pretrained(model)
@@ -69,12 +70,22 @@ def test_bench_smoke(tmp_path):
         assert r["bart"] is None
     assert r["setup"]["coil_compression"] is None          # 4 coils: nothing to compress
     # more coils than --compress-coils-above: compressed as the product does, timed inside the slice total
+    if HAVE_BART:
+        v = r["vs_bart"]
+        assert v["dds_over_pics"] == pytest.approx(t["dds_total"] / r["bart"]["pics_s"])
+    assert r["levers"] is None and r["setup"]["engine"] in engines_for("cpu")
+    # --levers: every installed (engine, precision) timed on its own, PSNR change against eager fp32
     rc = main(["bench", "--model", str(model), "--coils", "6", "--compress-coils-above", "4", "--nfe", "3",
-               "--sweep", "", "--repeat", "1", "--no-bart", "--json", str(out), "--quiet"])
+               "--sweep", "", "--repeat", "1", "--no-bart", "--levers", "--json", str(out), "--quiet"])
     r = json.loads(out.read_text())
     cc, t = r["setup"]["coil_compression"], r["time_s"]
     assert rc == 0 and cc["coils"] == 6 and 4 <= cc["virtual_coils"] <= 6 and cc["seconds"] >= 0
     assert t["slice_total"] == pytest.approx(t["io"] + t["espirit"] + t["dds_total"] + cc["seconds"])
+    lv = {(x["engine"], x["precision"]): x for x in r["levers"]}
+    assert ("torch", "fp32") in lv and lv[("torch", "fp32")]["psnr_delta_db"] == 0.0
+    assert {e for e, _ in lv} == set(engines_for("cpu"))
+    for x in lv.values():       # every engine computes the same reconstruction (bf16: within its rounding)
+        assert abs(x["psnr_delta_db"]) < (0.05 if x["precision"] == "fp32" else 1.0) and x["forward_s"] > 0
 
 
 def test_bench_bad_input():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recon_core.errors import InputError
-from recon_core.precision import check_precision, choose_inference_precision, choose_precision
+from recon_core.precision import check_precision, choose_precision, choose_runtime
 
 
 def _trial(slow: str, diff: float = 0.0):
@@ -59,8 +59,9 @@ def test_inference_trial_on_a_real_prior():
     from recon_core.prior import build_prior
 
     prior = build_prior("tiny").eval()
-    ch = choose_inference_precision(prior, "auto", 2, (32, 32), "cpu")
-    assert ch.precision in ("fp32", "bf16") and set(ch.seconds) == {"fp32", "bf16"}
+    ch = choose_runtime(prior, "auto", "torch", (32, 32), "cpu")
+    assert ch.precision in ("fp32", "bf16") and set(ch.seconds) == {"torch/fp32", "torch/bf16"}
+    assert ch.engine == "torch" and ch.runner is not None and "runner" not in ch.to_meta()
     assert ch.rel_diff is not None and ch.rel_diff < 0.1
     meta = ch.to_meta()
     assert meta["requested"] == "auto" and meta["hardware"].startswith("cpu:")

@@ -93,6 +93,9 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     assert m["model"] == tiny_model and "FLAIR" in m["prompt"]
     # the sampler settings travel with the image; precision is what actually ran (auto → fp32 or bf16)
     assert m["precision"] in ("fp32", "bf16")
+    from recon_core.prior.engine import engines_for
+
+    assert m["engine"] in engines_for("cpu")     # and the engine that ran (auto: measured, cached)
     import json
 
     assert json.loads(m["sampler"])["nfe"] == 2

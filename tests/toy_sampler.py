@@ -16,7 +16,7 @@ from recon_core.prior.ddim import forward_noise, guided_eps, make_guidance, twee
 from recon_core.samplers import SamplerSpec
 from recon_core.samplers.base import check_inputs, finish, per_slice_noise, prepare, resolve_config
 from recon_core.samplers.dds import DDSConfig
-from recon_core.precision import choose_inference_precision
+from recon_core.precision import choose_runtime
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def one_step_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
     dev = torch.device(device if device != "auto" else "cpu")
     pb = prepare(ksp, maps, mask, c.replace(warm_start=c.warm_start or 0.3), scale, dev)
     guid = make_guidance(prior, records, c.cfg, pb.B, n_repeat=pb.K, device=dev)
-    prec = choose_inference_precision(prior, "fp32", guid.tokens.shape[0], (pb.ny, pb.nx), dev)
+    prec = choose_runtime(prior, "fp32", "torch", (pb.ny, pb.nx), dev)
     T = int(prior.scheduler.config.num_train_timesteps)
     t = int((c.warm_start or 0.3) * (T - 1))
     a_t = float(prior.scheduler.alphas_cumprod[t])

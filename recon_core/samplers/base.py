@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from ..baselines import reconstruct
 from ..cg import sense_solve
-from ..device import autocast
 from ..errors import InputError
 from ..fft import ifft2c
 from ..mvue import combine, percentile_scale
@@ -289,7 +288,7 @@ def finish(pb, x0c, x0_pre, c, prec, timesteps, t_start, t_net, t_cg, t_setup, t
     den = (x0_pre.reshape(K, B, ny, nx) * pb.scale.view(1, B, 1, 1)).mean(dim=0).to(torch.complex64).cpu().numpy()
     t_total = time.perf_counter() - t_start
     timings = {"network": t_net, "cg": t_cg, "setup": t_setup, "finish": time.perf_counter() - t2,
-               "total": t_total, "other": t_total - t_net - t_cg, "precision": prec.precision,
+               "total": t_total, "other": t_total - t_net - t_cg, "precision": prec.precision, "engine": prec.engine,
                "precision_choice": prec.to_meta()}
     if pb.sigma is not None:   # noise-aware data weight: what was measured and used, per slice
         timings["noise_sigma"] = [round(float(v), 6) for v in pb.sigma]
@@ -324,12 +323,12 @@ def ddim_steps(timesteps, acp, step: int, progress, desc: str):
         close()
 
 
-def timed_eps(prior, x: torch.Tensor, t: int, guidance, dev, precision: str) -> tuple[torch.Tensor, float]:
-    """(ε̂ with classifier-free guidance — one batched forward under `precision` autocast —, its seconds)."""
+def timed_eps(runner, x: torch.Tensor, t: int, guidance, dev) -> tuple[torch.Tensor, float]:
+    """(ε̂ with classifier-free guidance — one batched forward of `runner`, the chosen engine (its own precision;
+    recon_core.precision.choose_runtime) —, its seconds)."""
     sync(dev)
     t0 = time.perf_counter()
-    with autocast(dev, precision):
-        eps = guided_eps(prior, x, t, guidance)
+    eps = guided_eps(runner, x, t, guidance)
     sync(dev)
     return eps, time.perf_counter() - t0
 

@@ -40,7 +40,7 @@ import torch
 
 from ..cg import data_consistency
 from ..device import resolve_device
-from ..precision import choose_inference_precision
+from ..precision import choose_runtime
 from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
 from ..settings import _f, compose_config
 from .base import SamplerResult, check_inputs, ddim_steps, down_factor, finish, initial_state, pad_problem
@@ -79,7 +79,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     records: list of B MetadataRecord for the conditional branch, or None (unconditional; cfg ignored).
     config:  `DDSConfig` (or any composed config holding its fields, e.g. `recon_core.samplers.SamplerConfig`) (nfe, cfg, eta, gamma, cg_iters, final_cg_iters, warm_start,
              warm_init, samples, seed, precision, scale, clip_x0); keyword `settings` override its fields
-             (e.g. `nfe=20`). precision "auto" measures fp32 vs bf16 once (recon_core.precision).
+             (e.g. `nfe=20`). precision/engine "auto" measure the runtimes once (recon_core.precision).
     scale:   None (estimate by `config.scale`), "sense"/"zerofilled", a float, or (B,) per-slice scales.
     progress: None, True (tqdm bar) or callable(step, total).
     Returns SamplerResult (numpy arrays, scanner units); `timings["precision"]` says what ran.
@@ -93,7 +93,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     if prior_device(prior) != dev:
         prior.to(dev)
     guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
-    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
+    prec = choose_runtime(prior, c.precision, c.engine, (ny, nx), dev)
     timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
 
     noise = per_slice_noise(c.seed, K, B, (1, 2, ny, nx), dev)
@@ -103,7 +103,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     sync(dev)
     t_setup = time.perf_counter() - t_start
     for i, t, a_t, a_prev, last in ddim_steps(timesteps, acp, step, progress, "DDS"):
-        eps, dt = timed_eps(prior, x, t, guid, dev, prec.precision)    # 1) ε with CFG, one forward
+        eps, dt = timed_eps(prec.runner, x, t, guid, dev)              # 1) ε with CFG, one forward
         t_net += dt
         t1 = time.perf_counter()
         x0 = tweedie_x0(x, eps, a_t)                                   # 2) Tweedie x̂0

@@ -25,7 +25,7 @@ import torch
 
 from ..cg import data_consistency
 from ..device import autocast, resolve_device
-from ..precision import choose_inference_precision
+from ..precision import choose_runtime
 from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
 from ..settings import _f, compose_config
 from .base import check_inputs, ddim_steps, down_factor, finish, initial_state, pad_problem, per_slice_noise
@@ -73,7 +73,7 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config=None, device="
     vae = prior.vae
     ch, h, w = prior.channels, ny // vae.downsample, nx // vae.downsample
     guid = make_guidance(prior, records, c.cfg, B, n_repeat=K, device=dev)
-    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (h, w), dev)
+    prec = choose_runtime(prior, c.precision, c.engine, (h, w), dev)
     timesteps, acp, step = sampling_timesteps(prior.scheduler.config, c)
     T = int(prior.scheduler.config.num_train_timesteps)
     noise = per_slice_noise(c.seed, K, B, (1, ch, h, w), dev)
@@ -92,7 +92,7 @@ def ldpm_reconstruct(prior, ksp, maps, mask, records=None, config=None, device="
     sync(dev)
     t_setup = time.perf_counter() - t_start
     for _, t, a_t, a_prev, last in ddim_steps(timesteps, acp, step, progress, "LDPM"):
-        eps, dt = timed_eps(prior, z, t, guid, dev, prec.precision)
+        eps, dt = timed_eps(prec.runner, z, t, guid, dev)
         t_net += dt
         t1 = time.perf_counter()
         z0 = tweedie_x0(z, eps, a_t)

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from ..cg import data_consistency, sense_solve
-from ..device import autocast, resolve_device
+from ..device import resolve_device
 from ..fft import fft2c, ifft2c
 from ..mvue import percentile_scale
 from ..operators import crop_image
-from ..precision import choose_inference_precision
+from ..precision import choose_runtime
 from ..prior.ddim import guided_eps, make_guidance
 from ..settings import _f, compose_config
 from .base import (
@@ -138,7 +138,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
     maps_k = pb.maps.repeat(K, 1, 1, 1)                                   # (K·B, C, ny, nx)
     y_n = pb.y                                                            # (K·B, C, ny, nx) normalised
     cs, guid = _coil_scales_and_guidance(prior, pb, maps_k, records, c, C, per_coil, dev)
-    prec = choose_inference_precision(prior, c.precision, guid.tokens.shape[0], (ny, nx), dev)
+    prec = choose_runtime(prior, c.precision, c.engine, (ny, nx), dev)
     acp = prior.scheduler.alphas_cumprod.double()
     T = int(acp.shape[0])
     ts = pc_grid(T, c.scoremri_nfe, c.pc_corrector)
@@ -170,8 +170,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
             a_next = float(acp[ts[i + 1]]) if i + 1 < len(ts) else 1.0
             beta = min(max(1.0 - a_t / a_next, 0.0), 0.999)
             t0 = time.perf_counter()
-            with autocast(dev, prec.precision):
-                eps = guided_eps(prior, x, t, guid)
+            eps = guided_eps(prec.runner, x, t, guid)
             t_net += time.perf_counter() - t0
             n_eval += 1
             x = predictor_step(x, score_from_eps(eps, a_t), beta, noise() if i + 1 < len(ts) else None)
@@ -180,8 +179,7 @@ def scoremri_reconstruct(prior, ksp, maps, mask, records=None, config=None, devi
                 t_n = ts[i + 1]
                 for _ in range(c.pc_corrector):
                     t0 = time.perf_counter()
-                    with autocast(dev, prec.precision):
-                        eps = guided_eps(prior, x, t_n, guid)
+                    eps = guided_eps(prec.runner, x, t_n, guid)
                     t_net += time.perf_counter() - t0
                     n_eval += 1
                     x = corrector_step(x, score_from_eps(eps, a_next), noise(), c.pc_snr, 1.0 - beta)
@@ -225,7 +223,7 @@ def _result(x, pb, cs, C: int, per_coil: bool, c, prec, t_start: float, t_net: f
         std = ((out - mean[None]).abs() ** 2).mean(dim=0).sqrt().float().cpu().numpy()
         samples = out.cpu().numpy()
     total = time.perf_counter() - t_start
-    timings = {"network": t_net, "total": total, "cg": 0.0, "other": total - t_net, "precision": prec.precision,
+    timings = {"network": t_net, "total": total, "cg": 0.0, "other": total - t_net, "precision": prec.precision, "engine": prec.engine,
                "precision_choice": prec.to_meta()}
     return SamplerResult(image=mean.cpu().numpy().astype(np.complex64), std=std, samples=samples,
                          scale=pb.scale.cpu().numpy().astype(np.float32), timings=timings, nfe=n_eval,

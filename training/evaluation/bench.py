@@ -11,7 +11,11 @@ slice's header-derived metadata), undersampled with `mask`:
 - peak memory: process peak RSS (resource.getrusage) and, on CUDA, torch.cuda.max_memory_allocated;
 - sigpy L1-wavelet (recon_core.baselines, oracle λ from the evaluation grid) and, when `bart` is on PATH, `bart ecalib` +
   `bart pics` (l1-wavelet) on the same k-space via .cfl/.hdr files — time and PSNR beside ours;
-- PSNR of DDS at NFE 10/20/50 with fp32 and bf16 networks (quality–time trade-off).
+- the runtime: engine × precision "auto" (recon_core.precision.choose_runtime) or as asked; with `levers`, every
+  allowed (engine, precision) separately — one forward, the DDS slice at `nfe`, its PSNR and the difference from
+  eager torch fp32 (each network lever's gain, the ones that do not help included);
+- PSNR of DDS at NFE 10/20/50 with fp32 and bf16 networks (eager torch; the quality–time trade-off);
+- ratios to BART: DDS / `bart pics` and our slice (ESPIRiT + DDS) / (`bart ecalib` + `bart pics`).
 PSNR: fastMRI convention against the MVUE of the fully sampled k-space (scanner units).
 """
 
@@ -34,13 +38,13 @@ from recon_core.baselines import bart, reconstruct
 from recon_core.baselines.bart import read_cfl, write_cfl  # noqa: E402,F401  (re-exported for the tests)
 from recon_core.baselines.bart import to_bart as _to_bart
 from recon_core.coils import calib_region, espirit_maps
-from recon_core.device import autocast, resolve_device
+from recon_core.device import resolve_device
 from recon_core.errors import InputError
 from recon_core.raw.coil_compression import compress, compression_matrix
 from recon_core.masks import make_mask, parse_mask_spec
 from recon_core.metadata.record import MetadataRecord
 from recon_core.metrics import psnr
-from recon_core.precision import choose_inference_precision
+from recon_core.precision import choose_runtime, runtime_candidates
 from recon_core.prior import build_prior
 from recon_core.prior.cache import get_prior
 from recon_core.samplers import SamplerConfig
@@ -111,8 +115,8 @@ def _time_io(ksp: np.ndarray) -> float:
     return t_io
 
 
-def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, repeat: int):
-    """(seconds of one batched forward as DDS does it, forward batch size)."""
+def _network_floor(prior, record, cfg: float, matrix: int, dev, runner, repeat: int):
+    """(seconds of one batched forward of `runner` (an engine) as DDS does it, forward batch size)."""
 
     both = 0 < cfg != 1
     nb = 2 if both else 1
@@ -122,8 +126,8 @@ def _network_floor(prior, record, cfg: float, matrix: int, dev, precision: str, 
     tt = torch.full((nb,), 500, dtype=torch.long, device=dev)
 
     def fwd():
-        with torch.no_grad(), autocast(dev, precision):
-            out = prior.predict_eps(x, tt, tok)
+        with torch.no_grad():
+            out = runner.predict_eps(x, tt, tok)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return out
@@ -154,13 +158,34 @@ def _bart_row(ksp, mask, ref, t_esp: float) -> dict:
             "our_espirit_over_bart_ecalib": t_esp / b["ecalib_s"], "espirit_meets_target": bool(t_esp <= b["ecalib_s"])}
 
 
+def _levers(prior, kb, maps, mask, record, ref, cfg, nfe, seed, dev, repeat) -> list:
+    """Each allowed (engine, precision) on its own: one forward, the DDS slice at `nfe` (after a warm-up call),
+    PSNR and its difference from eager torch fp32 — the gain of each network lever."""
+    rows = []
+    for eng, prec in runtime_candidates("auto", "auto", dev):
+        run = choose_runtime(prior, prec, eng, (kb.shape[-2], kb.shape[-1]), dev).runner
+        t_fwd, _ = _network_floor(prior, record, cfg, kb.shape[-1], dev, run, repeat)
+        dds_reconstruct(prior, kb, maps, mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=prec,
+                        engine=eng)
+        r = dds_reconstruct(prior, kb, maps, mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
+                            precision=prec, engine=eng)
+        rows.append({"engine": eng, "precision": prec, "forward_s": t_fwd, "dds_s": r.timings["total"],
+                     "network_s": r.timings["network"], "psnr": float(psnr(ref, r.image[0]))})
+    base = next((r for r in rows if (r["engine"], r["precision"]) == ("torch", "fp32")), rows[0])
+    for r in rows:
+        r["speedup_forward"] = base["forward_s"] / r["forward_s"]
+        r["speedup_dds"] = base["dds_s"] / r["dds_s"]
+        r["psnr_delta_db"] = r["psnr"] - base["psnr"]
+    return rows
+
+
 def _sweep(prior, kb, maps, mask, record, ref, cfg, seed, dev, sweep, precisions) -> list:
-    """PSNR and time of DDS per (precision, NFE): the quality–time trade-off."""
+    """PSNR and time of DDS per (precision, NFE) with the eager torch engine: the quality–time trade-off."""
     rows = []
     for prec in precisions:
         for n in sweep:
             r = dds_reconstruct(prior, kb, maps, mask, [record], cfg=cfg, nfe=int(n), seed=seed, device=dev,
-                                precision=prec)
+                                precision=prec, engine="torch")
             rows.append({"nfe": int(n), "precision": prec, "psnr": float(psnr(ref, r.image[0])),
                          "dds_s": r.timings["total"], "network_s": r.timings["network"]})
     return rows
@@ -169,7 +194,7 @@ def _sweep(prior, kb, maps, mask, record, ref, cfg, seed, dev, sweep, precisions
 # ------------------------------------------------------------------------------------------ the bench
 def run_bench(model: str | None = "default", preset: str | None = None, matrix: int | None = None, coils: int = 8,
               nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
-              precision: str = "auto", seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
+              precision: str = "auto", engine: str = "auto", levers: bool = False, seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
               repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print,
               compress_coils_above: int = 16, coil_energy: float = 0.99) -> dict:
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
@@ -184,9 +209,9 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
         torch.cuda.reset_peak_memory_stats(dev)
     prior, model_desc = load_bench_prior(model, preset, dev)
     matrix = int(matrix or prior.resolution)
-    choice = choose_inference_precision(prior, precision, 2 if 0 < cfg != 1 else 1, (matrix, matrix), dev, log=log)
-    precision = choice.precision
-    log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {precision}, "
+    choice = choose_runtime(prior, precision, engine, (matrix, matrix), dev, log=log)
+    precision, engine = choice.precision, choice.engine
+    log(f"bench: {model_desc}, matrix {matrix}, {coils} coils, mask {mask}, NFE {nfe}, cfg {cfg}, {engine} {precision}, "
         f"device {dev}, torch threads {torch.get_num_threads()}")
     full, ref, record = simulate_slice(matrix, coils, seed)
     kind, accel = parse_mask_spec(mask)
@@ -207,11 +232,12 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     espirit_maps(kb, mask=m.mask)  # warm-up
     maps, t_esp = _timed(lambda: espirit_maps(kb, mask=m.mask), repeat)
     _, t_esp_sigpy = _timed(lambda: espirit_maps(kb, mask=m.mask, backend="sigpy"), 1)
-    t_fwd, nb = _network_floor(prior, record, cfg, matrix, dev, precision, repeat)
+    t_fwd, nb = _network_floor(prior, record, cfg, matrix, dev, choice.runner, repeat)
 
-    dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=precision)
+    dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=1, seed=seed, device=dev, precision=precision,
+                    engine=engine)
     res = dds_reconstruct(prior, kb, maps, m.mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
-                          precision=precision, progress=progress)
+                          precision=precision, engine=engine, progress=progress)
     t_dds = res.timings["total"]
     floor = res.nfe * t_fwd   # the network evaluations DDS actually ran (a warm start runs ≈ t0 · nfe of the grid)
     slice_total = t_io + t_esp + t_dds + (cc["seconds"] if cc else 0.0)
@@ -220,7 +246,8 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     out = {
         "setup": {"model": model_desc, "matrix": matrix, "coils": coils, "mask": mask,
                   "realised_accel": m.accel, "nfe": nfe, "network_evaluations": int(res.nfe), "cfg": cfg,
-                  "precision": precision, "sampler": SamplerConfig(nfe=nfe, cfg=cfg, precision=precision).to_meta(),
+                  "precision": precision, "engine": engine,
+                  "sampler": SamplerConfig(nfe=nfe, cfg=cfg, precision=precision, engine=engine).to_meta(),
                   "precision_choice": choice.to_meta(), "device": str(dev),
                   "torch_threads": torch.get_num_threads(), "forward_batch": nb, "seed": seed,
                   "coil_compression": cc,
@@ -240,6 +267,11 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
     if use_bart and shutil.which("bart"):
         out["bart"] = _bart_row(ksp, m.mask, ref, t_esp)
         out["psnr"]["bart_pics"] = out["bart"]["psnr_pics"]
+        b = out["bart"]
+        out["vs_bart"] = {"dds_over_pics": t_dds / b["pics_s"],
+                          "slice_over_ecalib_pics": (t_esp + t_dds) / (b["ecalib_s"] + b["pics_s"]),
+                          "target_dds_over_pics": 6.0, "meets_target": bool(t_dds / b["pics_s"] <= 6.0)}
+    out["levers"] = _levers(prior, kb, maps, m.mask, record, ref, cfg, nfe, seed, dev, repeat) if levers else None
     out["sweep"] = _sweep(prior, kb, maps, m.mask, record, ref, cfg, seed, dev, sweep, sweep_precisions)
     out["memory"] = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_before_mb": rss0,
                      "cuda_max_allocated_mb": (torch.cuda.max_memory_allocated(dev) / 2 ** 20) if dev.type == "cuda"
@@ -265,7 +297,15 @@ def format_report(r: dict) -> str:
                  f"our ESPIRiT / bart ecalib = {b['our_espirit_over_bart_ecalib']:.2f}")
     else:
         L.append("bart: skipped (--no-bart) or not installed")
-    L.append("NFE sweep: " + "; ".join(f"{s['precision']} NFE {s['nfe']}: {s['psnr']:.2f} dB in {s['dds_s']:.2f} s"
+    if r.get("vs_bart"):
+        v = r["vs_bart"]
+        L.append(f"DDS / bart pics = {v['dds_over_pics']:.1f}× (target ≤ {v['target_dds_over_pics']:.0f}×); "
+                 f"(ESPIRiT + DDS) / (ecalib + pics) = {v['slice_over_ecalib_pics']:.1f}×")
+    for lv in r.get("levers") or []:
+        L.append(f"lever {lv['engine']} {lv['precision']}: forward {lv['forward_s'] * 1e3:.0f} ms "
+                 f"({lv['speedup_forward']:.2f}×), DDS {lv['dds_s']:.2f} s ({lv['speedup_dds']:.2f}×), "
+                 f"PSNR {lv['psnr']:.2f} dB ({lv['psnr_delta_db']:+.3f})")
+    L.append("NFE sweep (torch): " + "; ".join(f"{s['precision']} NFE {s['nfe']}: {s['psnr']:.2f} dB in {s['dds_s']:.2f} s"
                                        for s in r["sweep"]))
     L.append(f"peak RSS {r['memory']['peak_rss_mb']:.0f} MB" +
              (f", CUDA {r['memory']['cuda_max_allocated_mb']:.0f} MB" if r["memory"]["cuda_max_allocated_mb"] else ""))

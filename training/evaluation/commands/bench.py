@@ -1,7 +1,7 @@
 """`contextmri bench`: time per slice (I/O, ESPIRiT, network, CG) vs the network floor, sigpy L1-wavelet and
 BART, peak memory, and PSNR at NFE 10/20/50 with fp32 and bf16."""
 
-from recon_core.settings import DTYPE_PRECISIONS, PRECISIONS
+from recon_core.settings import DTYPE_PRECISIONS, ENGINE_CHOICES, PRECISIONS
 
 NAME = "bench"
 HELP = "benchmark one DDS slice: time split, network floor ratio, memory, vs sigpy L1-wavelet and bart"
@@ -21,6 +21,10 @@ def add_arguments(parser):
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                         help="network precision of the main run (auto: timed trial; the choice is in the JSON)")
+    parser.add_argument("--engine", default="auto", choices=list(ENGINE_CHOICES),
+                        help="network runtime of the main run (auto: timed trial of every installed engine)")
+    parser.add_argument("--levers", action="store_true",
+                        help="also time every (engine, precision) separately: forward, DDS slice, PSNR change")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
@@ -53,7 +57,7 @@ def run(args):
         raise InputError(f"--repeat must be ≥ 1, got {args.repeat}")
     res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
                     coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
-                    precision=args.precision, seed=args.seed, sweep=sweep, sweep_precisions=precs,
+                    precision=args.precision, engine=args.engine, levers=args.levers, seed=args.seed, sweep=sweep, sweep_precisions=precs,
                     repeat=args.repeat, use_bart=not args.no_bart, progress=not args.quiet,
                     log=(lambda *a: None) if args.quiet else print, compress_coils_above=args.compress_coils_above)
     print(format_report(res))

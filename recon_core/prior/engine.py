@@ -1,0 +1,239 @@
+"""Inference engines for the prior's UNet: the same ε̂(x_t, t, c) computed by different runtimes.
+
+An engine has the signature of `Prior.predict_eps`: `predict_eps(x (B, 2, H, W) float, t (B,) long, tokens (B, L, D))
+→ (B, 2, H, W) float32` on x's device, plus `name` and `precision`. Which one runs is chosen by measurement
+(`recon_core.precision.choose_runtime`, setting `engine: auto`); any of them can be asked for by name.
+
+- `torch`        : the diffusers UNet, eager, under autocast (fp32 | bf16 | fp16) — the reference.
+- `torch-cl`     : the same in channels-last memory format (oneDNN's preferred layout on CPU); its own copy of
+                   the UNet, so the prior itself is never changed.
+- `onnxruntime`  : the UNet exported to ONNX (dynamic batch/height/width, opset 17) run by ONNX Runtime's CPU
+                   provider (fp32 only: its CPU kernels have no bf16 path).
+- `openvino`     : the same ONNX graph compiled by OpenVINO for the CPU, static shape per (B, H, W) (compiled once
+                   per shape, ≈ 1 s), inference precision f32 or bf16 (bf16 only where the CPU has it).
+
+The ONNX export (≈ 3 s) is cached on disk per weights hash in `$CONTEXTMRI_CACHE_DIR/onnx/` (default
+`~/.cache/contextmri/onnx/`), written atomically. Exported engines run on the CPU only; on CUDA the candidates are
+`torch` and `torch-cl`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..device import autocast
+from ..errors import InputError
+from ..settings import ENGINE_CHOICES, ENGINES
+
+EXPORTED = ("onnxruntime", "openvino")
+#: the precisions each engine can run on the CPU (fp16 only on CUDA, and only when asked for)
+ENGINE_PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "torch-cl": ("fp32", "bf16", "fp16"),
+                     "onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
+MAX_SHAPES = 8          # OpenVINO: compiled shapes kept per engine (oldest dropped first)
+_EXPORT_LOCK = threading.Lock()
+_HASHES: dict = {}
+
+
+def engine_installed(name: str) -> bool:
+    """Whether the runtime `name` can be imported here (torch engines always)."""
+    if name in ("torch", "torch-cl"):
+        return True
+    mod = {"onnxruntime": "onnxruntime", "openvino": "openvino"}[name]
+    return importlib.util.find_spec(mod) is not None and importlib.util.find_spec("onnx") is not None
+
+
+def engines_for(device) -> tuple:
+    """The engines that can run on `device` here (installed, and CPU-only ones only on the CPU)."""
+    dev = torch.device(device)
+    return tuple(e for e in ENGINES if engine_installed(e) and (dev.type == "cpu" or e not in EXPORTED))
+
+
+def check_engine(name: str, device) -> str:
+    """Validate an engine request (auto or a name) for `device`; an engine that cannot run here → InputError."""
+    e = str(name or "").lower()
+    if e not in ENGINE_CHOICES:
+        raise InputError(f"unknown engine {name!r}: expected one of {', '.join(ENGINE_CHOICES)}")
+    if e != "auto" and e not in engines_for(device):
+        why = "runs on the CPU only" if engine_installed(e) else "is not installed (pip install onnx onnxruntime openvino)"
+        raise InputError(f"engine {e} {why}; use engine auto or torch")
+    return e
+
+
+def weights_hash(prior) -> str:
+    """sha1 (12 hex) of the UNet's parameters and buffers: the key of its exported graph (memoised per object)."""
+    key = id(prior.unet)
+    hit = _HASHES.get(key)
+    if hit is not None and hit[0] is prior.unet:
+        return hit[1]
+    h = hashlib.sha1()
+    for name, t in sorted(prior.unet.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    digest = h.hexdigest()[:12]
+    _HASHES[key] = (prior.unet, digest)
+    return digest
+
+
+def onnx_dir() -> Path:
+    base = os.environ.get("CONTEXTMRI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "contextmri")
+    return Path(base) / "onnx"
+
+
+class _UNetCall(torch.nn.Module):
+    """(x, t, tokens) → ε: the UNet call the engines export (diffusers' keyword API as positional inputs)."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, t, tokens):
+        return self.unet(x, t, encoder_hidden_states=tokens, return_dict=False)[0]
+
+
+def export_onnx(prior, path=None) -> Path:
+    """The prior's UNet as ONNX (dynamic B, H, W; fp32 weights), at `path` or in the cache by weights hash;
+    reused when present. Written to a temporary file and renamed (atomic)."""
+    path = Path(path) if path is not None else onnx_dir() / f"unet-{weights_hash(prior)}.onnx"
+    with _EXPORT_LOCK:
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        unet = copy.deepcopy(prior.unet).float().cpu().eval()
+        f = int(2 ** (len(unet.config.block_out_channels) - 1))
+        x = torch.zeros(2, int(prior.channels), 8 * f, 8 * f)
+        t = torch.full((2,), 500, dtype=torch.long)
+        tok = prior.uncondition(2).detach().float().cpu()
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")      # diffusers' shape checks become constants: B, H, W stay dynamic
+                torch.onnx.export(_UNetCall(unet), (x, t, tok), tmp, input_names=["x", "t", "tokens"],
+                                  output_names=["eps"], opset_version=17, dynamo=False,
+                                  dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "t": {0: "b"}, "tokens": {0: "b"},
+                                                "eps": {0: "b", 2: "h", 3: "w"}})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+class TorchEngine:
+    """The diffusers UNet in eager PyTorch under autocast; `channels_last`: on its own channels-last copy."""
+
+    def __init__(self, prior, precision: str = "fp32", channels_last: bool = False):
+        self.prior, self.precision = prior, precision
+        self.name = "torch-cl" if channels_last else "torch"
+        self.unet = None
+        if channels_last:
+            self.unet = copy.deepcopy(prior.unet).eval().to(memory_format=torch.channels_last)
+
+    def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        with autocast(x.device, self.precision):
+            if self.unet is None:
+                return self.prior.predict_eps(x, t, tokens)
+            xc = x.contiguous(memory_format=torch.channels_last)
+            out = self.unet(xc, t, encoder_hidden_states=tokens.to(x.dtype), return_dict=False)[0]
+        return out.float().contiguous()
+
+
+def _feeds(x, t, tokens) -> dict:
+    return {"x": x.detach().float().cpu().numpy(), "t": t.detach().cpu().numpy().astype(np.int64),
+            "tokens": tokens.detach().float().cpu().numpy()}
+
+
+class OnnxRuntimeEngine:
+    """The exported UNet in ONNX Runtime (CPU provider, all graph optimisations, torch's intra-op thread count)."""
+
+    def __init__(self, prior, precision: str = "fp32"):
+        import onnxruntime as ort
+
+        if precision != "fp32":
+            raise InputError(f"engine onnxruntime runs fp32 only on the CPU, not {precision}")
+        self.name, self.precision = "onnxruntime", "fp32"
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = torch.get_num_threads()
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(export_onnx(prior)), so, providers=["CPUExecutionProvider"])
+
+    def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, _feeds(x, t, tokens))[0]
+        return torch.from_numpy(out).to(x.device).float()
+
+
+class OpenVINOEngine:
+    """The exported UNet compiled by OpenVINO for the CPU: one compiled model per input shape (static shapes
+    are faster than dynamic ones), inference precision hint f32 or bf16, torch's intra-op thread count."""
+
+    def __init__(self, prior, precision: str = "fp32"):
+        import openvino as ov
+
+        if precision not in ENGINE_PRECISIONS["openvino"]:
+            raise InputError(f"engine openvino runs fp32 or bf16, not {precision}")
+        self.name, self.precision = "openvino", precision
+        self.core = ov.Core()
+        self.path = str(export_onnx(prior))
+        self.compiled: dict = {}
+        self.lock = threading.Lock()
+
+    def _compiled(self, shapes: dict):
+        key = tuple((k, tuple(v)) for k, v in shapes.items())
+        with self.lock:
+            if key not in self.compiled:
+                model = self.core.read_model(self.path)
+                model.reshape({k: list(v) for k, v in shapes.items()})
+                hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
+                cm = self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                                                            "PERFORMANCE_HINT": "LATENCY"})
+                if len(self.compiled) >= MAX_SHAPES:       # a long-running server: bounded memory
+                    self.compiled.pop(next(iter(self.compiled)))
+                self.compiled[key] = (cm, cm.create_infer_request())
+            return self.compiled[key]
+
+    def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        feeds = _feeds(x, t, tokens)
+        cm, req = self._compiled({k: v.shape for k, v in feeds.items()})
+        out = req.infer(feeds)[cm.output(0)]
+        return torch.from_numpy(np.array(out)).to(x.device).float()
+
+
+_RUNNERS: dict = {}
+
+
+def runner_for(prior, name: str, precision: str):
+    """The engine object for (prior, engine, precision), built once per process and reused (a torch-cl copy, an
+    ONNX Runtime session and OpenVINO's compiled shapes live as long as the prior does)."""
+    key = (id(prior), id(prior.unet), name, precision)
+    hit = _RUNNERS.get(key)
+    if hit is not None and hit[0] is prior and hit[1] is prior.unet:
+        return hit[2]
+    run = build_engine(prior, name, precision)
+    _RUNNERS[key] = (prior, prior.unet, run)
+    return run
+
+
+def build_engine(prior, name: str, precision: str):
+    """An engine object (see module docstring) for `prior` running in `precision`."""
+    if precision not in ENGINE_PRECISIONS.get(name, ()):
+        raise InputError(f"engine {name} cannot run {precision} (it runs {', '.join(ENGINE_PRECISIONS[name])})")
+    if name in ("torch", "torch-cl"):
+        return TorchEngine(prior, precision, channels_last=name == "torch-cl")
+    if name == "onnxruntime":
+        return OnnxRuntimeEngine(prior, precision)
+    if name == "openvino":
+        return OpenVINOEngine(prior, precision)
+    raise InputError(f"unknown engine {name!r}: expected one of {', '.join(ENGINES)}")

@@ -1,0 +1,91 @@
+"""Inference engines (recon_core.prior.engine): every runtime computes the eager UNet's ε̂ on a real (tiny)
+diffusers prior, at any batch and matrix; `engine auto` times them and keeps the choice within 2 % of fp32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recon_core.errors import InputError
+from recon_core.precision import choose_runtime
+from recon_core.prior import build_prior
+from recon_core.prior.engine import ENGINE_PRECISIONS, build_engine, check_engine, engines_for, export_onnx
+from recon_core.samplers.dds import dds_reconstruct
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return build_prior("tiny", seed=3).eval()
+
+
+def _inputs(prior, b, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, 2, h, w, generator=g)
+    t = torch.tensor([100 + 200 * i for i in range(b)], dtype=torch.long)
+    tok = prior.uncondition(b).detach()
+    return x, t, tok
+
+
+@pytest.mark.parametrize("name", [e for e in engines_for("cpu")])
+def test_every_engine_matches_eager_fp32_at_two_shapes(prior, name):
+    run = build_engine(prior, name, "fp32")
+    for b, h, w in ((2, 32, 32), (3, 24, 40)):       # batch, non-square matrix (multiples of the UNet's 8)
+        x, t, tok = _inputs(prior, b, h, w)
+        with torch.no_grad():
+            ref = prior.predict_eps(x, t, tok)
+            out = run.predict_eps(x, t, tok)
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert float((out - ref).norm() / ref.norm()) < 1e-4, (name, b, h, w)
+
+
+def test_export_is_cached_and_atomic(prior, tmp_path):
+    p1 = export_onnx(prior)
+    mtime = p1.stat().st_mtime_ns
+    assert export_onnx(prior) == p1 and p1.stat().st_mtime_ns == mtime     # reused, not re-exported
+    assert not [f for f in p1.parent.iterdir() if f.name.startswith("tmp")]
+    other = build_prior("tiny", seed=4).eval()
+    assert export_onnx(other) != p1                                          # keyed by the weights
+
+
+def test_auto_measures_every_installed_engine_and_stays_accurate(prior):
+    logs = []
+    ch = choose_runtime(prior, "auto", "auto", (40, 48), "cpu", log=logs.append)   # a shape no other test uses
+    expected = {f"{e}/{p}" for e in engines_for("cpu") for p in ("fp32", "bf16") if p in ENGINE_PRECISIONS[e]}
+    assert set(ch.seconds) == expected and ch.source == "measured"
+    assert ch.rel_diff <= 0.02 and ch.engine in engines_for("cpu")
+    assert logs and "precision auto" in logs[0]
+    again = choose_runtime(prior, "auto", "auto", (40, 48), "cpu")
+    assert again.source == "cache" and (again.engine, again.precision) == (ch.engine, ch.precision)
+    assert again.runner is not None
+
+
+def test_dds_runs_and_reports_each_engine(prior):
+    rng = np.random.default_rng(0)
+    C, n = 4, 32
+    maps = (rng.standard_normal((1, C, n, n)) + 1j * rng.standard_normal((1, C, n, n))).astype(np.complex64)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(1, keepdims=True))
+    img = np.zeros((n, n), np.complex64)
+    img[8:24, 10:22] = 1.0
+    ksp = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(maps * img, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    mask = np.zeros((n, n), bool)
+    mask[::2] = True
+    mask[12:20] = True
+    images = {}
+    for name in engines_for("cpu"):
+        r = dds_reconstruct(prior, ksp, maps, mask, None, device="cpu", nfe=3, engine=name, precision="fp32")
+        assert r.timings["engine"] == name and r.timings["precision_choice"]["engine"] == name
+        images[name] = r.image[0]
+    ref = images["torch"]
+    for name, im in images.items():
+        assert np.linalg.norm(im - ref) / np.linalg.norm(ref) < 1e-3, name
+
+
+def test_bad_engine_requests_name_the_problem(prior):
+    with pytest.raises(InputError, match="unknown engine 'tensorrt'"):
+        check_engine("tensorrt", "cpu")
+    if "onnxruntime" in engines_for("cpu"):
+        with pytest.raises(InputError, match="onnxruntime cannot run bf16"):
+            choose_runtime(prior, "bf16", "onnxruntime", (32, 32), "cpu")
+    with pytest.raises(InputError, match="cannot run fp16"):
+        build_engine(prior, "openvino", "fp16")
