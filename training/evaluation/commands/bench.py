@@ -25,6 +25,9 @@ def add_arguments(parser):
                         help="network runtime of the main run (auto: timed trial of every installed engine)")
     parser.add_argument("--levers", action="store_true",
                         help="also time every (engine, precision) separately: forward, DDS slice, PSNR change")
+    parser.add_argument("--series", type=int, default=0, metavar="N",
+                        help="instead: the wall time of an N-slice series through the scanner's reader and per-slice "
+                             "path with the product settings (target ≤ 3 s per slice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
@@ -37,8 +40,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    import json
-
     from recon_core.errors import InputError
     from training.evaluation.bench import format_report, run_bench
 
@@ -55,15 +56,30 @@ def run(args):
     set_threads(args.threads)
     if args.repeat < 1:
         raise InputError(f"--repeat must be ≥ 1, got {args.repeat}")
+    if args.series:
+        from training.evaluation.bench_series import format_series_report, run_series_bench
+
+        res = run_series_bench(args.series, model=None if args.preset else args.model, preset=args.preset,
+                               matrix=args.matrix or 128, coils=args.coils, mask=args.mask, device=args.device,
+                               precision=args.precision, engine=args.engine, seed=args.seed,
+                               use_bart=not args.no_bart, progress=not args.quiet,
+                               log=(lambda *a: None) if args.quiet else print)
+        return _report(format_series_report(res), res, args.json)
     res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
                     coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
                     precision=args.precision, engine=args.engine, levers=args.levers, seed=args.seed, sweep=sweep, sweep_precisions=precs,
                     repeat=args.repeat, use_bart=not args.no_bart, progress=not args.quiet,
                     log=(lambda *a: None) if args.quiet else print, compress_coils_above=args.compress_coils_above)
-    print(format_report(res))
-    if args.json:
+    return _report(format_report(res), res, args.json)
+
+
+def _report(text: str, res: dict, json_path) -> int:
+    import json
+
+    print(text)
+    if json_path:
         from recon_core.io_utils import write_text_atomic
 
-        write_text_atomic(args.json, json.dumps(res, indent=1))
-        print(f"wrote {args.json}")
+        write_text_atomic(json_path, json.dumps(res, indent=1))
+        print(f"wrote {json_path}")
     return 0
