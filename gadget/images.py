@@ -1,6 +1,7 @@
 """Reconstructed slice → `ismrmrd.Image`s the way a scanner takes its own (OpenRecon/FIRE conventions).
 
-Series (image_series_index, distinct per kind): 1 magnitude, 2 phase, 3 std (uncertainty), 4 zero-filled.
+Series (image_series_index, distinct per kind): 1 magnitude, 2 phase, 3 std (uncertainty), 4 zero-filled,
+5 error estimate (the calibrated expected |error| per pixel, recon_core.uncertainty; sent with the std).
 Pixel formats (`ReconParams.image_format`):
 - "uint16" (default, what the scanner console displays): magnitude, std and zero-filled of one slice share
   one scale, full scale (2^bits_stored − 1) = the slice's maximum magnitude; phase maps −π..π onto
@@ -29,6 +30,7 @@ SERIES = {
     "phase": (2, ismrmrd.IMTYPE_PHASE, "Phase", "_PHASE"),
     "std": (3, ismrmrd.IMTYPE_MAGNITUDE, "Uncertainty", "_STD"),
     "zerofilled": (4, ismrmrd.IMTYPE_MAGNITUDE, "ZeroFilled", "_ZF"),
+    "error": (5, ismrmrd.IMTYPE_MAGNITUDE, "ErrorEstimate", "_ERR"),
 }
 
 
@@ -108,10 +110,12 @@ def make_image(pixels: np.ndarray, kind: str, acq_head, fov_mm, image_index: int
 
 
 def slice_images(image: np.ndarray, acq_head, fov_mm, image_index: int, meta: dict, *, std=None, zerofilled=None,
+                 error=None,
                  send_magnitude=True, send_phase=False, send_std=False, send_zerofilled=False,
                  fmt: str = "float", bits: int = 12) -> list[ismrmrd.Image]:
-    """All requested series for one slice. image (ny, nx) complex; std, zerofilled (ny, nx) or None.
-    In uint16, magnitude, std and zero-filled share the slice's magnitude full scale (comparable pixels)."""
+    """All requested series for one slice. image (ny, nx) complex; std, error, zerofilled (ny, nx) or None (the
+    error estimate goes with the std: send_std). In uint16, magnitude, std, error and zero-filled share the slice's
+    magnitude full scale (comparable pixels)."""
     full = float(np.abs(image).max(initial=0.0)) or None
     kw = dict(fmt=fmt, bits=bits, full_scale=full)
     out = []
@@ -122,6 +126,8 @@ def slice_images(image: np.ndarray, acq_head, fov_mm, image_index: int, meta: di
         out.append(make_image(np.angle(image), "phase", acq_head, fov_mm, image_index, meta, **kw))
     if send_std and std is not None:
         out.append(make_image(std, "std", acq_head, fov_mm, image_index, meta, **kw))
+    if send_std and error is not None:
+        out.append(make_image(error, "error", acq_head, fov_mm, image_index, meta, **kw))
     if send_zerofilled and zerofilled is not None:
         zmeta = dict(meta, method="zerofilled")
         out.append(make_image(np.abs(zerofilled), "zerofilled", acq_head, fov_mm, image_index, zmeta, **kw))

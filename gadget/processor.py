@@ -27,6 +27,7 @@ import numpy as np
 from recon_core import baselines
 from recon_core.coils import calib_region
 from recon_core.errors import InputError
+from recon_core.masks import realised_accel
 from recon_core.metadata.header import parse_header, record_from_header
 from recon_core.metadata.prompt import build_prompt
 from recon_core.partial_fourier import pocs
@@ -35,8 +36,10 @@ from recon_core.prior.domain import ADVICE, domain_of, domain_warnings
 from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs_mask, locate_acs, slice_key
 from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import scanner_units, slice_maps
+from recon_core.raw.retrospective import object_region
 from recon_core.samplers import diffusion_sampler, get_spec
 from recon_core.samplers.selfval import candidate, majority
+from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse
 
 from .images import slice_images
 from .params import ReconParams, is_diffusion
@@ -66,6 +69,8 @@ class SliceResult:
     calibration: dict = field(default_factory=dict)   # recon_core.raw.image.calibration_quality
     sampler_info: dict = field(default_factory=dict)  # self-validation choice, noise σ and γ used (diffusion)
     acquisition: dict = field(default_factory=dict)   # coil compression, partial Fourier (what the data were)
+    error: np.ndarray | None = None    # (ny, nx) float32 calibrated error estimate (samples > 1; recon_core.uncertainty)
+    uncertainty: dict = field(default_factory=dict)   # expected RMS error in the head, how the estimate is made
 
 
 def _as_header(header):
@@ -197,7 +202,7 @@ class StreamProcessor:
         p = self.params
         meta = self.image_meta(res)
         series_index = self._next_index(sd.key)
-        imgs = slice_images(res.image, res.head, self.geom.fov_mm, series_index, meta, std=res.std,
+        imgs = slice_images(res.image, res.head, self.geom.fov_mm, series_index, meta, std=res.std, error=res.error,
                             zerofilled=res.zerofilled, send_magnitude=p.send_magnitude, send_phase=p.send_phase,
                             send_std=p.send_std, send_zerofilled=p.send_zerofilled, fmt=p.image_format,
                             bits=p.bits_stored)
@@ -252,6 +257,11 @@ class StreamProcessor:
                 meta["noise_sigma"], meta["gamma_used"] = info["noise_sigma"], info["gamma"]
             if "engine" in info:
                 meta["engine"] = info["engine"]
+            if res.uncertainty:   # samples > 1: the calibrated error estimate (issue 27)
+                u = res.uncertainty
+                meta["error_estimate"] = u["error_estimate"]
+                meta["expected_rmse"] = f"{u['expected_rmse']:.6g}"
+                meta["expected_psnr_db"] = f"{u['expected_psnr_db']:.2f}"
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
@@ -317,8 +327,9 @@ class StreamProcessor:
         record = self.record_for(sd.key.slice)
         prompt = build_prompt(record)
         ksp = sd.kspace[None]
-        std = precision = None
+        std = precision = err = None
         sampler_info: dict = {}
+        unc: dict = {}
         method, config, reused = self._method_for_slice(p)
         if is_diffusion(method):
             self._check_prior_domain(sd.kspace.shape[-2:], record, sd.head)
@@ -330,6 +341,10 @@ class StreamProcessor:
             image = np.asarray(out.image)[0]
             if out.std is not None:
                 std = np.asarray(out.std, dtype=np.float32)[0]
+                em = error_model_of(self.prior)
+                accel = realised_accel(sd.mask)
+                err = error_estimate(std, config.samples, accel, em)
+                unc = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}
         else:
             image = np.asarray(baselines.reconstruct(method, ksp, maps[None], sd.mask))[0]
             if sd.partial_fourier and method != "zerofilled":   # the missing side by phase-constrained POCS
@@ -343,7 +358,12 @@ class StreamProcessor:
         if p.send_zerofilled:
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
         # scanner units (unit-norm maps of the unwhitened physical coils) on the reconSpace matrix
-        image, std, zf = scanner_units(sd, maps, image.astype(np.complex64), std, zf)
+        image, std, zf, err = scanner_units(sd, maps, image.astype(np.complex64), std, zf, err)
+        if err is not None:   # the per-slice expected RMS error inside the head (object region of the image)
+            rmse = expected_rmse(err, object_region(np.abs(image)))
+            unc.update(expected_rmse=rmse, expected_psnr_db=float(20 * np.log10(np.abs(image).max() / rmse))
+                       if rmse > 0 else float("inf"))
         res = SliceResult(sd.key, image, std, zf, maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info, acq)
+                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info, acq,
+                          err, unc)
         return res

@@ -101,6 +101,11 @@ def _check(shape, accel, min_acs=0):
         raise InputError(f"acceleration {accel} too high for a {shape[0]}×{shape[1]} matrix")
 
 
+def realised_accel(mask) -> float:
+    """The acceleration a sampling mask (…, ny, nx) bool realises: all samples / measured samples."""
+    return float(np.size(mask) / max(int(np.count_nonzero(mask)), 1))
+
+
 def _finish_rows(rows: np.ndarray, shape, kind, accel, acs) -> MaskResult:
     ny, nx = shape
     mask = np.zeros(shape, dtype=bool)

@@ -227,5 +227,10 @@ def test_calibration_stage(dataset, models, tmp_path):
     assert q["slice_spearman"] is None or -1 <= q["slice_spearman"] <= 1
     assert "Uncertainty calibration" in (out / "results.md").read_text()
     assert len(q["reliability"]) >= 5 and all(b["std"] > 0 and b["rmse"] >= 0 for b in q["reliability"])
+    # the calibrated error estimate is scored the same way (the tiny prior is uncalibrated: the pooled spread
+    # × K/(K−1) is larger than the raw std)
+    e = q["error_estimate"]
+    assert e["spearman"]["n"] == 3 and e["ratio"]["mean"] > q["ratio"]["mean"] and e["cov2"]["mean"] >= q["cov2"]["mean"]
+    assert "error estimate" in (out / "results.md").read_text()
     with pytest.raises(InputError, match="calibration"):
         _config(dataset, models, out, calibration=(1,)).check()

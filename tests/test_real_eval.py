@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from training.evaluation.real import evaluate_real, load_real, object_region, undersample
+from training.evaluation.real import evaluate_real, format_markdown, load_real, object_region, undersample
 from recon_core.metrics import masked_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +86,9 @@ def test_posterior_samples_give_a_calibration_row():
     q = res["results"]["pulseq_invivo_flash.h5#0"]["cells"]["uniform1d:4:0.08"]["dds"]["calibration"]
     assert -1 <= q["spearman"] <= 1 and 0 <= q["coverage_1sigma"] <= q["coverage_2sigma"] <= 1
     assert q["std_over_rmse"] > 0 and sum(b["n"] for b in q["reliability"]) > 1000
+    e = res["results"]["pulseq_invivo_flash.h5#0"]["cells"]["uniform1d:4:0.08"]["dds"]["error_estimate"]
+    assert e["std_over_rmse"] > q["std_over_rmse"] and -1 <= e["spearman"] <= 1   # pooled, unbiased: larger
+    assert "error estimate" in format_markdown(res, main="dds")
     json.dumps(res)   # the results stay JSON
 
 

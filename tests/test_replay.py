@@ -69,6 +69,7 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     from recon_core.samplers.dds import dds_reconstruct
     from recon_core.metadata.header import record_from_header
     from recon_core.prior import load_prior
+    from recon_core.uncertainty import error_estimate
 
     plain_path = sim_files[0]
     out = tmp_path / "dds.h5"
@@ -77,6 +78,7 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
     replay(plain_path, str(out), params, progress=False)
     got, imgs = _magnitudes(out)
     std, _ = _magnitudes(out, series=3)
+    err, err_imgs = _magnitudes(out, series=5)
     raw, acs = _direct_inputs(plain_path)
     prior = load_prior(tiny_model, device="cpu")
     crops = {im.slice: float(im.meta["espirit_crop"]) for im in imgs}
@@ -88,9 +90,15 @@ def test_replay_reproduces_direct_dds(sim_files, tiny_model, tmp_path):
         q = float(next(i for i in imgs if i.slice == s).meta["FloatScale"])  # one 12-bit step (uint16)
         np.testing.assert_allclose(got[s], np.abs(res.image[0]), rtol=0, atol=0.5 * q + 1e-4 * got[s].max())
         np.testing.assert_allclose(std[s], res.std[0], rtol=0, atol=0.5 * q + 1e-4 * std[s].max())
+        # series 5: the error estimate, pooled sample variance × c(R, K) (the tiny prior is uncalibrated: c = 1)
+        want = error_estimate(res.std[0], 2, raw.mask.size / raw.mask.sum())
+        np.testing.assert_allclose(err[s], want, rtol=0, atol=0.5 * q + 1e-4 * want.max())
+        assert err[s].mean() > 0
     m = imgs[0].meta
     assert (m["method"], m["NFE"], m["CFG"], m["seed"], m["samples"]) == ("dds", "2", "1.5", "5", "2")
     assert m["model"] == tiny_model and "FLAIR" in m["prompt"]
+    assert "uncalibrated" in m["error_estimate"] and float(m["expected_rmse"]) > 0
+    assert float(m["expected_psnr_db"]) > 0 and err_imgs[0].meta["DataRole"] == "ErrorEstimate"
     # the sampler settings travel with the image; precision is what actually ran (auto → fp32 or bf16)
     assert m["precision"] in ("fp32", "bf16")
     from recon_core.prior.engine import engines_for

@@ -53,11 +53,15 @@ def figures(ev, res: dict, cells: list) -> None:
 
     matplotlib.use("Agg")
     _psnr_vs_cfg(ev, cells)
-    curves = {f"{cell['label']} K={K}": q["reliability"] for cell in res["cells"] if cell.get("calibration")
-              for K, q in cell["calibration"].items() if K != "cfg" and q.get("reliability")}
+    curves = {}
+    for cell in (c for c in res["cells"] if c.get("calibration")):
+        for K, q in ((k, v) for k, v in cell["calibration"].items() if k != "cfg"):
+            for what, v in (("std", q), ("error estimate", q.get("error_estimate") or {})):
+                if v.get("reliability"):
+                    curves[f"{cell['label']} K={K} {what}"] = v["reliability"]
     if curves:
         reliability_figure(curves, os.path.join(ev.c.out, "fig_reliability.png"),
-                           "DDS posterior std vs actual error (inside the head)")
+                           "DDS posterior std and calibrated error estimate vs actual error (inside the head)")
     for cell in cells:
         for p in ev.examples:
             _example_panel(ev, cell, p)

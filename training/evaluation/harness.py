@@ -38,13 +38,14 @@ from recon_core.baselines import get_spec, reconstruct
 from recon_core.coils import coil_maps
 from recon_core.errors import InputError
 from recon_core.io_utils import write_text_atomic
-from recon_core.masks import make_mask, parse_mask_spec
+from recon_core.masks import make_mask, parse_mask_spec, realised_accel
 from recon_core.metrics import all_metrics, uncertainty_calibration
 from recon_core.prior.cache import get_prior
 from recon_core.prior.manifest import resolve_model_path
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import diffusion_sampler
 from recon_core.sim.export import load_split
+from recon_core.uncertainty import error_estimate, error_model_of
 
 from .ablation import ABLATIONS, drop_fields, pathology_kind, wrong_pathology
 from .cache import UnitCache, key_of
@@ -265,6 +266,8 @@ class Evaluation:
                 "params": params, "data": self._data_id(), "convention": self.c.convention}
         if maps != "espirit":
             base["maps"] = maps
+        if samples > 1:   # the error estimate's calibration is part of what is computed
+            base["error_model"] = error_model_of({"main": self.prior, "twin": self.twin}.get(model)).to_json()
         parts = []
         for lo in range(0, len(pos), self.c.batch):
             chunk = pos[lo:lo + self.c.batch]
@@ -282,6 +285,10 @@ class Evaluation:
                 res["pos"] = np.asarray(chunk)
                 if r.std is not None:   # K > 1: does the std predict the error? (issue 27; inside the head)
                     res.update(_calibration(cd.ref[chunk], r.image, r.std))
+                    em = error_model_of(prior)    # and the calibrated error estimate (recon_core.uncertainty)
+                    err = np.stack([error_estimate(r.std[j], samples, realised_accel(cd.mask[p]), em)
+                                    for j, p in enumerate(chunk)])
+                    res.update(_calibration(cd.ref[chunk], r.image, err, prefix="ecal_"))
                 out = {}
                 for j, p in enumerate(chunk):
                     if int(p) in self.examples:
@@ -295,7 +302,7 @@ class Evaluation:
             self._tick()
         merged = {k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in METRICS + ("scale_ratio",)}
         merged["seconds"] = np.asarray(float(np.mean([float(p["seconds"]) for p in parts])))
-        for k in (k for k in parts[0] if k.startswith(("cal_", "rel_"))):
+        for k in (k for k in parts[0] if k.startswith(("cal_", "rel_", "ecal_", "erel_"))):
             merged[k] = np.concatenate([np.atleast_1d(p[k]) for p in parts])
         for p in parts:
             for k, v in p.items():
@@ -526,28 +533,34 @@ def run_evaluation(config: EvalConfig, progress: bool = True) -> dict:
 RELIABILITY_BINS = 10
 
 
-def _calibration_summary(r: dict) -> dict:
+def _calibration_summary(r: dict, prefix: str = "cal_") -> dict:
     """Mean ± std over slices of each per-slice calibration number, and `slice_spearman`: over the slices, the rank
-    correlation of the mean σ (the per-slice expected error) with the actual RMS error."""
-    out = {k[4:]: summarise(v) for k, v in r.items() if k.startswith("cal_")}
-    if "rel_bins" in r:   # per σ-quantile bin, the mean over slices of (σ, RMS error)
-        m = np.nanmean(r["rel_bins"], axis=0)
+    correlation of the mean σ (the per-slice expected error) with the actual RMS error. The raw posterior std
+    (prefix cal_), with the calibrated error estimate's numbers under "error_estimate" (prefix ecal_)."""
+    rel = "rel_bins" if prefix == "cal_" else "erel_bins"
+    out = {k[len(prefix):]: summarise(v) for k, v in r.items() if k.startswith(prefix)}
+    if rel in r:   # per σ-quantile bin, the mean over slices of (σ, RMS error)
+        m = np.nanmean(r[rel], axis=0)
         out["reliability"] = [{"std": float(a), "rmse": float(b)} for a, b in m if np.isfinite(a)]
-    ok = len(r["cal_rmse"]) > 2 and np.ptp(r["cal_mean_std"]) > 0
-    out["slice_spearman"] = float(spearmanr(r["cal_mean_std"], r["cal_rmse"]).statistic) if ok else None
+    ok = len(r[prefix + "rmse"]) > 2 and np.ptp(r[prefix + "mean_std"]) > 0
+    out["slice_spearman"] = float(spearmanr(r[prefix + "mean_std"], r[prefix + "rmse"]).statistic) if ok else None
+    if prefix == "cal_" and "ecal_rmse" in r:
+        out["error_estimate"] = _calibration_summary(r, "ecal_")
     return out
 
 
-def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray) -> dict:
+def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray, prefix: str = "cal_") -> dict:
     """Per slice (B, ny, nx): `recon_core.metrics.uncertainty_calibration` inside the head (the object region
-    of the reference) → {cal_spearman, cal_cov1, cal_cov2, cal_ratio, cal_rmse, cal_mean_std} arrays (B,)."""
+    of the reference) → {cal_spearman, cal_cov1, cal_cov2, cal_ratio, cal_rmse, cal_mean_std} arrays (B,) and
+    rel_bins (another `prefix`: ecal_*, erel_bins)."""
     qs = [uncertainty_calibration(ref[b], image[b], std[b], object_region(np.abs(ref[b])), bins=RELIABILITY_BINS)
           for b in range(len(ref))]
     rel = np.full((len(ref), RELIABILITY_BINS, 2), np.nan)
     for b, q in enumerate(qs):
         for i, r in enumerate(q["reliability"]):
             rel[b, i] = (r["std"], r["rmse"])
-    return {"cal_spearman": np.array([q["spearman"] for q in qs]), "cal_cov1": np.array([q["coverage_1sigma"] for q in qs]),
-            "cal_cov2": np.array([q["coverage_2sigma"] for q in qs]), "cal_ratio": np.array([q["std_over_rmse"] for q in qs]),
-            "cal_rmse": np.array([q["rmse"] for q in qs]), "cal_mean_std": np.array([q["mean_std"] for q in qs]),
-            "rel_bins": rel}
+    out = {"spearman": "spearman", "cov1": "coverage_1sigma", "cov2": "coverage_2sigma", "ratio": "std_over_rmse",
+           "rmse": "rmse", "mean_std": "mean_std"}
+    res = {prefix + k: np.array([q[v] for q in qs]) for k, v in out.items()}
+    res["rel_bins" if prefix == "cal_" else "erel_bins"] = rel
+    return res

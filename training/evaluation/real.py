@@ -29,11 +29,13 @@ from recon_core import baselines
 from recon_core.baselines import bart
 from recon_core.errors import InputError
 from recon_core.fft import ifft2c_np
+from recon_core.masks import realised_accel
 from recon_core.metrics import masked_metrics, uncertainty_calibration
 from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import RealSlice, load_real, object_region, undersample  # noqa: F401
 from recon_core.samplers import SamplerConfig
 from recon_core.samplers import reconstruct_slice as diffusion  # noqa: F401
+from recon_core.uncertainty import error_estimate, error_model_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,9 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
         if std is not None:   # posterior samples: does the std predict the error? (issue 27)
             row[method]["calibration"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, std),
                                                                  rs.region)
+            err = error_estimate(std, config.samples, realised_accel(sd.mask), error_model_of(prior))
+            row[method]["error_estimate"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, err),
+                                                                    rs.region)
     if maps is None:
         maps = slice_maps(sd)
     for method, cands in classical(sd, maps, methods).items():
@@ -171,8 +176,9 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
                 continue
             lines.append(f"- {row['slice']} {row['mask']}: {row['diff_db']:+.2f} (best classical: "
                          f"{row['best_classical']} {row['best_psnr_ssim']})")
-    cal = [(name, spec, c[main]["calibration"]) for name, r in res["results"].items() for spec, c in r["cells"].items()
-           if main and c.get(main) and c[main].get("calibration")]
+    cal = [(name, f"{spec} {what}", c[main][key]) for name, r in res["results"].items()
+           for spec, c in r["cells"].items() for key, what in (("calibration", "std"), ("error_estimate", "error estimate"))
+           if main and c.get(main) and c[main].get(key)]
     if cal:
         lines += ["", f"Uncertainty of {main} ({res.get('samples', '?')} posterior samples) against its actual error "
                   "inside the object: rank correlation, coverage of ±1σ / ±2σ, mean σ / RMS error:", ""]

@@ -199,17 +199,21 @@ def _calibration(res: dict) -> list:
     cl = [c for c in res["cells"] if c.get("calibration")]
     if not cl:
         return []
-    L = ["## Uncertainty calibration: posterior std vs actual error inside the head\n",
+    L = ["## Uncertainty calibration: posterior std and error estimate vs actual error inside the head\n",
          "Per slice: Spearman rank correlation of σ and |error|, coverage of ±1σ / ±2σ (calibrated Gaussian: 68 % / "
-         "95 %), mean σ / RMS error; mean ± std over slices.\n",
+         "95 %), mean σ / RMS error; mean ± std over slices. \"std\": the raw posterior std of K samples; \"error "
+         "estimate\": the calibrated map the scanner sends (recon_core.uncertainty: pooled, × c(R, K)).\n",
          "| Cell | K | Spearman | coverage ±1σ | coverage ±2σ | σ / RMSE | per-slice mean σ vs RMSE (Spearman) |",
          "|---|---|---|---|---|---|---|"]
     for cell in cl:
         cal = cell["calibration"]
         for K, q in ((k, v) for k, v in cal.items() if k != "cfg"):
-            L.append(f"| {cell['label']} (w = {cal['cfg']:g}) | {K} | {q['spearman']['mean']:.2f} | "
-                     f"{100 * q['cov1']['mean']:.0f} % | {100 * q['cov2']['mean']:.0f} % | {q['ratio']['mean']:.2f} | "
-                     + ("–" if q.get("slice_spearman") is None else f"{q['slice_spearman']:.2f}") + " |")
+            for what, v in (("std", q), ("error estimate", q.get("error_estimate"))):
+                if v:
+                    L.append(f"| {cell['label']} (w = {cal['cfg']:g}) | {K}, {what} | {v['spearman']['mean']:.2f} | "
+                             f"{100 * v['cov1']['mean']:.0f} % | {100 * v['cov2']['mean']:.0f} % | "
+                             f"{v['ratio']['mean']:.2f} | "
+                             + ("–" if v.get("slice_spearman") is None else f"{v['slice_spearman']:.2f}") + " |")
     L.append("")
     return L
 

@@ -55,13 +55,14 @@ def run(args):
     write_json_atomic(os.path.join(args.out, "results.json"), res, indent=1, default=float)
     md = format_markdown(res, main=diff[0] if diff else None)
     write_text_atomic(os.path.join(args.out, "results.md"), md)
-    curves = {f"{name} {spec}": c[diff[0]]["calibration"]["reliability"] for name, r in res["results"].items()
-              for spec, c in r["cells"].items() if diff and (c.get(diff[0]) or {}).get("calibration")}
+    curves = {f"{name} {spec} {what}": c[diff[0]][key]["reliability"] for name, r in res["results"].items()
+              for spec, c in r["cells"].items() for key, what in (("calibration", "std"), ("error_estimate", "est."))
+              if diff and (c.get(diff[0]) or {}).get(key)}
     if curves:   # posterior samples: the reliability diagram
         from training.evaluation.figures import reliability_figure
 
         reliability_figure(curves, os.path.join(args.out, "reliability.png"),
-                           f"{diff[0]}: posterior std ({cfg.samples} samples) vs error inside the head")
+                           f"{diff[0]}: posterior std and error estimate ({cfg.samples} samples) vs error in the head")
     for note in res["skipped"]:
         print(note)
     print(md)
