@@ -111,7 +111,7 @@ class ConfigBase:
             flag = "--" + f.name.replace("_", "-")
             choices = f" ({'|'.join(f.metadata['choices'])})" if f.metadata["choices"] else ""
             parser.add_argument(flag, dest=f"dds_{f.name}", default=None, metavar=f.name.upper(),
-                                help=f"{f.metadata['help']}{choices}; default {d}")
+                                help=f"{f.metadata['help']}{choices}; default {d}".replace("%", "%%"))   # argparse
         parser.set_defaults(_dds_defaults=defaults)
 
     @classmethod
