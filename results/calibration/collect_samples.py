@@ -1,5 +1,5 @@
 """Issue 27 experiment data: DDS with K=4 posterior samples (+ SENSE) on simulator val/test slices and the real brains."""
-import sys, numpy as np, torch
+import os, sys, numpy as np, torch
 from recon_core.prior.cache import get_prior
 from recon_core.samplers.dds import dds_reconstruct
 from recon_core.samplers import SamplerConfig
@@ -50,4 +50,4 @@ elif which == "test":
     sim("test", 8, (4, 8))
 else:
     real((4, 6))
-np.savez_compressed(f"/work/runs/cal2/{which}.npz", **{f"{k}|{n}": v for k, d in out.items() for n, v in d.items()})
+np.savez_compressed(f"{os.environ.get('CONTEXTMRI_CAL_DIR', '/work/runs/cal2')}/{which}.npz", **{f"{k}|{n}": v for k, d in out.items() for n, v in d.items()})

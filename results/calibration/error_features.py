@@ -1,9 +1,10 @@
-"""Which error estimate ranks and sizes the actual |error| (inside the head)?"""
-import sys, numpy as np
+"""Which candidate map ranks the actual |error| inside the head (issue 27; training/RUNS.md, \"Uncertainty\")?
+Usage: python results/calibration/error_features.py val real   (the .npz files of collect_samples.py)"""
+import os, sys, numpy as np
 from scipy.stats import spearmanr
 from scipy import ndimage as ndi
 def load(name):
-    z = np.load(f"/work/runs/cal2/{name}.npz")
+    z = np.load(f"{os.environ.get('CONTEXTMRI_CAL_DIR', '/work/runs/cal2')}/{name}.npz")
     d = {}
     for k in z.files:
         s, n = k.split("|"); d.setdefault(s, {})[n] = z[k]
@@ -23,26 +24,31 @@ def feats(d, K):
     return mean, f
 def score(e, s):
     return spearmanr(s, e).statistic
-for name in sys.argv[1:]:
-    D = load(name)
-    for K in (2, 4):
-        rows = {}
+def main():
+    for name in sys.argv[1:]:
+        D = load(name)
+        for K in (2, 4):
+            rows = {}
+            for key, d in D.items():
+                mean, f = feats(d, K)
+                m = d["region"].astype(bool)
+                e = np.abs(np.abs(mean) - d["ref"])[m]
+                for fn, v in f.items():
+                    rows.setdefault(fn, []).append(score(e, v[m]))
+                # combos
+                comb = np.sqrt(ndi.gaussian_filter((np.abs(d["samples"][:K] - mean) ** 2).mean(0), 2) + f["dsense"] ** 2)
+                rows.setdefault("std_s2+dsense", []).append(score(e, comb[m]))
+            print(name, "K", K, {k: round(float(np.mean(v)), 3) for k, v in rows.items()})
+    print("oracle: local RMS of the actual error (smoothed e², w) vs |e|")
+    for name in sys.argv[1:]:
+        D = load(name)
         for key, d in D.items():
-            mean, f = feats(d, K)
+            mean = d["samples"][:4].mean(0)
             m = d["region"].astype(bool)
-            e = np.abs(np.abs(mean) - d["ref"])[m]
-            for fn, v in f.items():
-                rows.setdefault(fn, []).append(score(e, v[m]))
-            # combos
-            comb = np.sqrt(ndi.gaussian_filter((np.abs(d["samples"][:K] - mean) ** 2).mean(0), 2) + f["dsense"] ** 2)
-            rows.setdefault("std_s2+dsense", []).append(score(e, comb[m]))
-        print(name, "K", K, {k: round(float(np.mean(v)), 3) for k, v in rows.items()})
-print("oracle: local RMS of the actual error (smoothed e², w) vs |e|")
-for name in sys.argv[1:]:
-    D = load(name)
-    for key, d in D.items():
-        mean = d["samples"][:4].mean(0)
-        m = d["region"].astype(bool)
-        e2 = (np.abs(mean) - d["ref"]) ** 2
-        print(key, {w: round(score(np.sqrt(e2[m]), np.sqrt(ndi.gaussian_filter(e2, w))[m]), 3) for w in (1, 2, 4)},
-              "std_s2 K4", round(score(np.sqrt(e2[m]), feats(d, 4)[1]["std_s2"][m]), 3))
+            e2 = (np.abs(mean) - d["ref"]) ** 2
+            print(key, {w: round(score(np.sqrt(e2[m]), np.sqrt(ndi.gaussian_filter(e2, w))[m]), 3) for w in (1, 2, 4)},
+                  "std_s2 K4", round(score(np.sqrt(e2[m]), feats(d, 4)[1]["std_s2"][m]), 3))
+
+
+if __name__ == "__main__":
+    main()

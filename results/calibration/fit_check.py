@@ -1,12 +1,9 @@
-import sys, numpy as np
+"""Fit c(R, K) on validation, score test/real (issue 27). Usage: python results/calibration/fit_check.py POOL_PX val test real"""
+import os, sys, numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from error_features import load  # noqa: E402
 from scipy.stats import spearmanr
 from scipy import ndimage as ndi
-def load(name):
-    z = np.load(f"/work/runs/cal2/{name}.npz")
-    d = {}
-    for k in z.files:
-        s, n = k.split("|"); d.setdefault(s, {})[n] = z[k]
-    return d
 W = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
 def pooled(d, K):
     smp = d["samples"][:K]; mean = smp.mean(0)

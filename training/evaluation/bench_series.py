@@ -90,10 +90,7 @@ def format_series_report(r: dict) -> str:
              f"read {t['read']:.2f} s; slices: first {t['first_slice']:.2f} s, median {t['median_slice']:.2f} s; "
              f"series wall {t['series_wall']:.1f} s = {t['per_slice_wall']:.2f} s per slice "
              f"(target ≤ {r['target_s_per_slice']:.0f} s: {'met' if r['meets_target'] else 'missed'})"]
-    if r.get("bart"):
-        b = r["bart"]
-        lines.append(f"bart ecalib + pics: {b['per_slice_s']:.2f} s per slice, series {b['series_s']:.1f} s; "
-                     f"ours / bart = {b['ours_over_bart']:.1f}×")
-    else:
-        lines.append("bart: skipped (--no-bart) or not installed")
+    b = r.get("bart")
+    lines.append(f"bart ecalib + pics: {b['per_slice_s']:.2f} s per slice, series {b['series_s']:.1f} s; ours / bart = "
+                 f"{b['ours_over_bart']:.1f}×" if b else "bart: skipped (--no-bart) or not installed")
     return "\n".join(lines)
