@@ -27,7 +27,7 @@ import torch
 
 from .errors import InputError
 from .io_utils import write_text_atomic
-from .prior.engine import ENGINE_PRECISIONS, ENGINES, check_engine, engines_for, runner_for
+from .prior.engine import ENGINE_PRECISIONS, ENGINES, check_engine, engines_for, runner_for, runs_unet
 from .settings import PRECISIONS
 
 PRECISION_CHOICES = PRECISIONS
@@ -44,6 +44,7 @@ class PrecisionChoice:
     source: str = "fixed"          # fixed | measured | cache
     hardware: str = ""
     engine: str = "torch"          # the runtime of the network (recon_core.prior.engine)
+    failed: dict = field(default_factory=dict)   # engines the trial could not run, with why
     runner: object = field(default=None, repr=False, compare=False)   # the engine object (not in meta)
 
     def to_meta(self) -> dict:
@@ -193,6 +194,11 @@ def choose_runtime(prior, precision: str, engine: str, shape, device, log=None, 
     req_p = check_precision(precision)
     dev = torch.device(device)
     req_e = check_engine(engine, dev)
+    if not runs_unet(prior):     # a wrapper or a prior computing ε otherwise: only its own predict_eps will do
+        if req_e not in ("auto", "torch"):
+            raise InputError(f"engine {req_e} runs the prior's UNet, but this prior ({type(prior).__name__}) computes "
+                             "ε otherwise; use engine torch")
+        req_e = "torch"
     cands = runtime_candidates(req_p, req_e, dev)
     if not cands:
         raise InputError(f"engine {req_e} cannot run {req_p} (engine auto, or precision "
@@ -240,16 +246,23 @@ def _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff,
     tok = prior.uncondition(TRIAL_BATCH).to(dev)
     with torch.no_grad():
         ref = prior.predict_eps(x, t, tok).float()
-    seconds, diffs = {}, {}
+    seconds, diffs, failed = {}, {}, {}
     for e, p in cands:
-        run = runner_for(prior, e, p)
-        with torch.no_grad():
-            sec, out = _time(lambda: run.predict_eps(x, t, tok), reps)
+        try:
+            run = runner_for(prior, e, p)
+            with torch.no_grad():
+                sec, out = _time(lambda: run.predict_eps(x, t, tok), reps)
+        except Exception as exc:   # an engine that cannot export/compile this model is skipped, not fatal
+            if (e, p) == cands[0]:
+                raise
+            failed[f"{e}/{p}"] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
         seconds[f"{e}/{p}"], diffs[(e, p)] = sec, _rel_diff(ref, out)
+    cands = [c for c in cands if c in diffs]
     base = ("torch", "fp32") if ("torch", "fp32") in cands else cands[0]
     ok = [c for c in cands if diffs[c] <= max_rel_diff or c == base]
     best = min(ok, key=lambda c: seconds[f"{c[0]}/{c[1]}"])
     if seconds[f"{base[0]}/{base[1]}"] / max(seconds[f"{best[0]}/{best[1]}"], 1e-12) < min_speedup:
         best = base
     return PrecisionChoice(precision=best[1], requested=req_p, seconds=seconds, rel_diff=diffs[best],
-                           source="measured", hardware=hw, engine=best[0])
+                           source="measured", hardware=hw, engine=best[0], failed=failed)

@@ -34,7 +34,8 @@ def test_demo_small(tmp_path, tiny_model, capsys):
     with h5py.File(out / "images.h5", "r") as f:
         g = f["dataset"]
         assert {"xml", "images", "zerofilled", "classical", "dds_uncond", "reference"} <= set(g)
-        assert g["images"]["data"].shape[0] == 2 * 2  # DDS cond magnitude + std for 2 slices
+        # DDS cond magnitude, its std and its calibrated error estimate (series 1, 3, 5) for 2 slices
+        assert g["images"]["data"].shape[0] == 3 * 2
         assert g["reference"]["data"].shape[0] == 2
     with h5py.File(out / "raw.h5", "r") as f:
         assert f["dataset"]["data"].shape[0] > 0

@@ -89,3 +89,46 @@ def test_bad_engine_requests_name_the_problem(prior):
             choose_runtime(prior, "bf16", "onnxruntime", (32, 32), "cpu")
     with pytest.raises(InputError, match="cannot run fp16"):
         build_engine(prior, "openvino", "fp16")
+
+
+def test_a_prior_that_computes_eps_otherwise_runs_its_own_predict_eps(prior):
+    """Engines stand in for the UNet only: a wrapper (or a subclass overriding predict_eps) keeps eager torch."""
+
+    class Wrapper:
+        def __init__(self, base):
+            self.base, self.unet, self.calls = base, base.unet, 0
+
+        def predict_eps(self, x, t, tokens):
+            self.calls += 1
+            return self.base.predict_eps(x, t, tokens)
+
+        def uncondition(self, n):
+            return self.base.uncondition(n)
+
+    w = Wrapper(prior)
+    ch = choose_runtime(w, "auto", "auto", (32, 32), "cpu")
+    assert ch.engine == "torch" and set(ch.seconds) == {"torch/fp32", "torch/bf16"}
+    x, t, tok = _inputs(prior, 2, 32, 32)
+    ch.runner.predict_eps(x, t, tok)
+    assert w.calls > 0                                  # the wrapper's own ε, not an exported graph
+    if "openvino" in engines_for("cpu"):
+        with pytest.raises(InputError, match="computes ε otherwise"):
+            choose_runtime(w, "auto", "openvino", (32, 32), "cpu")
+
+
+def test_an_engine_that_fails_is_skipped_and_named(prior, monkeypatch):
+    import recon_core.precision as precision
+
+    real = precision.runner_for
+
+    def flaky(p, name, prec):
+        if name == "onnxruntime":
+            raise RuntimeError("export failed")
+        return real(p, name, prec)
+
+    monkeypatch.setattr(precision, "runner_for", flaky)
+    if "onnxruntime" not in engines_for("cpu"):
+        pytest.skip("onnxruntime not installed")
+    ch = choose_runtime(prior, "auto", "auto", (24, 32), "cpu")      # a shape no other test uses
+    assert "onnxruntime/fp32" in ch.failed and "export failed" in ch.failed["onnxruntime/fp32"]
+    assert ch.engine != "onnxruntime" and "onnxruntime/fp32" not in ch.seconds

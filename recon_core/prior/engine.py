@@ -34,6 +34,7 @@ import torch
 from ..device import autocast
 from ..errors import InputError
 from ..settings import ENGINE_CHOICES, ENGINES
+from .model import Prior
 
 EXPORTED = ("onnxruntime", "openvino")
 #: the precisions each engine can run on the CPU (fp16 only on CUDA, and only when asked for)
@@ -56,6 +57,12 @@ def engines_for(device) -> tuple:
     """The engines that can run on `device` here (installed, and CPU-only ones only on the CPU)."""
     dev = torch.device(device)
     return tuple(e for e in ENGINES if engine_installed(e) and (dev.type == "cpu" or e not in EXPORTED))
+
+
+def runs_unet(prior) -> bool:
+    """Whether `prior`'s ε̂ is its UNet's (a stock `Prior`): only then can another engine stand in for
+    `prior.predict_eps`. Wrappers and priors that compute ε otherwise run in eager torch."""
+    return isinstance(prior, Prior) and type(prior).predict_eps is Prior.predict_eps
 
 
 def check_engine(name: str, device) -> str:
