@@ -233,9 +233,9 @@ class StreamProcessor:
         pf = res.acquisition.get("partial_fourier")
         if pf:
             meta["partial_fourier"] = ", ".join(f"{k} {v:g}" for k, v in pf.items()) + (
-                ": unacquired k-space filled by the prior under data consistency" if is_diffusion(p.method)
-                else (": unacquired k-space zero" if p.method == "zerofilled"
-                      else ": unacquired k-space by phase-constrained POCS (10 iterations)"))
+                ": unacquired k-space zero" if p.method == "zerofilled" else
+                ": unacquired k-space by phase-constrained POCS (10 iterations) from the "
+                + ("prior's estimate under data consistency" if is_diffusion(p.method) else "reconstruction"))
         cc = res.acquisition.get("coil_compression")
         if cc:
             meta["coil_compression"] = (f"{cc['coils']} → {cc['virtual_coils']} virtual coils "
@@ -320,8 +320,8 @@ class StreamProcessor:
                         "lines or check the FOV", sd.key.slice, 100 * calq["coverage"], calq["acs_lines"])
         if sd.partial_fourier and not self._pf_warned:
             self._pf_warned = True
-            log.warning("partial Fourier (%s): the unacquired k-space is left to the reconstruction (DDS: the prior "
-                        "under data consistency; classical methods: phase-constrained POCS; zero-filled: zero)",
+            log.warning("partial Fourier (%s): the unacquired k-space is completed by phase-constrained POCS from "
+                        "the reconstruction (DDS: from the prior's estimate under data consistency; zero-filled: zero)",
                         ", ".join(f"{k} {v:g}" for k, v in sd.partial_fourier.items()))
         t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
@@ -347,8 +347,8 @@ class StreamProcessor:
                 unc = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}
         else:
             image = np.asarray(baselines.reconstruct(method, ksp, maps[None], sd.mask))[0]
-            if sd.partial_fourier and method != "zerofilled":   # the missing side by phase-constrained POCS
-                image = pocs(image, sd.kspace, maps, sd.mask)
+        if sd.partial_fourier and method != "zerofilled":   # the missing side by phase-constrained POCS
+            image = pocs(image, sd.kspace, maps, sd.mask)
         if reused is not None:
             sampler_info["self_validation"] = reused
         elif "self_validation" in sampler_info and "chosen" in sampler_info["self_validation"]:
