@@ -213,11 +213,15 @@ def choose_runtime(prior, precision: str, engine: str, shape, device, log=None, 
     cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
     hit = _MEMO.get(ckey) or (_from_cache(ckey, req_p, hw) if cache_on else None)
     if hit is not None:
-        ch = replace(hit, source="cache", runner=runner_for(prior, hit.engine, hit.precision))
-        _MEMO[ckey] = replace(ch, runner=None)
-        if log:
-            log(ch.describe())
-        return ch
+        try:       # the cache is per architecture: this prior's weights (a LoRA adapter, say) may not export
+            ch = replace(hit, source="cache", runner=runner_for(prior, hit.engine, hit.precision))
+        except Exception:
+            ch = None
+        if ch is not None:
+            _MEMO[ckey] = replace(ch, runner=None)
+            if log:
+                log(ch.describe())
+            return ch
     ch = _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw)
     if cache_on:
         data = _cache_read()

@@ -132,3 +132,25 @@ def test_an_engine_that_fails_is_skipped_and_named(prior, monkeypatch):
     ch = choose_runtime(prior, "auto", "auto", (24, 32), "cpu")      # a shape no other test uses
     assert "onnxruntime/fp32" in ch.failed and "export failed" in ch.failed["onnxruntime/fp32"]
     assert ch.engine != "onnxruntime" and "onnxruntime/fp32" not in ch.seconds
+
+
+def test_a_cached_choice_that_cannot_run_this_prior_is_measured_again(prior, monkeypatch):
+    """The runtime cache is per architecture; another prior of the same one (e.g. with an adapter) whose weights an
+    engine cannot take falls back to a fresh trial instead of failing the scan."""
+    import recon_core.precision as precision
+
+    shape = (16, 24)                                     # a shape no other test uses
+    first = choose_runtime(prior, "auto", "auto", shape, "cpu")
+    other = build_prior("tiny", seed=5).eval()            # same architecture, other weights
+    real = precision.runner_for
+
+    def refuse_cached(p, name, prec):
+        if p is other and (name, prec) == (first.engine, first.precision) and first.engine != "torch":
+            raise RuntimeError("cannot export")
+        return real(p, name, prec)
+
+    monkeypatch.setattr(precision, "runner_for", refuse_cached)
+    again = choose_runtime(other, "auto", "auto", shape, "cpu")
+    assert again.runner is not None
+    if first.engine != "torch":
+        assert again.source == "measured" and f"{first.engine}/{first.precision}" in again.failed
