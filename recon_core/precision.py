@@ -28,7 +28,7 @@ import torch
 from .errors import InputError
 from .io_utils import write_text_atomic
 from .prior.engine import ENGINE_PRECISIONS, ENGINES, check_engine, engines_for, runner_for, runs_unet
-from .settings import PRECISIONS
+from .settings import DTYPE_PRECISIONS, PRECISIONS
 
 PRECISION_CHOICES = PRECISIONS
 _MEMO: dict = {}   # this process's choices (the file cache is read once per workload, not once per slice)
@@ -124,44 +124,67 @@ def choose_precision(requested: str, device, trial, key: str, reps: int = 2, min
     """Resolve `requested` ("auto" or a fixed name) for the workload `trial`.
 
     trial(precision) -> tensor: runs the workload once under that precision (it must be deterministic for a
-    fixed input, touch no global RNG state) and returns its output (or None: no accuracy check). `key` names the workload (e.g. "dds:<model hash>:b2:128") for the
-    cache. Returns a PrecisionChoice; `log` (callable) receives its one-line description.
-    """
+    fixed input, touch no global RNG state) and returns its output (or None: no accuracy check). `key` names the
+    workload (e.g. "dds:<model hash>:b2:128") for the cache. Returns a PrecisionChoice; `log` (callable) receives
+    its one-line description. The eager-torch case of `choose_runtime`: same rule (`_pick`), same cache."""
     req = check_precision(requested)
     hw = hardware_id(device)
     if req != "auto":
         return PrecisionChoice(precision=req, requested=req, source="fixed", hardware=hw)
-    cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
     ckey = f"{hw}|torch {torch.__version__}|{key}"
-    if ckey in _MEMO:
-        ch = replace(_MEMO[ckey], source="cache")
-        if log:
-            log(ch.describe())
-        return ch
-    if cache_on:
-        hit = _cache_read().get(ckey)
-        if isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16"):
-            ch = PrecisionChoice(precision=hit["precision"], requested="auto", seconds=hit.get("seconds", {}),
-                                 rel_diff=hit.get("rel_diff"), source="cache", hardware=hw)
-            if log:
-                log(ch.describe())
-            _MEMO[ckey] = ch
-            return ch
-    t32, out32 = _time(lambda: trial("fp32"), reps)
-    t16, out16 = _time(lambda: trial("bf16"), reps)
-    diff = _rel_diff(out32, out16) if out32 is not None and out16 is not None else None
-    accurate = diff is None or diff <= max_rel_diff
-    pick = "bf16" if (t32 / max(t16, 1e-12) >= min_speedup and accurate) else "fp32"
-    ch = PrecisionChoice(precision=pick, requested="auto", seconds={"fp32": t32, "bf16": t16}, rel_diff=diff,
-                         source="measured", hardware=hw)
-    if cache_on:
-        data = _cache_read()
-        data[ckey] = {"precision": pick, "seconds": ch.seconds, "rel_diff": diff, "measured": time.time()}
-        _cache_write(data)
-        _MEMO[ckey] = ch
+    ch = _lookup(ckey, req, hw)
+    if ch is None:
+        cands = [("torch", "fp32"), ("torch", "bf16")]
+        seconds, outs = {}, {}
+        for c in cands:
+            seconds[c], outs[c] = _time(lambda: trial(c[1]), reps)
+        ref = outs[cands[0]]
+        diffs = {c: None if ref is None or outs[c] is None else _rel_diff(ref, outs[c]) for c in cands}
+        best = _pick(cands, seconds, diffs, min_speedup, max_rel_diff)
+        ch = PrecisionChoice(precision=best[1], requested=req, seconds={p: seconds[(e, p)] for e, p in cands},
+                             rel_diff=diffs[cands[1]], source="measured", hardware=hw)
+        _remember(ckey, ch)
     if log:
         log(ch.describe())
     return ch
+
+
+def _cache_on() -> bool:
+    return os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
+
+
+def _lookup(ckey: str, req: str, hw: str) -> PrecisionChoice | None:
+    """A remembered choice for `ckey`: this process's, else the file cache's (source "cache"), else None."""
+    if ckey in _MEMO:
+        return replace(_MEMO[ckey], source="cache")
+    hit = _cache_read().get(ckey) if _cache_on() else None
+    if not (isinstance(hit, dict) and hit.get("precision") in DTYPE_PRECISIONS
+            and hit.get("engine", "torch") in ENGINES):
+        return None
+    ch = PrecisionChoice(precision=hit["precision"], requested=req, seconds=hit.get("seconds", {}),
+                         rel_diff=hit.get("rel_diff"), source="cache", hardware=hw, engine=hit.get("engine", "torch"))
+    _MEMO[ckey] = ch
+    return ch
+
+
+def _remember(ckey: str, ch: PrecisionChoice) -> None:
+    """Keep a measured choice for this process and (unless disabled) in the file cache."""
+    _MEMO[ckey] = replace(ch, runner=None)
+    if _cache_on():
+        data = _cache_read()
+        data[ckey] = {"precision": ch.precision, "engine": ch.engine, "seconds": ch.seconds, "rel_diff": ch.rel_diff,
+                      "measured": time.time()}
+        _cache_write(data)
+
+
+def _pick(cands, seconds: dict, diffs: dict, min_speedup: float, max_rel_diff: float):
+    """The rule of every "auto": the fastest candidate whose output stays within `max_rel_diff` of the reference
+    (cands[0], eager fp32; a None difference: not checked), taken only if it is at least `min_speedup` faster
+    than the reference."""
+    base = cands[0]
+    ok = [c for c in cands if c == base or diffs[c] is None or diffs[c] <= max_rel_diff]
+    best = min(ok, key=lambda c: seconds[c])
+    return best if seconds[base] / max(seconds[best], 1e-12) >= min_speedup else base
 
 
 def prior_key(prior) -> str:
@@ -210,36 +233,19 @@ def choose_runtime(prior, precision: str, engine: str, shape, device, log=None, 
                                runner=runner_for(prior, e, p))
     key = f"infer:{prior_key(prior)}:{shape[0]}x{shape[1]}|{req_p}|{req_e}|{','.join(f'{e}/{p}' for e, p in cands)}"
     ckey = f"{hw}|torch {torch.__version__}|{key}"
-    cache_on = os.environ.get("CONTEXTMRI_PRECISION_CACHE", "1") != "0"
-    hit = _MEMO.get(ckey) or (_from_cache(ckey, req_p, hw) if cache_on else None)
-    if hit is not None:
+    ch, runner = _lookup(ckey, req_p, hw), None
+    if ch is not None:
         try:       # the cache is per architecture: this prior's weights (a LoRA adapter, say) may not export
-            ch = replace(hit, source="cache", runner=runner_for(prior, hit.engine, hit.precision))
+            runner = runner_for(prior, ch.engine, ch.precision)
         except Exception:
             ch = None
-        if ch is not None:
-            _MEMO[ckey] = replace(ch, runner=None)
-            if log:
-                log(ch.describe())
-            return ch
-    ch = _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw)
-    if cache_on:
-        data = _cache_read()
-        data[ckey] = {"precision": ch.precision, "engine": ch.engine, "seconds": ch.seconds, "rel_diff": ch.rel_diff,
-                      "measured": time.time()}
-        _cache_write(data)
-    _MEMO[ckey] = replace(ch, runner=None)
+    if ch is None:
+        ch = _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw)
+        _remember(ckey, ch)
+        runner = runner_for(prior, ch.engine, ch.precision)
     if log:
         log(ch.describe())
-    return replace(ch, runner=runner_for(prior, ch.engine, ch.precision))
-
-
-def _from_cache(ckey: str, req_p: str, hw: str):
-    hit = _cache_read().get(ckey)
-    if not (isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16", "fp16") and hit.get("engine") in ENGINES):
-        return None
-    return PrecisionChoice(precision=hit["precision"], requested=req_p, seconds=hit.get("seconds", {}),
-                           rel_diff=hit.get("rel_diff"), source="cache", hardware=hw, engine=hit["engine"])
+    return replace(ch, runner=runner)
 
 
 def _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff, req_p, hw) -> PrecisionChoice:
@@ -255,18 +261,15 @@ def _measure_runtimes(prior, cands, shape, dev, reps, min_speedup, max_rel_diff,
         try:
             run = runner_for(prior, e, p)
             with torch.no_grad():
-                sec, out = _time(lambda: run.predict_eps(x, t, tok), reps)
+                seconds[(e, p)], out = _time(lambda: run.predict_eps(x, t, tok), reps)
         except Exception as exc:   # an engine that cannot export/compile this model is skipped, not fatal
             if (e, p) == cands[0]:
                 raise
             failed[f"{e}/{p}"] = f"{type(exc).__name__}: {exc}"[:200]
             continue
-        seconds[f"{e}/{p}"], diffs[(e, p)] = sec, _rel_diff(ref, out)
-    cands = [c for c in cands if c in diffs]
-    base = ("torch", "fp32") if ("torch", "fp32") in cands else cands[0]
-    ok = [c for c in cands if diffs[c] <= max_rel_diff or c == base]
-    best = min(ok, key=lambda c: seconds[f"{c[0]}/{c[1]}"])
-    if seconds[f"{base[0]}/{base[1]}"] / max(seconds[f"{best[0]}/{best[1]}"], 1e-12) < min_speedup:
-        best = base
+        diffs[(e, p)] = _rel_diff(ref, out)
+    # the reference is the first candidate: eager torch, fp32 whenever the request allows it
+    best = _pick([c for c in cands if c in seconds], seconds, diffs, min_speedup, max_rel_diff)
+    seconds = {f"{e}/{p}": v for (e, p), v in seconds.items()}
     return PrecisionChoice(precision=best[1], requested=req_p, seconds=seconds, rel_diff=diffs[best],
                            source="measured", hardware=hw, engine=best[0], failed=failed)

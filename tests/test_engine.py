@@ -154,3 +154,20 @@ def test_a_cached_choice_that_cannot_run_this_prior_is_measured_again(prior, mon
     assert again.runner is not None
     if first.engine != "torch":
         assert again.source == "measured" and f"{first.engine}/{first.precision}" in again.failed
+
+
+def test_engines_are_dropped_with_their_prior():
+    """A long-running server that replaces its prior must not keep the old one (and its engines) alive."""
+    import gc
+    import weakref
+
+    from recon_core.prior import engine as E
+
+    p = build_prior("tiny", seed=6).eval()
+    E.runner_for(p, "torch-cl", "fp32")
+    E.weights_hash(p)
+    ref = weakref.ref(p)
+    n = len(E._MEMO)
+    del p
+    gc.collect()
+    assert ref() is None and len(E._MEMO) <= n - 2     # the prior and its UNet are gone from the memo

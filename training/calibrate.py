@@ -15,20 +15,11 @@ from tqdm import tqdm
 from recon_core.coils import coil_maps
 from recon_core.errors import InputError
 from recon_core.masks import make_mask
-from recon_core.metadata.record import MetadataRecord
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import SamplerConfig
 from recon_core.samplers.dds import dds_reconstruct
-from recon_core.sim.export import ExportConfig, simulate_subject, subject_seed
+from recon_core.sim.export import simulate_slice
 from recon_core.uncertainty import COVERAGE, POOL_PX, ErrorModel, fit_factors, pooled_std
-
-
-def validation_slice(i: int, matrix: int = 128, coils: int = 8, seed: int = 100):
-    """Validation subject i: (full k-space (C, ny, nx), reference (ny, nx) complex, MetadataRecord)."""
-    ec = ExportConfig(n_slices=1, split="val", matrix=matrix, coils=coils, slices_per_subject=1,
-                      calib=min(24, matrix // 4), save_kspace=True)
-    r = simulate_subject(ec, subject_seed(seed + i, "val", 0), 1)
-    return r["kspace"][0], r["reference"][0], MetadataRecord.from_dict(r["records"][0])
 
 
 def collect_cases(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), seed: int = 100,
@@ -43,7 +34,7 @@ def collect_cases(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), s
     cases = []
     bar = tqdm(total=n_slices * len(accels), desc="calibrate", unit="recon", disable=not progress, leave=False)
     for i in range(n_slices):
-        full, ref, rec = validation_slice(i, matrix, coils, seed)
+        full, ref, rec = simulate_slice(matrix, coils, seed + i, split="val")
         region = object_region(np.abs(ref))
         for R in accels:
             m = make_mask("uniform1d", full.shape[-2:], float(R), seed=i)

@@ -26,6 +26,7 @@ import os
 import tempfile
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,13 @@ ENGINE_PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "torch-cl": ("fp32", "bf
                      "onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
 MAX_SHAPES = 8          # OpenVINO: compiled shapes kept per engine (oldest dropped first)
 _EXPORT_LOCK = threading.Lock()
-_HASHES: dict = {}
+_MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _memo(obj) -> dict:
+    """What is known about one prior or UNet object (its engines, its weights hash), dropped with the object (the
+    engines hold no strong reference back to it)."""
+    return _MEMO.setdefault(obj, {})
 
 
 def engine_installed(name: str) -> bool:
@@ -78,17 +85,14 @@ def check_engine(name: str, device) -> str:
 
 def weights_hash(prior) -> str:
     """sha1 (12 hex) of the UNet's parameters and buffers: the key of its exported graph (memoised per object)."""
-    key = id(prior.unet)
-    hit = _HASHES.get(key)
-    if hit is not None and hit[0] is prior.unet:
-        return hit[1]
-    h = hashlib.sha1()
-    for name, t in sorted(prior.unet.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    digest = h.hexdigest()[:12]
-    _HASHES[key] = (prior.unet, digest)
-    return digest
+    memo = _memo(prior.unet)
+    if "weights_hash" not in memo:
+        h = hashlib.sha1()
+        for name, t in sorted(prior.unet.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        memo["weights_hash"] = h.hexdigest()[:12]
+    return memo["weights_hash"]
 
 
 def onnx_dir() -> Path:
@@ -140,7 +144,7 @@ class TorchEngine:
     """The diffusers UNet in eager PyTorch under autocast; `channels_last`: on its own channels-last copy."""
 
     def __init__(self, prior, precision: str = "fp32", channels_last: bool = False):
-        self.prior, self.precision = prior, precision
+        self._prior, self.precision = weakref.ref(prior), precision
         self.name = "torch-cl" if channels_last else "torch"
         self.unet = None
         if channels_last:
@@ -149,7 +153,7 @@ class TorchEngine:
     def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         with autocast(x.device, self.precision):
             if self.unet is None:
-                return self.prior.predict_eps(x, t, tokens)
+                return self._prior().predict_eps(x, t, tokens)
             xc = x.contiguous(memory_format=torch.channels_last)
             out = self.unet(xc, t, encoder_hidden_states=tokens.to(x.dtype), return_dict=False)[0]
         return out.float().contiguous()
@@ -218,19 +222,14 @@ class OpenVINOEngine:
         return torch.from_numpy(np.array(out)).to(x.device).float()
 
 
-_RUNNERS: dict = {}
-
-
 def runner_for(prior, name: str, precision: str):
     """The engine object for (prior, engine, precision), built once per process and reused (a torch-cl copy, an
     ONNX Runtime session and OpenVINO's compiled shapes live as long as the prior does)."""
-    key = (id(prior), id(prior.unet), name, precision)
-    hit = _RUNNERS.get(key)
-    if hit is not None and hit[0] is prior and hit[1] is prior.unet:
-        return hit[2]
-    run = build_engine(prior, name, precision)
-    _RUNNERS[key] = (prior, prior.unet, run)
-    return run
+    runners = _memo(prior).setdefault("runners", {})
+    hit = runners.get((name, precision))
+    if hit is None or hit[0]() is not prior.unet:             # a swapped UNet gets new engines
+        hit = runners[(name, precision)] = (weakref.ref(prior.unet), build_engine(prior, name, precision))
+    return hit[1]
 
 
 def build_engine(prior, name: str, precision: str):

@@ -181,6 +181,16 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
     return {**out, "records": records, "index": index}
 
 
+
+def simulate_slice(matrix: int = 128, coils: int = 8, seed: int = 0, split: str = "test"):
+    """One slice of subject `seed` of `split` as the evaluation sees it (ACS block min(24, matrix/4)): (fully sampled
+    k-space (C, ny, nx) complex64, reference (ny, nx) complex, MetadataRecord). Used by the benchmark (test split)
+    and the uncertainty calibration (validation split)."""
+    cfg = ExportConfig(n_slices=1, split=split, matrix=matrix, coils=coils, slices_per_subject=1,
+                       calib=min(24, matrix // 4), save_kspace=True)
+    r = simulate_subject(cfg, subject_seed(seed, split, 0), 1)
+    return r["kspace"][0], r["reference"][0], MetadataRecord.from_dict(r["records"][0])
+
 def _slice_positions(rng, n: int, z_range) -> tuple[np.ndarray, np.ndarray]:
     """(stack positions, slice centres mm) of `n` slices among STACK_SLICES positions spread over `z_range`."""
     lo, hi = z_range

@@ -23,7 +23,7 @@ from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import load_real, undersample
 from recon_core.samplers import SamplerConfig
 from recon_core.samplers.dds import dds_reconstruct
-from training.calibrate import validation_slice
+from recon_core.sim.export import simulate_slice
 
 NFES = (10, 20, 30, 50)
 WARM = (0.2, 0.3, 0.5, None)
@@ -33,7 +33,7 @@ N_VAL = 4
 def cases(real_files):
     out = []
     for i in range(N_VAL):
-        full, ref, rec = validation_slice(i)
+        full, ref, rec = simulate_slice(128, 8, 100 + i, split="val")
         for R in (4, 8):
             m = make_mask("uniform1d", full.shape[-2:], float(R), seed=i)
             k = (full * m.mask[None]).astype(np.complex64)

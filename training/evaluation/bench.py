@@ -36,20 +36,19 @@ from recon_core.baselines import bart, reconstruct
 
 # ------------------------------------------------------------------------------------------ BART
 from recon_core.baselines.bart import read_cfl, write_cfl  # noqa: E402,F401  (re-exported for the tests)
-from recon_core.baselines.bart import to_bart as _to_bart
+from recon_core.baselines.bart import to_bart as _to_bart  # noqa: F401  (re-exported for the tests)
 from recon_core.coils import calib_region, espirit_maps
 from recon_core.device import resolve_device
 from recon_core.errors import InputError
-from recon_core.raw.coil_compression import compress, compression_matrix
 from recon_core.masks import make_mask, parse_mask_spec
-from recon_core.metadata.record import MetadataRecord
 from recon_core.metrics import psnr
 from recon_core.precision import choose_runtime, runtime_candidates
 from recon_core.prior import build_prior
 from recon_core.prior.cache import get_prior
+from recon_core.raw.coil_compression import compress, compression_matrix
 from recon_core.samplers import SamplerConfig
 from recon_core.samplers.dds import dds_reconstruct
-from recon_core.sim.export import ExportConfig, simulate_subject, subject_seed
+from recon_core.sim.export import simulate_slice
 
 from .config import LAMBDA_GRID
 
@@ -84,14 +83,6 @@ def _timed(fn, repeat=1):
         out = fn()
         ts.append(time.perf_counter() - t0)
     return out, statistics.median(ts)
-
-
-def simulate_slice(matrix: int, coils: int, seed: int = 0):
-    """One test-split-style slice: (ksp (C, ny, nx) full, reference (ny, nx), record)."""
-    cfg = ExportConfig(n_slices=1, split="test", matrix=matrix, coils=coils, slices_per_subject=1,
-                       calib=min(24, matrix // 4), save_kspace=True)
-    r = simulate_subject(cfg, subject_seed(seed, "test", 0), 1)
-    return r["kspace"][0], r["reference"][0], MetadataRecord.from_dict(r["records"][0])
 
 
 def load_bench_prior(model: str | None, preset: str | None, device):
@@ -289,7 +280,7 @@ def format_report(r: dict) -> str:
          f"network floor {f['floor_s']:.3f} s ({f['one_forward_s'] * 1000:.1f} ms/forward × {r['setup']['network_evaluations']} network evaluations); "
          f"DDS/floor {f['dds_over_floor']:.3f}, slice/floor {f['slice_over_floor']:.3f} (target ≤ {f['target']})",
          f"ESPIRiT torch {t['espirit']:.3f} s, sigpy {t['espirit_sigpy']:.3f} s",
-         f"PSNR: " + ", ".join(f"{k} {v:.2f} dB" for k, v in r["psnr"].items()),
+         "PSNR: " + ", ".join(f"{k} {v:.2f} dB" for k, v in r["psnr"].items()),
          f"sigpy L1-wavelet {r['l1wavelet_sigpy']['time_s']:.3f} s; our slice / L1-wavelet = {r['ratio_dds_slice_to_l1wavelet']:.1f}×"]
     if r.get("bart"):
         b = r["bart"]

@@ -147,6 +147,10 @@ class Evaluation:
             self._latent = get_prior(self.c.latent_model, self.c.device)
         return self._latent
 
+    def _model(self, name: str):
+        """The prior named "main", "twin" or "latent" (only that one is loaded)."""
+        return {"main": lambda: self.prior, "twin": lambda: self.twin, "latent": lambda: self.latent}[name]()
+
     @property
     def twin(self):
         if self._twin is None:
@@ -266,8 +270,8 @@ class Evaluation:
                 "params": params, "data": self._data_id(), "convention": self.c.convention}
         if maps != "espirit":
             base["maps"] = maps
-        if samples > 1:   # the error estimate's calibration is part of what is computed
-            base["error_model"] = error_model_of({"main": self.prior, "twin": self.twin}.get(model)).to_json()
+        if samples > 1:   # units with the error estimate's scores (its factors are in the model's manifest: model id)
+            base["calibration"] = 2
         parts = []
         for lo in range(0, len(pos), self.c.batch):
             chunk = pos[lo:lo + self.c.batch]
@@ -275,7 +279,7 @@ class Evaluation:
 
             def compute(chunk=chunk):
                 cd = self.cell(spec)
-                prior = {"main": self.prior, "twin": self.twin}[model] if model != "latent" else self.latent
+                prior = self._model(model)
                 recs = self._records(chunk, variant)
                 mp = cd.maps[chunk] if maps == "espirit" else self._oracle_maps(chunk)
                 r = sampler(prior, cd.ksp[chunk], mp, cd.mask[chunk], recs, config=settings, device=self.c.device)
