@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recon_core.errors import InputError
-from tests.test_training import make_images, tiny_cfg, write_export
+from tests.test_training import make_images, tiny_cfg
 from training.loop import loss_weights, lr_at
 
 torch.set_num_threads(1)
@@ -27,6 +27,17 @@ def test_lr_schedule_values():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))                      # monotone decay after warm-up
 
 
+def test_lr_horizon_minutes_follows_wall_time():
+    """A fixed lease: the cosine runs over the fraction of max_minutes spent, whatever the step count."""
+    tc = {"lr": 1e-3, "warmup_steps": 10, "max_steps": 10_000, "lr_schedule": "cosine", "lr_min_ratio": 0.1,
+          "lr_horizon": "minutes", "max_minutes": 4.0}
+    assert lr_at(5, tc, 0.9) == pytest.approx(6e-4)                     # warm-up stays step-based
+    assert lr_at(20, tc, 0.5) == pytest.approx(1e-4 + 0.5 * 0.9e-3)      # half the time: half-way down
+    assert lr_at(20, tc, 1.3) == pytest.approx(1e-4)
+    assert lr_at(20, dict(tc, lr_horizon="steps"), 0.5) == pytest.approx(lr_at(20, dict(tc, lr_horizon="steps")))
+    assert lr_at(20, tc, None) == lr_at(20, dict(tc, lr_horizon="steps"))  # no clock given: the step horizon
+
+
 def test_min_snr_weights():
     a = torch.tensor([0.999, 0.9, 0.5, 0.01])
     assert loss_weights(a, {"loss_weighting": "uniform"}) is None
@@ -39,7 +50,8 @@ def test_min_snr_weights():
 @pytest.mark.parametrize("key,value,msg", [
     ("lr_schedule", "linear", "lr_schedule"), ("loss_weighting", "p2", "loss_weighting"),
     ("warmup_steps", -1, "warmup_steps"), ("lr_min_ratio", 2.0, "lr_min_ratio"), ("min_snr_gamma", 0, "min_snr_gamma"),
-    ("precision", "fp8", "precision"), ("compile", "yes", "compile"), ("preload", "x", "preload")])
+    ("precision", "fp8", "precision"), ("compile", "yes", "compile"), ("preload", "x", "preload"),
+    ("lr_horizon", "epochs", "lr_horizon"), ("lr_horizon", "minutes", "max_minutes")])
 def test_recipe_config_errors(key, value, msg):
     from training.config import load_config
 
@@ -102,3 +114,17 @@ def test_gpu_recipe_config_is_valid_and_preload_trains_identically(tmp_path):
     a = train(tiny_cfg(max_steps=2, preload=True), out=tmp_path / "a", dataset=ImageDataset(mm, recs), progress=False)
     b = train(tiny_cfg(max_steps=2), out=tmp_path / "b", dataset=ImageDataset(mm, recs), progress=False)
     assert a.losses == b.losses
+
+
+def test_lease_run_anneals_over_its_minutes(tmp_path):
+    """lr_horizon minutes: a run stopped by max_minutes has walked its cosine down (LR falls row by row)."""
+    from training.datasets import ImageDataset
+    from training.loop import train
+
+    imgs, recs = make_images(8)
+    cfg = tiny_cfg(max_steps=100_000, lr_schedule="cosine", lr_horizon="minutes", max_minutes=0.04,
+                   lr_min_ratio=0.0, checkpoint_every=100_000)
+    r = train(cfg, out=tmp_path / "run", dataset=ImageDataset(imgs, recs), progress=False)
+    assert r.reason == "max_minutes" and r.step >= 3
+    lrs = [row["lr"] for row in json.loads((tmp_path / "run" / "train_state" / "state.json").read_text())["log_rows"]]
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.25e-3 and all(a >= b for a, b in zip(lrs, lrs[1:]))

@@ -45,6 +45,8 @@ DEFAULTS = {
         "lr_schedule": "constant",  # constant | cosine (to lr * lr_min_ratio at max_steps)
         "warmup_steps": 0,         # linear LR warm-up from 0 over the first N steps
         "lr_min_ratio": 0.1,       # cosine: final LR = lr * lr_min_ratio
+        "lr_horizon": "steps",     # cosine ends at: steps (max_steps; exact resume) | minutes (this run's
+                                   # max_minutes of wall time: a fixed lease; the step count is then whatever fits)
         "loss_weighting": "uniform",  # uniform (ε-MSE) | min_snr (Hang et al. 2023: w_t = min(SNR_t, γ)/SNR_t)
         "min_snr_gamma": 5.0,
         "weight_decay": 1.0e-4,
@@ -72,6 +74,7 @@ DEFAULTS = {
 LORA_KEYS = {"rank", "alpha", "targets", "dropout"}
 DATA_KINDS = ("export", "fastmri", "ismrmrd")
 LR_SCHEDULES = ("constant", "cosine")
+LR_HORIZONS = ("steps", "minutes")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 COND_MODES = ("contextmri", "independent", "none", "unconditional")
 
@@ -151,6 +154,10 @@ def _validate(cfg: dict, source: str) -> None:
         raise InputError(f"{source}: key 'train.precision' is {t['precision']!r}, expected auto, fp32, bf16 or fp16")
     if t["lr_schedule"] not in LR_SCHEDULES:
         raise InputError(f"{source}: key 'train.lr_schedule' is {t['lr_schedule']!r}, expected one of {LR_SCHEDULES}")
+    if t["lr_horizon"] not in LR_HORIZONS:
+        raise InputError(f"{source}: key 'train.lr_horizon' is {t['lr_horizon']!r}, expected one of {LR_HORIZONS}")
+    if t["lr_horizon"] == "minutes" and not t["max_minutes"]:
+        raise InputError(f"{source}: key 'train.lr_horizon' is 'minutes' but 'train.max_minutes' is not set")
     if t["loss_weighting"] not in LOSS_WEIGHTINGS:
         raise InputError(f"{source}: key 'train.loss_weighting' is {t['loss_weighting']!r}, "
                          f"expected one of {LOSS_WEIGHTINGS}")

@@ -156,15 +156,19 @@ def _phase_rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.stack([re * c - im * s, re * s + im * c], dim=1)
 
 
-def lr_at(step: int, tc: dict) -> float:
+def lr_at(step: int, tc: dict, time_frac: float | None = None) -> float:
     """Learning rate of optimiser step `step` (0-based): linear warm-up over `warmup_steps`, then constant
-    or cosine decay to `lr * lr_min_ratio` at `max_steps`. A pure function of the step (exact resume)."""
+    or cosine decay to `lr * lr_min_ratio` at `max_steps`: a pure function of the step (exact resume).
+    With `lr_horizon: minutes` the cosine runs over wall time instead: `time_frac` is the fraction of this
+    run's `max_minutes` spent (a fixed lease of a machine whose speed is not known in advance)."""
     base, warm, total = float(tc["lr"]), int(tc["warmup_steps"]), int(tc["max_steps"])
     if warm > 0 and step < warm:
         return base * (step + 1) / warm
     if tc["lr_schedule"] == "cosine":
         span = max(total - warm, 1)
         frac = min(max(step - warm, 0) / span, 1.0)
+        if tc.get("lr_horizon", "steps") == "minutes" and time_frac is not None:
+            frac = min(max(float(time_frac), 0.0), 1.0)
         lo = base * float(tc["lr_min_ratio"])
         return lo + 0.5 * (base - lo) * (1.0 + math.cos(math.pi * frac))
     return base
@@ -427,10 +431,10 @@ def _restore(state_dir, prior, named, ema, opt, order, world: int, rank: int, ge
 
 
 def _optimizer_step(model, ds, order, seen: list, opt, ema, params, step: int, cc, cfg, tc, nprng, gen, alphas,
-                    n_t, dev, precision, distributed: bool) -> tuple[float, float]:
+                    n_t, dev, precision, distributed: bool, time_frac: float | None = None) -> tuple[float, float]:
     """One optimiser step (grad_accum micro-batches, clip, AdamW, EMA) at the scheduled LR → (loss, lr).
-    The indices of the samples used are appended to `seen`."""
-    lr_now = lr_at(step, tc)
+    The indices of the samples used are appended to `seen`; `time_frac` feeds `lr_horizon: minutes`."""
+    lr_now = lr_at(step, tc, time_frac)
     for group in opt.param_groups:
         group["lr"] = lr_now
     accum = tc["grad_accum"]
@@ -548,8 +552,11 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     try:
         while step < total:
             t0 = time.time()
+            tf = (t0 - t_start) / (60.0 * tc["max_minutes"]) if tc["max_minutes"] else None
+            if tf is not None and dist.enabled:
+                tf = dist.mean(tf)                 # every rank at the same LR
             step_loss, lr_now = _optimizer_step(model, ds, order, seen, opt, ema, params, step, cc, cfg, tc,
-                                                nprng, gen, alphas, n_t, dev, precision, dist.enabled)
+                                                nprng, gen, alphas, n_t, dev, precision, dist.enabled, tf)
             step += 1
             steps_this_run += 1
             losses.append(step_loss)
