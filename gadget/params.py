@@ -58,6 +58,8 @@ class ReconParams(SamplerConfig):
     send_std: bool = _f(False, "bool", "send the posterior std series (samples > 1)")
     send_zerofilled: bool = _f(False, "bool", "send a zero-filled series")
     max_matrix: int = _f(512, "int", "refuse matrices larger than this (either axis)", lo=1, hi=1 << 20)
+    slice_batch: int = _f(0, "int", "diffusion: reconstruct this many completed slices together (one network "
+                          "batch; up to n-1 slices more latency); 0: auto (1 on a CPU, 8 on a GPU)", lo=0, hi=256)
     compress_coils_above: int = _f(16, "int", "SVD coil compression for scans with more coils than this "
                                    "(recon_core/raw/coil_compression.py; 0: always)", lo=0, hi=1024)
     coil_energy: float = _f(0.99, "float", "coil compression: keep this fraction of the calibration energy",

@@ -38,6 +38,7 @@ from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import diffusion_sampler, get_spec
+from recon_core.samplers.base import prior_device
 from recon_core.samplers.selfval import candidate, majority
 from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse
 
@@ -46,6 +47,7 @@ from .params import ReconParams, is_diffusion
 
 log = logging.getLogger("contextmri.processor")
 COVERAGE_WARN = 0.97   # calibration coverage below this is reported (log + image meta)
+AUTO_SLICE_BATCH_CUDA = 8   # slice_batch 0 (auto) on a GPU
 
 
 @dataclass
@@ -83,14 +85,14 @@ def _as_header(header):
     return parse_header(header)
 
 
-def _sampler_info(timings: dict) -> dict:
-    """What a one-slice diffusion run decided: self-validation (choice, held-out errors, reason), the k-space
-    noise σ (normalised units), the data weight γ it used and the network's engine."""
+def _sampler_info(timings: dict, b: int = 0) -> dict:
+    """What a diffusion run decided for slice `b` of its batch: self-validation (choice, held-out errors,
+    reason), the k-space noise σ (normalised units), the data weight γ it used and the network's engine."""
     out = {}
     if timings.get("self_validation"):
-        out["self_validation"] = timings["self_validation"][0]
+        out["self_validation"] = timings["self_validation"][b]
     if timings.get("noise_sigma"):
-        out["noise_sigma"], out["gamma"] = float(timings["noise_sigma"][0]), float(timings["gamma"][0])
+        out["noise_sigma"], out["gamma"] = float(timings["noise_sigma"][b]), float(timings["gamma"][b])
     if timings.get("engine"):
         out["engine"] = timings["engine"]
     return out
@@ -136,13 +138,32 @@ class StreamProcessor:
 
     # ------------------------------------------------------------------ streams
     def process(self, acquisitions: Iterable) -> Iterator:
-        """Yield ismrmrd.Image for each slice as it completes (LAST_IN_SLICE), the rest at end of stream."""
+        """Yield ismrmrd.Image for each slice as it completes (LAST_IN_SLICE), the rest at end of stream.
+        With `slice_batch` n > 1, completed slices wait until n are ready (or the stream ends) and are
+        reconstructed together (one network batch): higher throughput, up to n − 1 slices more latency."""
         asm = Assembler(self.geom)
+        n = self.slice_batch()
+        pending: list = []
         for acq in acquisitions:
-            for sd in asm.add(acq):
-                yield from self.reconstruct(sd)
-        for sd in asm.flush():
-            yield from self.reconstruct(sd)
+            pending += asm.add(acq)
+            while len(pending) >= n:
+                yield from self.reconstruct_many(pending[:n])
+                pending = pending[n:]
+        pending += asm.flush()
+        while pending:
+            yield from self.reconstruct_many(pending[:n])
+            pending = pending[n:]
+
+    def slice_batch(self) -> int:
+        """Slices per reconstruction: `params.slice_batch`, 0 (auto) → 1 on a CPU (measured: no gain there,
+        only latency), AUTO_SLICE_BATCH_CUDA on a GPU; classical methods always 1."""
+        p = self.params
+        if not is_diffusion(p.method):
+            return 1
+        if p.slice_batch:
+            return int(p.slice_batch)
+        dev = str(getattr(prior_device(self.prior), "type", "cpu"))
+        return AUTO_SLICE_BATCH_CUDA if dev == "cuda" else 1
 
     def check(self, acquisitions: Iterable) -> list[SliceKey]:
         """Assemble without reconstructing: validates the stream (coils, NaN/Inf, ACS) → slice keys in order."""
@@ -198,16 +219,22 @@ class StreamProcessor:
     # ------------------------------------------------------------------ one slice
     def reconstruct(self, sd: SliceData) -> list:
         """SliceData → list of ismrmrd.Image (series per params.send_*)."""
-        res = self.reconstruct_arrays(sd)
+        return self.reconstruct_many([sd])
+
+    def reconstruct_many(self, sds: list) -> list:
+        """Several SliceData (reconstructed together: `reconstruct_arrays_many`) → their ismrmrd.Images, slice by
+        slice in the given order."""
         p = self.params
-        meta = self.image_meta(res)
-        series_index = self._next_index(sd.key)
-        imgs = slice_images(res.image, res.head, self.geom.fov_mm, series_index, meta, std=res.std, error=res.error,
-                            zerofilled=res.zerofilled, send_magnitude=p.send_magnitude, send_phase=p.send_phase,
-                            send_std=p.send_std, send_zerofilled=p.send_zerofilled, fmt=p.image_format,
-                            bits=p.bits_stored)
-        if self.on_slice is not None:
-            self.on_slice(res)
+        imgs: list = []
+        for res in self.reconstruct_arrays_many(sds):
+            meta = self.image_meta(res)
+            series_index = self._next_index(res.key)
+            imgs += slice_images(res.image, res.head, self.geom.fov_mm, series_index, meta, std=res.std,
+                                 error=res.error, zerofilled=res.zerofilled, send_magnitude=p.send_magnitude,
+                                 send_phase=p.send_phase, send_std=p.send_std, send_zerofilled=p.send_zerofilled,
+                                 fmt=p.image_format, bits=p.bits_stored)
+            if self.on_slice is not None:
+                self.on_slice(res)
         return imgs
 
     def _next_index(self, key: SliceKey) -> int:
@@ -304,6 +331,30 @@ class StreamProcessor:
 
     def reconstruct_arrays(self, sd: SliceData) -> SliceResult:
         """Maps, record/prompt and the reconstruction of one slice (no Image building)."""
+        return self.reconstruct_arrays_many([sd])[0]
+
+    def reconstruct_arrays_many(self, sds: list) -> list:
+        """`reconstruct_arrays` of several slices: per slice the coil maps, record and prompt; then the
+        reconstruction, diffusion slices of one shape in one sampler call (per-slice noise, scale and CG: the
+        same image as alone, up to the network's batch numerics); then per slice POCS, scanner units and the
+        error estimate. Slices that self-validate run one by one (each vote steers the next slice)."""
+        preps = [self._prepare(sd) for sd in sds]
+        p = self.params
+        out: list = []
+        i = 0
+        while i < len(preps):
+            method, config, reused = self._method_for_slice(p)
+            n = 1
+            if is_diffusion(method) and not config.self_validate:
+                shape = preps[i]["sd"].kspace.shape
+                while i + n < len(preps) and preps[i + n]["sd"].kspace.shape == shape:
+                    n += 1
+            out += self._recon(preps[i:i + n], method, config, reused)
+            i += n
+        return out
+
+    def _prepare(self, sd: SliceData) -> dict:
+        """Coil compression, ESPIRiT maps, record and prompt of one slice (timed)."""
         p = self.params
         t0 = time.perf_counter()
         sd, cc = compress_slice(sd, p.coil_energy, p.virtual_coils, p.compress_coils_above)
@@ -323,38 +374,56 @@ class StreamProcessor:
             log.warning("partial Fourier (%s): the unacquired k-space is completed by phase-constrained POCS from "
                         "the reconstruction (DDS: from the prior's estimate under data consistency; zero-filled: zero)",
                         ", ".join(f"{k} {v:g}" for k, v in sd.partial_fourier.items()))
-        t1 = time.perf_counter()
         record = self.record_for(sd.key.slice)
-        prompt = build_prompt(record)
-        ksp = sd.kspace[None]
-        std = precision = err = None
-        sampler_info: dict = {}
-        unc: dict = {}
-        method, config, reused = self._method_for_slice(p)
+        return {"sd": sd, "acq": acq, "calq": calq, "maps": maps, "record": record, "prompt": build_prompt(record),
+                "espirit_s": time.perf_counter() - t0}
+
+    def _recon(self, preps: list, method: str, config, reused) -> list:
+        """Reconstruct prepared slices with one method and config (diffusion: one sampler call for all)."""
+        p = self.params
+        t1 = time.perf_counter()
+        B = len(preps)
+        stds, errs, uncs, infos = [None] * B, [None] * B, [{} for _ in range(B)], [{} for _ in range(B)]
+        precision = None
         if is_diffusion(method):
-            self._check_prior_domain(sd.kspace.shape[-2:], record, sd.head)
+            for pr in preps:
+                self._check_prior_domain(pr["sd"].kspace.shape[-2:], pr["record"], pr["sd"].head)
             sampler = diffusion_sampler(method)
-            out = sampler(self.prior, ksp, maps[None], sd.mask, records=None if p.cfg == 0 else [record],
+            ksp = np.stack([pr["sd"].kspace for pr in preps])
+            maps = np.stack([pr["maps"] for pr in preps])
+            mask = np.stack([np.asarray(pr["sd"].mask) for pr in preps])
+            res = sampler(self.prior, ksp, maps, mask, records=None if p.cfg == 0 else [pr["record"] for pr in preps],
                           config=config, device=p.device, progress=True if get_spec(method).slow else None)
-            precision = out.timings.get("precision")
-            sampler_info = _sampler_info(out.timings)
-            image = np.asarray(out.image)[0]
-            if out.std is not None:
-                std = np.asarray(out.std, dtype=np.float32)[0]
+            precision = res.timings.get("precision")
+            images = list(np.asarray(res.image))
+            infos = [_sampler_info(res.timings, b) for b in range(B)]
+            if res.std is not None:
                 em = error_model_of(self.prior)
-                accel = realised_accel(sd.mask)
-                err = error_estimate(std, config.samples, accel, em)
-                unc = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}
+                for b, pr in enumerate(preps):
+                    stds[b] = np.asarray(res.std, dtype=np.float32)[b]
+                    accel = realised_accel(pr["sd"].mask)
+                    errs[b] = error_estimate(stds[b], config.samples, accel, em)
+                    uncs[b] = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}
         else:
-            image = np.asarray(baselines.reconstruct(method, ksp, maps[None], sd.mask))[0]
+            images = [np.asarray(baselines.reconstruct(method, pr["sd"].kspace[None], pr["maps"][None],
+                                                       pr["sd"].mask))[0] for pr in preps]
+        t_share = (time.perf_counter() - t1) / B
+        return [self._finish(pr, images[b], stds[b], errs[b], uncs[b], infos[b], precision, method, reused, t_share)
+                for b, pr in enumerate(preps)]
+
+    def _finish(self, pr: dict, image, std, err, unc: dict, sampler_info: dict, precision, method: str, reused,
+                t_recon: float) -> SliceResult:
+        """Partial-Fourier completion, self-validation bookkeeping, scanner units, expected error of one slice."""
+        p, sd, maps = self.params, pr["sd"], pr["maps"]
+        t2 = time.perf_counter()
         if sd.partial_fourier and method != "zerofilled":   # the missing side by phase-constrained POCS
             image = pocs(image, sd.kspace, maps, sd.mask)
         if reused is not None:
             sampler_info["self_validation"] = reused
         elif "self_validation" in sampler_info and "chosen" in sampler_info["self_validation"]:
             self._sv_votes.append(sampler_info["self_validation"]["chosen"])
-        t2 = time.perf_counter()
         zf = None
+        ksp = sd.kspace[None]
         if p.send_zerofilled:
             zf = np.asarray(baselines.reconstruct("zerofilled", ksp, maps[None], sd.mask))[0].astype(np.complex64)
         # scanner units (unit-norm maps of the unwhitened physical coils) on the reconSpace matrix
@@ -363,7 +432,7 @@ class StreamProcessor:
             rmse = expected_rmse(err, object_region(np.abs(image)))
             unc.update(expected_rmse=rmse, expected_psnr_db=float(20 * np.log10(np.abs(image).max() / rmse))
                        if rmse > 0 else float("inf"))
-        res = SliceResult(sd.key, image, std, zf, maps.astype(np.complex64), record, prompt, sd.acs_source,
-                          sd.head, {"espirit": t1 - t0, "recon": t2 - t1}, precision, calq, sampler_info, acq,
-                          err, unc)
-        return res
+        t_recon += time.perf_counter() - t2
+        return SliceResult(sd.key, image, std, zf, maps.astype(np.complex64), pr["record"], pr["prompt"],
+                           sd.acs_source, sd.head, {"espirit": pr["espirit_s"], "recon": t_recon}, precision,
+                           pr["calq"], sampler_info, pr["acq"], err, unc)

@@ -37,7 +37,7 @@ SamplerConfig = compose_config("SamplerConfig", [s.options for s in _BUILTIN if 
                                "Every registered sampler's settings in one flat config (the front doors' view).")
 
 __all__ = ["DIFFUSION_METHODS", "SAMPLERS", "SamplerConfig", "SamplerResult", "SamplerSpec", "diffusion_methods",
-           "diffusion_sampler", "get_spec", "reconstruct_slice", "register", "client_settings"]
+           "diffusion_sampler", "get_spec", "reconstruct_slice", "reconstruct_slices", "register", "client_settings"]
 
 
 def register(spec: SamplerSpec) -> SamplerSpec:
@@ -83,14 +83,28 @@ def reconstruct_slice(sd, header, prior, config, method: str = "dds") -> tuple[n
     its coil maps (`raw.image.slice_maps`) and the header's metadata record → (image (ny, nx) complex64,
     scanner units of the prewhitened data, maps (C, ny, nx), info {seconds, maps, coverage, timings; std (ny, nx)
     float32 when config.samples > 1})."""
-    calq: dict = {}
-    maps = slice_maps(sd, info=calq)
-    record = record_from_header(header, slice_index=sd.key.slice)
+    return reconstruct_slices([sd], header, prior, config, method)[0]
+
+
+def reconstruct_slices(sds: list, header, prior, config, method: str = "dds") -> list:
+    """`reconstruct_slice` of several raw slices of one shape in one sampler call (one network batch; per-slice
+    noise, scale and CG, so each image is the one it would be alone, up to the network's batch numerics) →
+    [(image, maps, info)] in order; info["seconds"] is the batch's sampler time shared equally."""
+    if len({tuple(sd.kspace.shape) for sd in sds}) > 1:
+        raise InputError("reconstruct_slices: the slices of one batch must share their k-space shape")
+    cal = [{} for _ in sds]
+    maps = [slice_maps(sd, info=c) for sd, c in zip(sds, cal)]
+    records = [record_from_header(header, slice_index=sd.key.slice) for sd in sds]
     t0 = time.perf_counter()
-    res = diffusion_sampler(method)(prior, sd.kspace[None], maps[None], sd.mask,
-                                    records=None if config.cfg == 0 else [record], config=config)
-    info = {"seconds": time.perf_counter() - t0, "maps": calq.get("maps"), "coverage": calq.get("coverage"),
-            "timings": {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}}
-    if res.std is not None:   # K > 1 posterior samples: the pixel-wise std (same units as the image)
-        info["std"] = np.asarray(res.std)[0]
-    return np.asarray(res.image)[0], maps, info
+    res = diffusion_sampler(method)(prior, np.stack([sd.kspace for sd in sds]), np.stack(maps),
+                                    np.stack([np.asarray(sd.mask) for sd in sds]),
+                                    records=None if config.cfg == 0 else records, config=config)
+    share = (time.perf_counter() - t0) / len(sds)
+    timings = {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}
+    out = []
+    for b, (m, c) in enumerate(zip(maps, cal)):
+        info = {"seconds": share, "maps": c.get("maps"), "coverage": c.get("coverage"), "timings": timings}
+        if res.std is not None:   # K > 1 posterior samples: the pixel-wise std (same units as the image)
+            info["std"] = np.asarray(res.std)[b]
+        out.append((np.asarray(res.image)[b], m, info))
+    return out

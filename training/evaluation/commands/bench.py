@@ -28,6 +28,8 @@ def add_arguments(parser):
     parser.add_argument("--series", type=int, default=0, metavar="N",
                         help="instead: the wall time of an N-slice series through the scanner's reader and per-slice "
                              "path with the product settings (target ≤ 3 s per slice)")
+    parser.add_argument("--slice-batch", type=int, default=1, metavar="N",
+                        help="--series: N slices per sampler call (the stream processor's slice_batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
@@ -63,7 +65,7 @@ def run(args):
                                matrix=args.matrix or 128, coils=args.coils, mask=args.mask, device=args.device,
                                precision=args.precision, engine=args.engine, seed=args.seed,
                                use_bart=not args.no_bart, progress=not args.quiet,
-                               log=(lambda *a: None) if args.quiet else print)
+                               log=(lambda *a: None) if args.quiet else print, slice_batch=args.slice_batch)
         return _report(format_series_report(res), res, args.json)
     res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
                     coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
