@@ -7,7 +7,6 @@ with a buffer written by gadgetron-python's own writer; plus error paths (no han
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import socket

@@ -7,7 +7,6 @@ import sys
 import h5py
 import ismrmrd
 import numpy as np
-import pytest
 
 from gadget.cli import main
 from gadget.replay import file_sha256

@@ -15,11 +15,11 @@ import time
 import ismrmrd
 import numpy as np
 import pytest
-from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolSerializer
+from ismrmrd.serialization import ConfigText, ProtocolSerializer
 
 from gadget.mrd_protocol import MessageReader, ProtocolError
-from gadget.mrd_server import MRDServer, ServerConfig, handle_session, session_from_bytes
-from test_server_support import MRDClient, make_scan, parse_reply, stream_bytes, write_scan_h5
+from gadget.mrd_server import MRDServer, ServerConfig, session_from_bytes
+from test_server_support import MRDClient, make_scan, parse_reply, stream_bytes
 
 ZF = {"method": "zerofilled"}
 

@@ -45,7 +45,7 @@ def read_raw_header(path):
     import numpy as np
 
     from recon_core.errors import InputError
-    from recon_core.metadata.header import parse_header, read_fastmri_h5
+    from recon_core.metadata.header import read_fastmri_h5
 
     p = Path(path)
     if not p.is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..masks import MIN_ACS_LINES
+from ..masks import MIN_ACS_LINES  # noqa: F401  (re-exported by recon_core.raw)
 
 #: the smallest calibration block accepted at all (below MIN_ACS_LINES: low-resolution maps, not ESPIRiT)
 MIN_CALIB_LINES = 4

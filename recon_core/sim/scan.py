@@ -26,7 +26,6 @@ ESPIRiT/SENSE reconstruction of fully sampled data returns x up to noise.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import ismrmrd
@@ -231,8 +230,7 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
     mres = make_mask(mask, (M, M), accel, seed=seed, acs_lines=acs_lines)
     rows = np.nonzero(mres.mask[:, 0])[0]
     acs = np.asarray(mres.acs_lines, dtype=int)
-    nos = oversampling * M
-    k_os = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)          # (S, C, M, nos)
+    k_os = acqmod.oversampled_kspace(maps[None] * x[:, None], oversampling)  # (S, C, M, oversampling·M)
     k_os += acqmod.correlated_noise(k_os.shape, psi, sigma, rng)
     kspace = acqmod.remove_oversampling(k_os, M)
     calib = None
@@ -333,7 +331,7 @@ def read_scan(path) -> RawScan:
     nos = data[0].number_of_samples
     k = np.zeros((S, C, ny, nos), dtype=np.complex64)
     mask = np.zeros((ny,), dtype=bool)
-    cal_rows, cal = {}, []
+    cal_rows = {}
     for a in data:
         s, ky = int(a.idx.slice), int(a.idx.kspace_encode_step_1)
         if a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
