@@ -37,7 +37,7 @@ from recon_core.raw import Assembler, EncodingGeometry, SliceData, SliceKey, acs
 from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import object_region
-from recon_core.samplers import diffusion_sampler, get_spec
+from recon_core.samplers import get_spec, sample_slices
 from recon_core.samplers.base import prior_device
 from recon_core.samplers.selfval import candidate, majority
 from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse
@@ -388,19 +388,17 @@ class StreamProcessor:
         if is_diffusion(method):
             for pr in preps:
                 self._check_prior_domain(pr["sd"].kspace.shape[-2:], pr["record"], pr["sd"].head)
-            sampler = diffusion_sampler(method)
-            ksp = np.stack([pr["sd"].kspace for pr in preps])
-            maps = np.stack([pr["maps"] for pr in preps])
-            mask = np.stack([np.asarray(pr["sd"].mask) for pr in preps])
-            res = sampler(self.prior, ksp, maps, mask, records=None if p.cfg == 0 else [pr["record"] for pr in preps],
-                          config=config, device=p.device, progress=True if get_spec(method).slow else None)
+            res = sample_slices(method, self.prior, [pr["sd"].kspace for pr in preps], [pr["maps"] for pr in preps],
+                                [pr["sd"].mask for pr in preps],
+                                None if p.cfg == 0 else [pr["record"] for pr in preps], config, device=p.device,
+                                progress=True if get_spec(method).slow else None)
             precision = res.timings.get("precision")
             images = list(np.asarray(res.image))
             infos = [_sampler_info(res.timings, b) for b in range(B)]
             if res.std is not None:
                 em = error_model_of(self.prior)
+                stds = list(np.asarray(res.std, dtype=np.float32))
                 for b, pr in enumerate(preps):
-                    stds[b] = np.asarray(res.std, dtype=np.float32)[b]
                     accel = realised_accel(pr["sd"].mask)
                     errs[b] = error_estimate(stds[b], config.samples, accel, em)
                     uncs[b] = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}

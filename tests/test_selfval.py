@@ -126,26 +126,22 @@ def test_slice_batch_reconstructs_completed_slices_together(prior):
     objs, maps = phantom_scan(n_slices=3, ny=32, nx=32, n_coils=4)
     acqs = build_stream(objs, maps, line_mask(32, accel=2, acs=10), noise_std=0.01)
     calls = []
-    real = proc_mod.diffusion_sampler
+    real = proc_mod.sample_slices
 
-    def counting(method):
-        fn = real(method)
-
-        def run(prior_, ksp, *a, **kw):
-            calls.append(np.asarray(ksp).shape[0])
-            return fn(prior_, ksp, *a, **kw)
-        return run
+    def counting(method, prior_, kspaces, *a, **kw):
+        calls.append(len(kspaces))
+        return real(method, prior_, kspaces, *a, **kw)
 
     out = {}
     for n in (1, 3):
         calls.clear()
         params = ReconParams(method="dds", device="cpu", nfe=4, engine="torch", precision="fp32", slice_batch=n,
                              image_format="float")
-        proc_mod.diffusion_sampler = counting
+        proc_mod.sample_slices = counting
         try:
             imgs = list(StreamProcessor(make_header(32, 32, 3, n_coils=4), params, prior=prior).process(acqs))
         finally:
-            proc_mod.diffusion_sampler = real
+            proc_mod.sample_slices = real
         out[n] = [im for im in imgs if im.image_series_index == 1]
         assert calls == ([1, 1, 1] if n == 1 else [3])
     assert [im.slice for im in out[3]] == [im.slice for im in out[1]] == [0, 1, 2]

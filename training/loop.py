@@ -552,9 +552,9 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     try:
         while step < total:
             t0 = time.time()
-            tf = (t0 - t_start) / (60.0 * tc["max_minutes"]) if tc["max_minutes"] else None
-            if tf is not None and dist.enabled:
-                tf = dist.mean(tf)                 # every rank at the same LR
+            tf = None                              # lr_horizon minutes: the fraction of this run's minutes spent
+            if tc["lr_horizon"] == "minutes":
+                tf = dist.mean((t0 - t_start) / (60.0 * tc["max_minutes"]))   # every rank at the same LR
             step_loss, lr_now = _optimizer_step(model, ds, order, seen, opt, ema, params, step, cc, cfg, tc,
                                                 nprng, gen, alphas, n_t, dev, precision, dist.enabled, tf)
             step += 1

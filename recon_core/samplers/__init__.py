@@ -37,7 +37,8 @@ SamplerConfig = compose_config("SamplerConfig", [s.options for s in _BUILTIN if 
                                "Every registered sampler's settings in one flat config (the front doors' view).")
 
 __all__ = ["DIFFUSION_METHODS", "SAMPLERS", "SamplerConfig", "SamplerResult", "SamplerSpec", "diffusion_methods",
-           "diffusion_sampler", "get_spec", "reconstruct_slice", "reconstruct_slices", "register", "client_settings"]
+           "diffusion_sampler", "get_spec", "reconstruct_slice", "reconstruct_slices", "register", "sample_slices",
+           "client_settings"]
 
 
 def register(spec: SamplerSpec) -> SamplerSpec:
@@ -96,15 +97,24 @@ def reconstruct_slices(sds: list, header, prior, config, method: str = "dds") ->
     maps = [slice_maps(sd, info=c) for sd, c in zip(sds, cal)]
     records = [record_from_header(header, slice_index=sd.key.slice) for sd in sds]
     t0 = time.perf_counter()
-    res = diffusion_sampler(method)(prior, np.stack([sd.kspace for sd in sds]), np.stack(maps),
-                                    np.stack([np.asarray(sd.mask) for sd in sds]),
-                                    records=None if config.cfg == 0 else records, config=config)
+    res = sample_slices(method, prior, [sd.kspace for sd in sds], maps, [sd.mask for sd in sds],
+                        None if config.cfg == 0 else records, config)
     share = (time.perf_counter() - t0) / len(sds)
     timings = {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}
+    images = np.asarray(res.image)
+    stds = None if res.std is None else np.asarray(res.std)   # K > 1 samples: pixel-wise std (image units)
     out = []
     for b, (m, c) in enumerate(zip(maps, cal)):
         info = {"seconds": share, "maps": c.get("maps"), "coverage": c.get("coverage"), "timings": timings}
-        if res.std is not None:   # K > 1 posterior samples: the pixel-wise std (same units as the image)
-            info["std"] = np.asarray(res.std)[b]
-        out.append((np.asarray(res.image)[b], m, info))
+        if stds is not None:
+            info["std"] = stds[b]
+        out.append((images[b], m, info))
     return out
+
+
+def sample_slices(method: str, prior, kspaces, maps, masks, records, config, **kw) -> SamplerResult:
+    """One call of diffusion sampler `method` for several slices of one shape: (C, ny, nx) k-spaces and maps and
+    (ny, nx) masks stacked on a leading batch axis; `records` (one per slice, or None: unconditional) and the
+    keywords (device, progress) go to the sampler as they are."""
+    return diffusion_sampler(method)(prior, np.stack(list(kspaces)), np.stack(list(maps)),
+                                     np.stack([np.asarray(m) for m in masks]), records=records, config=config, **kw)
