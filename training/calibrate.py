@@ -24,7 +24,7 @@ from recon_core.uncertainty import COVERAGE, POOL_PX, ErrorModel, fit_factors, p
 
 def collect_cases(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), seed: int = 100,
                   matrix: int = 128, coils: int = 8, config: SamplerConfig | None = None, pool_px: float = POOL_PX,
-                  progress: bool = True) -> list:
+                  progress: bool = True, device: str = "cpu") -> list:
     """[(K, R, |error| in the head, σ_p in the head)] over validation slices × accelerations × K."""
     if not samples or min(samples) < 2:
         raise InputError(f"calibration needs sample counts ≥ 2, got {list(samples)}")
@@ -40,7 +40,7 @@ def collect_cases(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), s
             m = make_mask("uniform1d", full.shape[-2:], float(R), seed=i)
             k = (full * m.mask[None]).astype(np.complex64)
             maps = coil_maps(k[None], mask=m.mask)
-            res = dds_reconstruct(prior, k[None], maps, m.mask, [rec], config=cfg, device="cpu")
+            res = dds_reconstruct(prior, k[None], maps, m.mask, [rec], config=cfg, device=device)
             smp = np.asarray(res.samples)[:, 0]                       # (Kmax, ny, nx)
             for K in samples:
                 mean = smp[:K].mean(0)
@@ -54,11 +54,12 @@ def collect_cases(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), s
 
 def calibrate_uncertainty(prior, n_slices: int = 8, accels=(4.0, 8.0), samples=(2, 4), seed: int = 100,
                           coverage: float = COVERAGE, pool_px: float = POOL_PX, progress: bool = True,
-                          command: str = "", matrix: int = 128, coils: int = 8) -> ErrorModel:
+                          command: str = "", matrix: int = 128, coils: int = 8, device: str = "cpu") -> ErrorModel:
     """The fitted ErrorModel (see module docstring)."""
     if not 0.5 < coverage < 1.0:
         raise InputError(f"coverage must be in (0.5, 1), got {coverage}")
-    cases = collect_cases(prior, n_slices, accels, samples, seed, matrix, coils, pool_px=pool_px, progress=progress)
+    cases = collect_cases(prior, n_slices, accels, samples, seed, matrix, coils, pool_px=pool_px, progress=progress,
+                          device=device)
     what = (f"{n_slices} simulator validation slices (seeds {seed}…{seed + n_slices - 1}), uniform1d "
             f"×{'/'.join(f'{r:g}' for r in accels)}, K {'/'.join(str(k) for k in samples)}"
             + (f"; `{command}`" if command else ""))
