@@ -280,6 +280,8 @@ class StreamProcessor:
                 meta["reconstruction"] = sv.get("chosen", p.method)
                 if "reason" in sv:
                     meta["self_validation_reason"] = sv["reason"]
+                if "prior_unsure" in sv:   # a classical image returned: the prior is not trusted on this scan
+                    meta["prior_unsure"] = sv["prior_unsure"]
             if "noise_sigma" in info:
                 meta["noise_sigma"], meta["gamma_used"] = info["noise_sigma"], info["gamma"]
             if "engine" in info:
@@ -303,11 +305,12 @@ class StreamProcessor:
         if p.selfval_slices == 0 or len(self._sv_votes) < p.selfval_slices:
             return p.method, config, None
         winner = majority(self._sv_votes)
-        method, settings = candidate(winner)
+        method, settings = candidate(winner, config)
         info = {"chosen": winner, "reused": f"chosen on the series' first {len(self._sv_votes)} slices "
                                             f"({', '.join(self._sv_votes)}); not re-validated"}
         if settings is None:
-            info["reason"] = f"the classical {winner} predicted the held-out lines best on the first slices"
+            info["reason"] = info["prior_unsure"] = (f"the classical {winner} predicted the held-out samples best on "
+                                                     f"the first slices")
             return method, config, info
         return method, config.replace(self_validate=False, **settings), info
 

@@ -21,15 +21,36 @@ def test_holdout_rows_spare_the_calibration_block():
     rows = np.zeros(64, bool)
     rows[::2] = True
     rows[26:38] = True
-    h = holdout_rows(rows, (26, 38), 0.1, seed=0)
+    h = holdout_rows(rows, (26, 38), 0.1, fold=0)
     assert len(h) == 4 and rows[h].all() and not ((h >= 26) & (h < 38)).any()
-    assert np.array_equal(h, holdout_rows(rows, (26, 38), 0.1, seed=0))
-    # the held-out lines are the free lines nearest the centre, every other one
+    assert np.array_equal(h, holdout_rows(rows, (26, 38), 0.1, fold=0))
+    # the held-out lines are the free lines nearest the centre, every other one; the two folds are disjoint
     assert np.abs(h - 32).max() <= 16
+    h1 = holdout_rows(rows, (26, 38), 0.1, fold=1)
+    assert len(h1) == 4 and not set(h) & set(h1) and np.abs(h1 - 32).max() <= 16
     few = np.zeros(64, bool)
     few[26:38] = True
     few[[0, 2, 60]] = True
-    assert len(holdout_rows(few, (26, 38), 0.1, seed=0)) == 0
+    assert len(holdout_rows(few, (26, 38), 0.1, fold=0)) == 0
+
+
+def test_holdout_of_a_2d_mask_takes_points_not_rows():
+    """A Poisson-like 2-D mask: single measured samples outside the calibration block are held out (two disjoint
+    folds, nearest the centre); a line mask holds out whole lines, scored on the central half of the readout."""
+    from recon_core.masks import make_mask
+    from recon_core.samplers.selfval import holdout_mask, is_line_mask
+
+    m = make_mask("poisson2d", (64, 64), 6, seed=0).mask.astype(bool)
+    assert not is_line_mask(m)
+    h0, s0, what = holdout_mask(m, 0.1, 0)
+    h1, _, _ = holdout_mask(m, 0.1, 1)
+    assert "samples" in what and h0.sum() >= 64 and (m[h0]).all() and not (h0 & h1).any()
+    assert np.array_equal(h0, s0) and h0.any(axis=1).sum() > 4          # spread over many rows, not a few
+    lines = make_mask("uniform1d", (64, 64), 3, seed=0).mask.astype(bool)
+    assert is_line_mask(lines)
+    hl, sl, what = holdout_mask(lines, 0.1, 0)
+    assert "lines" in what and (hl.all(axis=1) == hl.any(axis=1)).all()
+    assert sl.sum() == hl.any(axis=1).sum() * 32 and not sl[:, :16].any()
 
 
 def test_noise_weight_lowers_gamma_on_noisy_data(prior):
@@ -60,13 +81,57 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     infos = res.timings["self_validation"]
     assert len(infos) == 2 and res.image.shape == ksp.shape[:1] + ksp.shape[2:]
     for b, info in enumerate(infos):
-        assert set(info["heldout_nmse"]) == {"dds", "dds-noise", "sense", "l1wavelet"}
-        assert info["chosen"] in ("sense", "l1wavelet") and "predicts the held-out lines better" in info["reason"]
+        assert set(info["heldout_nmse"]) == {"dds", "dds-data2x", "sense", "l1wavelet"}
+        assert len(info["heldout_nmse_folds"]) == 2 and "in 2 fold(s)" in info["heldout"]
+        assert info["chosen"] in ("sense", "l1wavelet") and "held-out samples better" in info["reason"]
+        assert info["prior_unsure"] == info["reason"]
         direct = np.asarray(reconstruct(info["chosen"], ksp[b:b + 1], maps[b:b + 1], mask))[0]
         assert np.allclose(res.image[b], direct, atol=1e-3 * np.abs(direct).max())
     # off: the plain sampler, no self-validation entry
     plain = diffusion_sampler("dds")(prior, ksp, maps, mask, records=records(2), config=cfg.replace(self_validate=False))
     assert "self_validation" not in plain.timings
+
+
+def test_a_dds_winner_that_loses_one_fold_falls_back_to_classical(monkeypatch):
+    """The decision rule alone (held-out errors scripted): DDS has the lowest error summed over both folds but
+    L1-wavelet beats it in fold 1 → the prior is unsure, the classical image is returned, the reason names the
+    fold; when DDS wins both folds, the better DDS candidate (here 2γ) is kept with its γ."""
+    from recon_core.samplers import selfval
+
+    scripted = {0: {"dds": 0.10, "dds-data2x": 0.20, "sense": 0.50, "l1wavelet": 0.30},
+                1: {"dds": 0.50, "dds-data2x": 0.60, "sense": 0.90, "l1wavelet": 0.40}}
+    calls = []
+
+    def fake_run(sampler, method, settings, prior, ksp, maps, mask, records, config, device, scale=None):
+        calls.append((method, settings))
+        return np.zeros(mask.shape, np.complex64), None
+
+    order = iter([])
+
+    def fake_err(image, k, s, scored):
+        return next(order)
+
+    monkeypatch.setattr(selfval, "_run", fake_run)
+    monkeypatch.setattr(selfval, "heldout_error", fake_err)
+    m = np.zeros((64, 32), bool)
+    m[::2] = True
+    m[26:38] = True
+    k = np.ones((2, 64, 32), np.complex64)
+    cfg = SamplerConfig(self_validate=True, gamma=20.0)
+    names = [n for n, _, _ in selfval.CANDIDATES]
+    order = iter([scripted[f][n] for f in (0, 1) for n in names])
+    info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert (method, sets) == ("l1wavelet", None) and info["chosen"] == "l1wavelet"
+    assert "unsure" in info["prior_unsure"] and "fold 1 of 2" in info["reason"]
+    assert ("dds", {"gamma": 40.0}) in calls and ("dds", {}) in calls
+    scripted[1] = {"dds": 0.45, "dds-data2x": 0.35, "sense": 0.90, "l1wavelet": 0.40}
+    order = iter([scripted[f][n] for f in (0, 1) for n in names])
+    info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert info["chosen"] == "dds" and (method, sets) == ("dds", {}) and "prior_unsure" not in info
+    scripted[0]["dds-data2x"] = 0.05
+    order = iter([scripted[f][n] for f in (0, 1) for n in names])
+    info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert info["chosen"] == "dds-data2x" and sets == {"gamma": 40.0}
 
 
 def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):
@@ -103,6 +168,8 @@ def test_series_reuses_the_choice_of_its_first_slices(prior):
     metas = {im.slice: ismrmrd.Meta.deserialize(im.attribute_string) for im in imgs}
     first = json.loads(metas[0]["self_validation"])
     assert "heldout_nmse" in first and "reused" not in first
+    if first["chosen"] in ("sense", "l1wavelet"):       # a classical image: the meta says the prior is unsure
+        assert all("prior_unsure" in metas[s] for s in (0, 1, 2))
     for s in (1, 2):
         sv = json.loads(metas[s]["self_validation"])
         assert sv["chosen"] == first["chosen"] and "first 1 slices" in sv["reused"]

@@ -1,91 +1,90 @@
 """Self-validation against its classical candidates, slice by slice (issue 26 target: never worse than the
-classical candidate by more than 0.2 dB).
+classical candidate by more than 0.2 dB), through the product's own sampler (`diffusion_sampler("dds")` with
+`self_validate=True`, default candidates, folds and hold-out).
 
-    python results/real/selfval_check.py MODEL OUT.json [REAL_FILES...]
+    python results/real/selfval_check.py MODEL OUT.json [--device cuda] [--sim-slices 8] [--part I/N]
+                                         [--real FILE ...] [--threads T]
 
-For each real file (all slices; masks regular1d:2:24, regular1d:3:24, uniform1d:4:0.08, uniform1d:6:0.08) and
-each of the first 8 slices of the simulator's classic validation split (/work/data/sim128, uniform1d ×4
-and ×8): PSNR of DDS alone, of SENSE and L1-wavelet (the classical candidates, default settings, the same maps),
-and of the self-validated reconstruction (its choice recorded). Real slices are scored inside the head
-against the fully sampled RSS (training/evaluation/real.py), simulator slices on the whole image against
-the simulator's reference (fastMRI convention).
+Cases as results/selfval/probe.py: every real file × regular1d:2:24, regular1d:3:24, uniform1d:4:0.08,
+uniform1d:6:0.08 (scored inside the head against the fully sampled RSS), and `--sim-slices` simulator
+validation slices made on the fly × uniform1d ×4, ×8, poisson2d ×8 (scored on the whole image). Per case: PSNR of
+DDS alone (product defaults), of SENSE and L1-wavelet (the classical candidates), and of the self-validated
+reconstruction with its choice and reason. Writes OUT.json (rows + summary) and prints one line per case.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import sys
+import time
 
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "selfval"))
 
-def _row(name, spec, ref_fn, sd_like, prior, record_fn):
+
+def row(name, spec, build, prior, device):
     from recon_core import baselines
-    from recon_core.samplers import diffusion_sampler
-    from recon_core.samplers import SamplerConfig
+    from recon_core.samplers import SamplerConfig, diffusion_sampler
 
-    ksp, maps, mask, records = sd_like
+    t0 = time.perf_counter()
+    k, s, m, rec, score = build()
     out = {"slice": name, "mask": spec}
-    for nm, meth in (("sense", "sense"), ("l1wavelet", "l1wavelet")):
-        out[nm] = ref_fn(np.asarray(baselines.reconstruct(meth, ksp[None], maps[None], mask))[0])
-    plain = diffusion_sampler("dds", validated=False)(prior, ksp[None], maps[None], mask, records=records,
-                                                      config=SamplerConfig())
-    out["dds"] = ref_fn(np.asarray(plain.image)[0])
-    sv = diffusion_sampler("dds")(prior, ksp[None], maps[None], mask, records=records,
-                                  config=SamplerConfig(self_validate=True))
-    out["selfval"] = ref_fn(np.asarray(sv.image)[0])
+    for nm in ("sense", "l1wavelet"):
+        out[nm] = score(np.asarray(baselines.reconstruct(nm, k[None], s[None], m))[0])[0]
+    plain = diffusion_sampler("dds", validated=False)(prior, k[None], s[None], m, records=[rec],
+                                                      config=SamplerConfig(), device=device)
+    out["dds"] = score(np.asarray(plain.image)[0])[0]
+    t1 = time.perf_counter()
+    sv = diffusion_sampler("dds")(prior, k[None], s[None], m, records=[rec], config=SamplerConfig(self_validate=True),
+                                  device=device)
+    out["selfval_seconds"] = round(time.perf_counter() - t1, 2)
+    out["selfval"] = score(np.asarray(sv.image)[0])[0]
     info = sv.timings["self_validation"][0]
     out["chosen"] = info.get("chosen", "skipped")
+    out["prior_unsure"] = info.get("prior_unsure", "")
     out["classical_best"] = max(out["sense"], out["l1wavelet"])
     out["selfval_minus_classical"] = round(out["selfval"] - out["classical_best"], 3)
     out["selfval_minus_dds"] = round(out["selfval"] - out["dds"], 3)
-    print(json.dumps(out), flush=True)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
-def main(model, out_path, files):
-    from training.evaluation.real import load_real, undersample
-    from recon_core.raw.image import scanner_units
-    from recon_core.masks import make_mask
-    from recon_core.metadata.header import record_from_header
-    from recon_core.metrics import masked_metrics, psnr
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("out")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sim-slices", type=int, default=8)
+    ap.add_argument("--part", default="0/1")
+    ap.add_argument("--real", nargs="*", default=["tests/data/real/pulseq_invivo_flash.h5"])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    from probe import cases
+
     from recon_core.prior.cache import get_prior
-    from recon_core.raw.image import slice_maps
-    from recon_core.coils import espirit_maps
-    from recon_core.sim.export import load_split
 
     logging.basicConfig(level=logging.ERROR)
-    torch.set_num_threads(1)
-    prior = get_prior(model, "cpu")
+    torch.set_num_threads(args.threads)
+    prior = get_prior(args.model, args.device)
+    i, n = (int(v) for v in args.part.split("/"))
     rows = []
-    for f in files:
-        for rs in load_real(f):
-            rec = record_from_header(rs.header, slice_index=rs.sd.key.slice)
-            for spec in ("regular1d:2:24", "regular1d:3:24", "uniform1d:4:0.08", "uniform1d:6:0.08"):
-                sd, _ = undersample(rs.sd, spec)
-                maps = slice_maps(sd)
-                fn = lambda img, sd=sd, maps=maps, rs=rs: round(  # noqa: E731
-                    masked_metrics(rs.reference, scanner_units(sd, maps, img), rs.region)["psnr"], 3)
-                rows.append(_row(rs.name, spec, fn, (sd.kspace, maps, sd.mask, [rec]), prior, None))
-    split = load_split("/work/data/sim128", "val")
-    for i in range(8):
-        for spec, acc in (("uniform1d:4", 4), ("uniform1d:8", 8)):
-            m = make_mask("uniform1d", split.kspace.shape[-2:], acc, seed=1000 + i).mask
-            k = (np.asarray(split.kspace[i]) * m[None]).astype(np.complex64)
-            maps = np.asarray(espirit_maps(torch.from_numpy(k[None]), mask=m[None]))[0].astype(np.complex64)
-            ref = np.asarray(split.reference[i])
-            fn = lambda img, ref=ref: round(float(psnr(ref, img)), 3)  # noqa: E731
-            rows.append(_row(f"sim-val#{i}", spec, fn, (k, maps, m, [split.records[i]]), prior, None))
-    worst = min(r["selfval_minus_classical"] for r in rows)
-    summary = {"model": model, "rows": rows, "worst_selfval_minus_classical": worst,
-               "n_worse_than_classical_by_0.2": sum(r["selfval_minus_classical"] < -0.2 for r in rows),
-               "mean_selfval_minus_dds": round(float(np.mean([r["selfval_minus_dds"] for r in rows])), 3)}
-    with open(out_path, "w") as fh:
-        json.dump(summary, fh, indent=1)
-    print({k: v for k, v in summary.items() if k != "rows"})
+    for j, (name, spec, build) in enumerate(cases(args)):
+        if j % n != i:
+            continue
+        rows.append(row(name, spec, build, prior, args.device))
+        print(json.dumps(rows[-1]), flush=True)
+        summary = {"model": args.model, "rows": rows,
+                   "worst_selfval_minus_classical": min(r["selfval_minus_classical"] for r in rows),
+                   "n_worse_than_classical_by_0.2": sum(r["selfval_minus_classical"] < -0.2 for r in rows),
+                   "mean_selfval_minus_dds": round(float(np.mean([r["selfval_minus_dds"] for r in rows])), 3)}
+        with open(args.out, "w") as fh:
+            json.dump(summary, fh, indent=1)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:] or ["tests/data/real/pulseq_invivo_flash.h5"])
+    main()
