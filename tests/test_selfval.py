@@ -92,10 +92,11 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     assert "self_validation" not in plain.timings
 
 
-def test_a_dds_winner_that_loses_one_fold_falls_back_to_classical(monkeypatch):
+def test_self_validation_decides_on_the_sum_of_its_folds(monkeypatch):
     """The decision rule alone (held-out errors scripted): DDS has the lowest error summed over both folds but
-    L1-wavelet beats it in fold 1 → the prior is unsure, the classical image is returned, the reason names the
-    fold; when DDS wins both folds, the better DDS candidate (here 2γ) is kept with its γ."""
+    L1-wavelet beats it in fold 1 → DDS kept, 'prior_unsure' names the fold; L1-wavelet lowest on the sum → the
+    classical image with the reason; DDS winning both folds → no flag, and the better DDS candidate (here 2γ) is
+    kept with its γ."""
     from recon_core.samplers import selfval
 
     scripted = {0: {"dds": 0.10, "dds-data2x": 0.20, "sense": 0.50, "l1wavelet": 0.30},
@@ -121,9 +122,14 @@ def test_a_dds_winner_that_loses_one_fold_falls_back_to_classical(monkeypatch):
     names = [n for n, _, _ in selfval.CANDIDATES]
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
-    assert (method, sets) == ("l1wavelet", None) and info["chosen"] == "l1wavelet"
-    assert "unsure" in info["prior_unsure"] and "fold 1 of 2" in info["reason"]
+    assert (method, sets) == ("dds", {}) and info["chosen"] == "dds" and "reason" not in info
+    assert "folds disagree" in info["prior_unsure"] and "fold 1 of 2" in info["prior_unsure"]
     assert ("dds", {"gamma": 40.0}) in calls and ("dds", {}) in calls
+    scripted[1]["l1wavelet"] = 0.2
+    order = iter([scripted[f][n] for f in (0, 1) for n in names])
+    info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert (method, sets) == ("l1wavelet", None) and info["prior_unsure"] == info["reason"]
+    assert "predicts the held-out samples better" in info["reason"]
     scripted[1] = {"dds": 0.45, "dds-data2x": 0.35, "sense": 0.90, "l1wavelet": 0.40}
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)

@@ -24,7 +24,8 @@ cfg = SamplerConfig(samples=K)
 ACC = {"uniform1d": (4, 8), "poisson2d": (8, 15)}
 out = {}
 def save():   # after every case: a run cut short keeps what it finished
-    save()
+    np.savez_compressed(f"{os.environ.get('CONTEXTMRI_CAL_DIR', '/work/runs/cal2')}/{which}.npz",
+                        **{f"{k}|{n}": v for k, d in out.items() for n, v in d.items()})
 def sim(split, n, kinds):
     for i in range(n):
         ec = ExportConfig(n_slices=1, split=split, matrix=128, coils=8, slices_per_subject=1, calib=24, save_kspace=True)
