@@ -92,8 +92,8 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     assert "self_validation" not in plain.timings
 
 
-def test_self_validation_decides_on_the_sum_of_its_folds(monkeypatch):
-    """The decision rule alone (held-out errors scripted): DDS has the lowest error summed over both folds but
+def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
+    """The decision rule alone (held-out errors scripted): DDS has the lowest error over both folds pooled but
     L1-wavelet beats it in fold 1 → DDS kept, 'prior_unsure' names the fold; L1-wavelet lowest on the sum → the
     classical image with the reason; DDS winning both folds → no flag, and the better DDS candidate (here 2γ) is
     kept with its γ."""
@@ -109,11 +109,11 @@ def test_self_validation_decides_on_the_sum_of_its_folds(monkeypatch):
 
     order = iter([])
 
-    def fake_err(image, k, s, scored):
-        return next(order)
+    def fake_err(image, k, s, scored):   # (residual, energy): equal energies, so the pooled NMSE is the mean
+        return next(order), 1.0
 
     monkeypatch.setattr(selfval, "_run", fake_run)
-    monkeypatch.setattr(selfval, "heldout_error", fake_err)
+    monkeypatch.setattr(selfval, "heldout_residual", fake_err)
     m = np.zeros((64, 32), bool)
     m[::2] = True
     m[26:38] = True

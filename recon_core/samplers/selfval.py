@@ -13,7 +13,7 @@ anatomy it never saw it may hurt). The measured k-space itself can tell, without
 2. reconstruct from the remaining samples with every candidate (`CANDIDATES`: DDS with the configured data
    weight γ and with 2γ, CG-SENSE and sigpy L1-wavelet, with the same coil maps);
 3. score each by its prediction error on the held-out samples (line masks: the central half of the readout,
-   where signal dominates), ‖M_h F S x − y_h‖² / ‖y_h‖², summed over the folds (the held-out noise is
+   where signal dominates), ‖M_h F S x − y_h‖² / ‖y_h‖² over the held-out samples of all folds (the held-out noise is
    independent of the reconstruction, so this ranks candidates by their error on unmeasured k-space plus a
    constant);
 4. reconstruct once more with all samples using the winner. When a classical candidate is returned, the reason
@@ -133,8 +133,8 @@ def holdout_mask(mask: np.ndarray, fraction: float, fold: int = 0) -> tuple:
     return held, held, f"{int(held.sum())} samples"
 
 
-def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) -> float:
-    """‖F(S x) − y‖² / ‖y‖² for one slice over the scored held-out samples: image (ny, nx), ksp/maps (C, ny, nx),
+def heldout_residual(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) -> tuple:
+    """(‖F(S x) − y‖², ‖y‖²) for one slice over the scored held-out samples: image (ny, nx), ksp/maps (C, ny, nx),
     `scored` a (ny, nx) bool mask or an array of held-out rows (then the central half of the readout: the outer
     readout is mostly noise)."""
     sc = np.asarray(scored)
@@ -144,7 +144,13 @@ def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) 
         sc[rows, nx // 4: nx - nx // 4] = True
     pred = fft2c_np(maps * image[None])[:, sc]
     y = ksp[:, sc]
-    return float(np.sum(np.abs(pred - y) ** 2) / max(np.sum(np.abs(y) ** 2), 1e-30))
+    return float(np.sum(np.abs(pred - y) ** 2)), float(np.sum(np.abs(y) ** 2))
+
+
+def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) -> float:
+    """‖F(S x) − y‖² / ‖y‖² over the scored held-out samples (`heldout_residual`)."""
+    r, y = heldout_residual(image, ksp, maps, scored)
+    return r / max(y, 1e-30)
 
 
 def _run(sampler, method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
@@ -202,7 +208,7 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
         note = f"self-validation skipped: fewer than {MIN_FREE_LINES} measured lines outside the calibration block"
         log.info(note)
         return {"skipped": note}, ("dds", {})
-    per_fold = []
+    per_fold, energy = [], []
     for held, scored, _ in folds:
         reduced = m & ~held
         errs = {}
@@ -210,20 +216,23 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
             meth, sets = candidate(name, c)
             img, _ = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device,
                           scale)
-            errs[name] = heldout_error(img, k, s, scored)
-        per_fold.append(errs)
-    total = {n: float(sum(e[n] for e in per_fold)) for n, _, _ in CANDIDATES}
+            errs[name], y2 = heldout_residual(img, k, s, scored)
+        energy.append(max(y2, 1e-30))
+        per_fold.append({n: v / energy[-1] for n, v in errs.items()})
+    # the NMSE over all held-out samples of all folds (each fold weighted by its measured energy: a fold whose lines
+    # carry little signal, NMSE ≈ 1 for every candidate, does not drown the others)
+    total = {n: float(sum(e[n] * w for e, w in zip(per_fold, energy)) / sum(energy)) for n, _, _ in CANDIDATES}
     best = min(total, key=total.get)
     classical = [n for n, _, f in CANDIDATES if f is None]
     diffusion = [n for n, _, f in CANDIDATES if f is not None]
     info = {"chosen": best, "heldout": ", ".join(w for _, _, w in folds) + f" in {len(folds)} fold(s)",
-            "heldout_nmse": {n: round(v / len(folds), 6) for n, v in total.items()}}
+            "heldout_nmse": {n: round(v, 6) for n, v in total.items()}}
     if len(folds) > 1:
         info["heldout_nmse_folds"] = [{n: round(v, 6) for n, v in e.items()} for e in per_fold]
     bc = min(classical, key=total.get)
     if best in diffusion:
         lost = [i for i, e in enumerate(per_fold) if e[bc] < min(e[n] for n in diffusion)]
-        if lost:   # kept (summed over the folds it wins), but not confirmed by every fold: said so
+        if lost:   # kept (it wins over all held-out samples), but not confirmed by every fold: said so
             info["prior_unsure"] = (f"the held-out folds disagree: the classical {bc} predicted the held-out samples "
                                     f"better in fold {', '.join(str(i) for i in lost)} of {len(folds)} (NMSE "
                                     f"{per_fold[lost[0]][bc]:.4g} vs DDS "
@@ -232,7 +241,7 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
     else:
         info["reason"] = info["prior_unsure"] = (
             f"the classical {best} predicts the held-out samples better than the prior "
-            f"(NMSE {total[best] / len(folds):.4g} vs DDS {min(total[n] for n in diffusion) / len(folds):.4g})")
+            f"(NMSE {total[best]:.4g} vs DDS {min(total[n] for n in diffusion):.4g})")
         log.warning("self-validation: %s", info["reason"])
     return info, candidate(info["chosen"], c)
 
