@@ -136,6 +136,25 @@ def test_reconstruct_slices_batch_equals_one_by_one():
         assert np.abs(img - alone).max() <= 1e-3 * np.abs(alone).max()
 
 
+def test_bench_reference_slice_in_the_same_run(tmp_path):
+    """--reference MATRIX:COILS times a second, reference slice in the same process and reports the ratio issue 23
+    names (a 256² 32-coil slice against a 128² 8-coil one; here 64² 4 coils against 32² 2 coils on the tiny prior)."""
+    from gadget.cli import main
+    from recon_core.prior import build_prior
+
+    model = tmp_path / "tiny"
+    build_prior("tiny").save_pretrained(model)
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--model", str(model), "--matrix", "64", "--coils", "4", "--nfe", "3", "--sweep", "",
+               "--repeat", "1", "--no-bart", "--reference", "32:2", "--json", str(out), "--quiet"])
+    r = json.loads(out.read_text())
+    ref = r["reference"]
+    assert rc == 0 and r["setup"]["matrix"] == 64 and (ref["matrix"], ref["coils"]) == (32, 2)
+    assert ref["slice_ratio"] == pytest.approx(r["time_s"]["slice_total"] / ref["time_s"]["slice_total"])
+    assert ref["network_ratio"] == pytest.approx(r["time_s"]["network"] / ref["time_s"]["network"])
+    assert main(["bench", "--model", str(model), "--reference", "128x8", "--quiet"]) == 2
+
+
 def test_bench_bad_input():
     from recon_core.errors import InputError
 

@@ -30,6 +30,9 @@ def add_arguments(parser):
                              "path with the product settings (target ≤ 3 s per slice)")
     parser.add_argument("--slice-batch", type=int, default=1, metavar="N",
                         help="--series: N slices per sampler call (the stream processor's slice_batch)")
+    parser.add_argument("--reference", default=None, metavar="MATRIX:COILS",
+                        help="also time a reference slice in the same run (e.g. 128:8) and report slice / reference "
+                             "(issue 23: a 256² 32-coil slice ≤ 4× a 128² 8-coil one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
@@ -67,12 +70,30 @@ def run(args):
                                use_bart=not args.no_bart, progress=not args.quiet,
                                log=(lambda *a: None) if args.quiet else print, slice_batch=args.slice_batch)
         return _report(format_series_report(res), res, args.json)
-    res = run_bench(model=None if args.preset else args.model, preset=args.preset, matrix=args.matrix,
-                    coils=args.coils, nfe=args.nfe, cfg=args.cfg, mask=args.mask, device=args.device,
-                    precision=args.precision, engine=args.engine, levers=args.levers, seed=args.seed, sweep=sweep, sweep_precisions=precs,
-                    repeat=args.repeat, use_bart=not args.no_bart, progress=not args.quiet,
-                    log=(lambda *a: None) if args.quiet else print, compress_coils_above=args.compress_coils_above)
-    return _report(format_report(res), res, args.json)
+    ref = None
+    if args.reference:
+        try:
+            ref = tuple(int(v) for v in args.reference.split(":"))
+            assert len(ref) == 2 and min(ref) > 0
+        except (ValueError, AssertionError):
+            raise InputError(f"--reference: expected MATRIX:COILS (e.g. 128:8), got {args.reference!r}") from None
+    common = dict(model=None if args.preset else args.model, preset=args.preset, nfe=args.nfe, cfg=args.cfg,
+                  mask=args.mask, device=args.device, precision=args.precision, engine=args.engine, seed=args.seed,
+                  repeat=args.repeat, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print,
+                  compress_coils_above=args.compress_coils_above)
+    res = run_bench(matrix=args.matrix, coils=args.coils, levers=args.levers, sweep=sweep, sweep_precisions=precs,
+                    use_bart=not args.no_bart, **common)
+    text = format_report(res)
+    if ref:   # the same process, settings and machine state: the ratio the issue asks for
+        r = run_bench(matrix=ref[0], coils=ref[1], levers=False, sweep=(), use_bart=False, **common)
+        a, b = res["time_s"], r["time_s"]
+        res["reference"] = {"matrix": ref[0], "coils": ref[1], "time_s": b,
+                            "slice_ratio": a["slice_total"] / b["slice_total"],
+                            "network_ratio": a["network"] / b["network"]}
+        text += (f"\nreference {ref[0]}² {ref[1]} coils: slice {b['slice_total']:.3f} s (network {b['network']:.3f}); "
+                 f"this slice / reference = {res['reference']['slice_ratio']:.2f}× (network alone "
+                 f"{res['reference']['network_ratio']:.2f}×)")
+    return _report(text, res, args.json)
 
 
 def _report(text: str, res: dict, json_path) -> int:
