@@ -245,3 +245,25 @@ def test_flair_protocol_nulls_csf_without_warnings(t1_csf):
         for seed in range(20):
             p = C.draw_protocol("FLAIR", np.random.default_rng(seed), t1_csf=t1_csf)
             assert 1800 <= p.ti <= 2500 and p.ti < p.tr
+
+
+def test_orientation_and_phase_rl_scans():
+    """Sagittal / coronal slices come from the 3-D head with the acquisitions' direction cosines to match (the
+    prior's domain check reads them); phase_rl transposes the image (phase encoding R→L for axial) and swaps
+    read/phase directions; an unknown orientation is refused."""
+    from recon_core.errors import InputError
+    from recon_core.prior.domain import scan_geometry
+
+    kw = dict(contrast="T1", matrix=64, coils=4, accel=1.0, seed=5, noise_readouts=0)
+    ax = simulate_scan(**kw)
+    rl = simulate_scan(phase_rl=True, **kw)
+    np.testing.assert_allclose(rl.reference[0], ax.reference[0].T)
+    sag = simulate_scan(orientation="sagittal", **kw)
+    assert not np.allclose(np.abs(sag.reference), np.abs(ax.reference))
+    geo = {name: scan_geometry(s.acquisitions[-1].getHead()) for name, s in
+           (("ax", ax), ("rl", rl), ("sag", sag), ("cor", simulate_scan(orientation="coronal", **kw)))}
+    assert geo["ax"] == {"orientation": "axial", "phase_encoding": "AP"}
+    assert geo["rl"] == {"orientation": "axial", "phase_encoding": "RL"}
+    assert geo["sag"]["orientation"] == "sagittal" and geo["cor"]["orientation"] == "coronal"
+    with pytest.raises(InputError, match="orientation"):
+        simulate_scan(orientation="oblique", **kw)

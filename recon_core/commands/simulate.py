@@ -29,6 +29,10 @@ def add_arguments(p):
     p.add_argument("--fov", type=float, default=240.0, help="field of view (mm)")
     p.add_argument("--thickness", type=float, default=4.0, help="slice thickness (mm)")
     p.add_argument("--noise-readouts", type=int, default=4, help="noise-only readouts sent first")
+    p.add_argument("--orientation", default="axial", choices=["axial", "sagittal", "coronal"],
+                   help="slice orientation (slices from the 3-D head; the acquisitions' direction cosines match)")
+    p.add_argument("--phase-rl", action="store_true",
+                   help="phase encoding along the image's other in-plane axis (R→L for axial: the anatomy turned 90°)")
 
 
 def run(args):
@@ -46,12 +50,14 @@ def run(args):
                          mask=args.mask, accel=args.accel, seed=args.seed, field=args.field, pathology=args.pathology,
                          snr=args.snr, tr=args.tr, te=args.te, ti=args.ti, flip=args.flip, sequence=args.sequence,
                          acs_mode=args.acs_mode, acs_lines=args.acs, fov_mm=args.fov, thickness_mm=args.thickness,
-                         noise_readouts=args.noise_readouts)
+                         noise_readouts=args.noise_readouts, orientation=args.orientation, phase_rl=args.phase_rl)
     write_scan(args.out, scan)
     p = scan.protocol
     ti = f" TI={p.ti:g}" if p.ti is not None else ""
     print(f"wrote {args.out}: {p.protocol_name} {p.sequence} TR={p.tr:g} TE={p.te:g}{ti} FA={p.flip:g} "
-          f"{p.field:g}T, {scan.reference.shape[0]} slice(s) {args.matrix}², {args.coils} coils, "
+          f"{p.field:g}T, {scan.reference.shape[0]} {args.orientation} slice(s) {args.matrix}²"
+          f"{' (phase R→L)' if args.phase_rl and args.orientation == 'axial' else ' (phase transposed)' if args.phase_rl else ''}, "
+          f"{args.coils} coils, "
           f"{args.mask} R={scan.accel:.2f} ({len(scan.acs_lines)} ACS, {args.acs_mode}), "
           f"pathology={','.join(scan.pathology) or 'none'}")
     return 0

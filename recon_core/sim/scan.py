@@ -142,10 +142,12 @@ def _check_scan_args(mask, acs_mode, matrix, n_slices, coils, accel, acs_lines, 
         raise InputError(f"readout oversampling: expected 1 or 2, got {oversampling}")
 
 
-def _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng) -> list:
+def _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng,
+                        dirs=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))) -> list:
     """The scan as ISMRMRD acquisitions, in scanner order: noise readouts, then per slice the separate
     calibration lines (if any) and the imaging lines (ACS flagged when embedded); k_os (S, C, M, nos)
-    oversampled k-space. Draws the dwell time, the measurement uid and the noise from `rng`."""
+    oversampled k-space; dirs: LPS (read, phase, slice) direction cosines. Draws the dwell time, the measurement
+    uid and the noise from `rng`."""
     S, C, _, nos = k_os.shape
     dwell = _bandwidth_dwell_us(protocol, nos, rng)
     acqs = []
@@ -167,10 +169,10 @@ def _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, s
         a.discard_pre = a.discard_post = 0
         for i, v in enumerate(chan_mask):
             a.channel_mask[i] = v
-        a.position[:] = (0.0, 0.0, float(z))
-        a.read_dir[:] = (1.0, 0.0, 0.0)
-        a.phase_dir[:] = (0.0, 1.0, 0.0)
-        a.slice_dir[:] = (0.0, 0.0, 1.0)
+        a.position[:] = tuple(float(z) * np.asarray(dirs[2], float))
+        a.read_dir[:] = tuple(dirs[0])
+        a.phase_dir[:] = tuple(dirs[1])
+        a.slice_dir[:] = tuple(dirs[2])
         a.idx.kspace_encode_step_1 = int(ky)
         a.idx.slice = int(sl)
         for f in flags:
@@ -202,11 +204,19 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
                   pathology: str | None = None, snr: float = 30.0, tr=None, te=None, ti=None, flip=None,
                   sequence: str | None = None, acs_mode: str = "embedded", acs_lines: int | None = None,
                   fov_mm: float = 240.0, thickness_mm: float = 4.0, oversampling: int = 2, noise_readouts: int = 4,
-                  subject_seed: int | None = None, render_oversample: int = 1) -> SimulatedScan:
+                  subject_seed: int | None = None, render_oversample: int = 1, orientation: str = "axial",
+                  phase_rl: bool = False) -> SimulatedScan:
     """Simulate one scan (see the module docstring). Field None → random 1.5/3 T from the seed.
 
-    Times in ms, flip in degrees, field in T, SNR in dB (σ = mean brain |x| / 10^(SNR/20)).
+    Times in ms, flip in degrees, field in T, SNR in dB (σ = mean brain |x| / 10^(SNR/20)). orientation: axial,
+    sagittal or coronal slices from the 3-D head (`recon_core.sim.variety.ORIENTATIONS`; non-axial slices are placed
+    around the middle of that orientation's range); phase_rl: the in-plane image transposed so the phase-encoding
+    direction is the orientation's column axis (R→L for axial), with the acquisitions' direction cosines to match.
     """
+    from .variety import ORIENTATIONS, SLICE_RANGE_MM
+
+    if orientation not in ORIENTATIONS:
+        raise InputError(f"orientation: expected one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
 
     _check_scan_args(mask, acs_mode, matrix, n_slices, coils, accel, acs_lines, thickness_mm, fov_mm, snr, field,
                      oversampling)
@@ -217,15 +227,26 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
 
     span = Z_RANGE_MM[1] - Z_RANGE_MM[0]
     z_mm, _ = slice_positions(S, rng, spacing_mm=min(thickness_mm * 1.25, span / S))
+    if orientation != "axial":   # the middle of the orientation's range (the rng draw above kept for seeding)
+        lo, hi = SLICE_RANGE_MM[orientation]
+        sp = min(thickness_mm * 1.25, (hi - lo) / S)
+        z_mm = (lo + hi) / 2 + sp * (np.arange(S) - (S - 1) / 2)
     subj = make_subject(seed if subject_seed is None else int(subject_seed), field=field, pathology=pathology,
-                        slab_mm=(float(z_mm.min()), float(z_mm.max())))
+                        slab_mm=(float(z_mm.min()), float(z_mm.max())) if orientation == "axial" else None)
     protocol = draw_protocol(contrast, rng, field=subj.field, sequence=sequence, tr=tr, te=te, ti=ti, flip=flip,
                              t1_csf=float(subj.table.t1[INDEX["csf"]]))
-    slab = render_slab(subj, z_mm, matrix=M, fov_mm=fov_mm, thickness_mm=thickness_mm, oversample=render_oversample)
+    slab = render_slab(subj, z_mm, matrix=M, fov_mm=fov_mm, thickness_mm=thickness_mm, oversample=render_oversample,
+                       orientation=orientation)
     x = image_from_slab(slab, subj, protocol, rng)                       # (S, M, M) complex64, scanner units
+    brain, head = slab.brain > 0.5, slab.fractions.sum(0) > 0.5
+    col, row, normal = ORIENTATIONS[orientation]
+    dirs = (col, row, normal)
+    if phase_rl:
+        x, brain, head = (np.ascontiguousarray(np.swapaxes(a, -1, -2)) for a in (x, brain, head))
+        dirs = (row, col, normal)
     maps = acqmod.coil_maps(C, M, rng)
     psi = acqmod.noise_covariance(C, rng)
-    sigma = acqmod.noise_sigma(x, slab.brain > 0.5, slab.fractions.sum(0) > 0.5, snr)
+    sigma = acqmod.noise_sigma(x, brain, head, snr)
 
     mres = make_mask(mask, (M, M), accel, seed=seed, acs_lines=acs_lines)
     rows = np.nonzero(mres.mask[:, 0])[0]
@@ -241,12 +262,13 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
     header = build_header(protocol=protocol, subject=subj, matrix=M, n_slices=S, n_coils=C, fov_mm=fov_mm,
                           thickness_mm=thickness_mm, accel=accel, calibration_mode=acs_mode,
                           oversampling=oversampling, pathology_labels=subj.labels, seed=seed, acs_lines=len(acs))
-    acqs = _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng)
+    acqs = _acquisition_stream(k_os, calib, rows, acs, acs_mode, z_mm, protocol, psi, sigma, noise_readouts, rng,
+                               dirs=tuple(tuple(float(v) for v in d) for d in dirs))
 
     records = slice_records(header, S, subj.labels)
     return SimulatedScan(header=header, acquisitions=acqs, reference=x, kspace=kspace,
                          maps=np.broadcast_to(maps, (S,) + maps.shape).copy(), mask=mres.mask, acs_lines=acs,
-                         noise_cov=psi, sigma=sigma, protocol=protocol, subject=subj, tissue=slab.dominant(),
+                         noise_cov=psi, sigma=sigma, protocol=protocol, subject=subj, tissue=np.swapaxes(slab.dominant(), -1, -2) if phase_rl else slab.dominant(),
                          pathology=list(subj.labels), records=records, acs_mode=acs_mode, accel=float(mres.accel),
                          seed=seed)
 
