@@ -62,15 +62,31 @@ def _otsu(x: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
 
 
+def physical_kspace(sd) -> np.ndarray:
+    """The slice's k-space (C', ny, nx) in the unwhitened physical coils — the units every reconstruction is brought
+    back to (`recon_core.raw.image.scanner_units`): coil-compressed data lifted (`coil_lift`), prewhitened data
+    unwhitened (W⁻¹), anything else as it is."""
+    k = np.asarray(sd.kspace)
+    C, ny, nx = k.shape
+    if getattr(sd, "coil_lift", None) is not None:
+        return (sd.coil_lift.astype(np.complex128) @ k.reshape(C, -1)).reshape(-1, ny, nx).astype(np.complex64)
+    if getattr(sd, "prewhitener", None) is not None:
+        return np.linalg.solve(sd.prewhitener.astype(np.complex128), k.reshape(C, -1)).reshape(C, ny, nx).astype(
+            np.complex64)
+    return k
+
+
 def load_real(path) -> list[RealSlice]:
-    """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled)."""
+    """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled); the reference is the
+    root-sum-of-squares of the unwhitened physical coil images (`physical_kspace`), the units the reconstructions
+    are scored in."""
     raw = read_slices(path)
     out = []
     for sd in raw.slices:
         if not sd.mask.all():
             raise InputError(f"{path}: slice {sd.key.slice} is not fully sampled "
                              f"({int(sd.mask[:, 0].sum())} of {sd.mask.shape[0]} lines)")
-        rss = to_recon_space(np.sqrt((np.abs(ifft2c_np(sd.kspace)) ** 2).sum(0)).astype(np.float32), sd)
+        rss = to_recon_space(np.sqrt((np.abs(ifft2c_np(physical_kspace(sd))) ** 2).sum(0)).astype(np.float32), sd)
         out.append(RealSlice(f"{os.path.basename(os.fspath(path))}#{sd.key.slice}", sd, raw.header,
                              rss.astype(np.float64), object_region(rss)))
     return out
