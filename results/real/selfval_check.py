@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "selfval"))
 
@@ -55,27 +53,16 @@ def row(name, spec, build, prior, device):
 
 
 def main():
+    from probe import add_case_arguments, part_cases
+
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("out")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sim-slices", type=int, default=8)
-    ap.add_argument("--part", default="0/1")
-    ap.add_argument("--real", nargs="*", default=["tests/data/real/pulseq_invivo_flash.h5"])
-    ap.add_argument("--threads", type=int, default=1)
+    add_case_arguments(ap)
     args = ap.parse_args()
-    from probe import cases
-
-    from recon_core.prior.cache import get_prior
-
-    logging.basicConfig(level=logging.ERROR)
-    torch.set_num_threads(args.threads)
-    prior = get_prior(args.model, args.device)
-    i, n = (int(v) for v in args.part.split("/"))
+    prior, todo = part_cases(args, args.model)
     rows = []
-    for j, (name, spec, build) in enumerate(cases(args)):
-        if j % n != i:
-            continue
+    for name, spec, build in todo:
         rows.append(row(name, spec, build, prior, args.device))
         print(json.dumps(rows[-1]), flush=True)
         summary = {"model": args.model, "rows": rows,

@@ -134,27 +134,36 @@ def run_case(name, spec, build, prior, args):
     return row
 
 
+def add_case_arguments(ap):
+    """The case-selection, device and thread options shared with results/real/selfval_check.py."""
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--part", default="0/1", help="I/N: every N-th case from the I-th (parallel processes)")
+    ap.add_argument("--sim-slices", type=int, default=8)
+    ap.add_argument("--real", nargs="*", default=["tests/data/real/pulseq_invivo_flash.h5"])
+    ap.add_argument("--threads", type=int, default=1)
+
+
+def part_cases(args, model: str):
+    """(prior, this part's cases): logging quiet, torch threads set, the prior on `args.device`."""
+    from recon_core.prior.cache import get_prior
+
+    logging.basicConfig(level=logging.ERROR)
+    torch.set_num_threads(args.threads)
+    prior = get_prior(model, args.device)
+    i, n = (int(v) for v in args.part.split("/"))
+    return prior, [c for j, c in enumerate(cases(args)) if j % n == i]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="default")
-    ap.add_argument("--part", default="0/1")
-    ap.add_argument("--sim-slices", type=int, default=8)
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--real", nargs="*", default=["tests/data/real/pulseq_invivo_flash.h5"])
-    ap.add_argument("--threads", type=int, default=1)
+    add_case_arguments(ap)
     args = ap.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    torch.set_num_threads(args.threads)
-    from recon_core.prior.cache import get_prior
-
-    prior = get_prior(args.model, args.device)
-    i, n = (int(v) for v in args.part.split("/"))
+    prior, todo = part_cases(args, args.model)
     with open(args.out, "a") as fh:
-        for j, (name, spec, build) in enumerate(cases(args)):
-            if j % n != i:
-                continue
+        for name, spec, build in todo:
             row = run_case(name, spec, build, prior, args)
             fh.write(json.dumps(row) + "\n")
             fh.flush()
