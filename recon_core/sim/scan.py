@@ -44,6 +44,7 @@ from .header import build_header, header_xml
 from .pathology import canonical
 from .phantom import Z_RANGE_MM, make_subject, render_slab, slice_positions
 from .tissues import INDEX
+from .variety import ORIENTATIONS, SLICE_RANGE_MM
 
 MASKS_1D = ("uniform1d", "equispaced1d", "gaussian1d")
 ACS_MODES = ("embedded", "separate")
@@ -213,8 +214,6 @@ def simulate_scan(contrast: str = "T2", n_slices: int = 1, matrix: int = 128, co
     around the middle of that orientation's range); phase_rl: the in-plane image transposed so the phase-encoding
     direction is the orientation's column axis (R→L for axial), with the acquisitions' direction cosines to match.
     """
-    from .variety import ORIENTATIONS, SLICE_RANGE_MM
-
     if orientation not in ORIENTATIONS:
         raise InputError(f"orientation: expected one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
 
