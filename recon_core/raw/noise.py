@@ -69,6 +69,17 @@ def prewhiten(ksp: np.ndarray, W: np.ndarray | None) -> np.ndarray:
     return (W @ ksp.reshape(C, -1)).reshape(ksp.shape).astype(np.complex64)
 
 
+def to_physical_coils(x: np.ndarray, W: np.ndarray | None, lift: np.ndarray | None = None) -> np.ndarray | None:
+    """Coil-axis data `x (n, ...)` of the reconstruction's coils (prewhitened and/or coil-compressed) → the same in
+    the unwhitened physical coils `(C, ...)` complex128: `lift (C, n)` for coil-compressed data
+    (`raw.coil_compression`), else W⁻¹; None when the data were neither whitened nor compressed."""
+    if lift is None and W is None:
+        return None
+    flat = x.reshape(x.shape[0], -1).astype(np.complex128)
+    out = lift.astype(np.complex128) @ flat if lift is not None else np.linalg.solve(W.astype(np.complex128), flat)
+    return out.reshape((out.shape[0],) + x.shape[1:])
+
+
 def unwhitened_intensity(maps: np.ndarray, W: np.ndarray | None, lift: np.ndarray | None = None) -> np.ndarray | None:
     """Per-pixel factor (ny, nx) float32 that brings an image reconstructed from prewhitened data back
     to the usual convention (unit-norm coil maps of the *unwhitened* data), or None when W is None.
@@ -77,15 +88,11 @@ def unwhitened_intensity(maps: np.ndarray, W: np.ndarray | None, lift: np.ndarra
     reconstruction is x·‖W·S‖. With ‖S‖ = 1 (the MVUE convention), ‖W⁻¹·S_w‖ = 1/‖W·S‖, hence
     x = x_w·‖W⁻¹·S_w‖. Where the maps are zero (outside the ESPIRiT support) the median factor
     inside is used. `lift` (C, n): for coil-compressed data the map from virtual to unwhitened physical
-    coils (`raw.coil_compression`), used instead of W⁻¹.
+    coils (`raw.coil_compression`), used instead of W⁻¹ (`to_physical_coils`).
     """
-    if lift is not None:   # coil-compressed: virtual maps (n, …) → unwhitened physical coils (C, n)·(n, P)
-        unw = lift.astype(np.complex128) @ maps.reshape(maps.shape[0], -1).astype(np.complex128)
-    elif W is None:
+    unw = to_physical_coils(maps, W, lift)
+    if unw is None:
         return None
-    else:
-        C = maps.shape[0]
-        unw = np.linalg.solve(W.astype(np.complex128), maps.reshape(C, -1).astype(np.complex128))
     f = np.sqrt((np.abs(unw) ** 2).sum(0)).reshape(maps.shape[1:])
     inside = (np.abs(maps) ** 2).sum(0) > 1e-6
     f[~inside] = float(np.median(f[inside])) if inside.any() else 1.0

@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..fft import ifft2c_np
 from ..masks import make_mask, parse_mask_acs, parse_mask_spec
 from .image import to_recon_space
+from .noise import to_physical_coils
 from .reader import read_slices
 
 
@@ -64,16 +65,10 @@ def _otsu(x: np.ndarray, bins: int = 256) -> float:
 
 def physical_kspace(sd) -> np.ndarray:
     """The slice's k-space (C', ny, nx) in the unwhitened physical coils — the units every reconstruction is brought
-    back to (`recon_core.raw.image.scanner_units`): coil-compressed data lifted (`coil_lift`), prewhitened data
-    unwhitened (W⁻¹), anything else as it is."""
-    k = np.asarray(sd.kspace)
-    C, ny, nx = k.shape
-    if getattr(sd, "coil_lift", None) is not None:
-        return (sd.coil_lift.astype(np.complex128) @ k.reshape(C, -1)).reshape(-1, ny, nx).astype(np.complex64)
-    if getattr(sd, "prewhitener", None) is not None:
-        return np.linalg.solve(sd.prewhitener.astype(np.complex128), k.reshape(C, -1)).reshape(C, ny, nx).astype(
-            np.complex64)
-    return k
+    back to (`recon_core.raw.image.scanner_units`): `noise.to_physical_coils` with the slice's prewhitener and coil
+    lift, or the k-space as it is."""
+    k = to_physical_coils(np.asarray(sd.kspace), getattr(sd, "prewhitener", None), getattr(sd, "coil_lift", None))
+    return np.asarray(sd.kspace) if k is None else k.astype(np.complex64)
 
 
 def load_real(path) -> list[RealSlice]:

@@ -54,7 +54,7 @@ MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64
 
 
-def candidate(name: str, config=None) -> tuple:
+def candidate(name: str, config) -> tuple:
     """(method, sampler settings to apply on `config`, or None for a classical method) of the candidate `name`."""
     table = {n: (meth, f) for n, meth, f in CANDIDATES}
     if name not in table:
@@ -62,7 +62,7 @@ def candidate(name: str, config=None) -> tuple:
     meth, f = table[name]
     if f is None:
         return meth, None
-    return meth, ({} if f == 1.0 or config is None else {"gamma": float(config.gamma) * f})
+    return meth, ({} if f == 1.0 else {"gamma": float(config.gamma) * f})
 
 
 def is_line_mask(mask: np.ndarray) -> bool:
@@ -133,24 +133,12 @@ def holdout_mask(mask: np.ndarray, fraction: float, fold: int = 0) -> tuple:
     return held, held, f"{int(held.sum())} samples"
 
 
-def heldout_residual(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) -> tuple:
-    """(‖F(S x) − y‖², ‖y‖²) for one slice over the scored held-out samples: image (ny, nx), ksp/maps (C, ny, nx),
-    `scored` a (ny, nx) bool mask or an array of held-out rows (then the central half of the readout: the outer
-    readout is mostly noise)."""
-    sc = np.asarray(scored)
-    if sc.dtype != bool or sc.ndim != 2:
-        nx = ksp.shape[-1]
-        rows, sc = sc, np.zeros(ksp.shape[-2:], bool)
-        sc[rows, nx // 4: nx - nx // 4] = True
-    pred = fft2c_np(maps * image[None])[:, sc]
-    y = ksp[:, sc]
+def heldout_residual(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored: np.ndarray) -> tuple:
+    """(‖F(S x) − y‖², ‖y‖²) for one slice over the scored held-out samples (`holdout_mask`): image (ny, nx),
+    ksp/maps (C, ny, nx), scored (ny, nx) bool."""
+    pred = fft2c_np(maps * image[None])[:, scored]
+    y = ksp[:, scored]
     return float(np.sum(np.abs(pred - y) ** 2)), float(np.sum(np.abs(y) ** 2))
-
-
-def heldout_error(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored) -> float:
-    """‖F(S x) − y‖² / ‖y‖² over the scored held-out samples (`heldout_residual`)."""
-    r, y = heldout_residual(image, ksp, maps, scored)
-    return r / max(y, 1e-30)
 
 
 def _run(sampler, method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
