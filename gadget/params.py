@@ -40,7 +40,7 @@ DEVICES_HINT = "auto, cpu or cuda[:N]"
 class ReconParams(SamplerConfig):
     """SamplerConfig + front-door parameters.
 
-    model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|tv|zerofilled|bart-w|bart-tv;
+    model: "default" or a directory holding a saved prior; method: dds|scoremri|ldpm|sense|grappa|l1wavelet|l1wavelet-shift|tv|zerofilled|bart-w|bart-tv;
     device: auto|cpu|cuda; anatomy/contrast/pathology: metadata overrides (pathology: list of names,
     [] = none); send_*: which image series to emit; max_matrix: refuse larger matrices (either axis);
     image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).

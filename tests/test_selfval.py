@@ -81,9 +81,9 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     infos = res.timings["self_validation"]
     assert len(infos) == 2 and res.image.shape == ksp.shape[:1] + ksp.shape[2:]
     for b, info in enumerate(infos):
-        assert set(info["heldout_nmse"]) == {"dds", "dds-data2x", "sense", "l1wavelet"}
+        assert set(info["heldout_nmse"]) == {"dds", "dds-data2x", "sense", "l1wavelet-shift"}
         assert len(info["heldout_nmse_folds"]) == 2 and "in 2 fold(s)" in info["heldout"]
-        assert info["chosen"] in ("sense", "l1wavelet") and "held-out samples better" in info["reason"]
+        assert info["chosen"] in ("sense", "l1wavelet-shift") and "held-out samples better" in info["reason"]
         assert info["prior_unsure"] == info["reason"]
         direct = np.asarray(reconstruct(info["chosen"], ksp[b:b + 1], maps[b:b + 1], mask))[0]
         assert np.allclose(res.image[b], direct, atol=1e-3 * np.abs(direct).max())
@@ -99,8 +99,8 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
     kept with its γ."""
     from recon_core.samplers import selfval
 
-    scripted = {0: {"dds": 0.10, "dds-data2x": 0.20, "sense": 0.50, "l1wavelet": 0.30},
-                1: {"dds": 0.50, "dds-data2x": 0.60, "sense": 0.90, "l1wavelet": 0.40}}
+    scripted = {0: {"dds": 0.10, "dds-data2x": 0.20, "sense": 0.50, "l1wavelet-shift": 0.30},
+                1: {"dds": 0.50, "dds-data2x": 0.60, "sense": 0.90, "l1wavelet-shift": 0.40}}
     calls = []
 
     def fake_run(sampler, method, settings, prior, ksp, maps, mask, records, config, device, scale=None):
@@ -125,12 +125,12 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
     assert (method, sets) == ("dds", {}) and info["chosen"] == "dds" and "reason" not in info
     assert "folds disagree" in info["prior_unsure"] and "fold 1 of 2" in info["prior_unsure"]
     assert ("dds", {"gamma": 40.0}) in calls and ("dds", {}) in calls
-    scripted[1]["l1wavelet"] = 0.2
+    scripted[1]["l1wavelet-shift"] = 0.2
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
-    assert (method, sets) == ("l1wavelet", None) and info["prior_unsure"] == info["reason"]
+    assert (method, sets) == ("l1wavelet-shift", None) and info["prior_unsure"] == info["reason"]
     assert "predicts the held-out samples better" in info["reason"]
-    scripted[1] = {"dds": 0.45, "dds-data2x": 0.35, "sense": 0.90, "l1wavelet": 0.40}
+    scripted[1] = {"dds": 0.45, "dds-data2x": 0.35, "sense": 0.90, "l1wavelet-shift": 0.40}
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert info["chosen"] == "dds" and (method, sets) == ("dds", {}) and "prior_unsure" not in info
@@ -174,14 +174,14 @@ def test_series_reuses_the_choice_of_its_first_slices(prior):
     metas = {im.slice: ismrmrd.Meta.deserialize(im.attribute_string) for im in imgs}
     first = json.loads(metas[0]["self_validation"])
     assert "heldout_nmse" in first and "reused" not in first
-    if first["chosen"] in ("sense", "l1wavelet"):       # a classical image: the meta says the prior is unsure
+    if first["chosen"] in ("sense", "l1wavelet-shift"):       # a classical image: the meta says the prior is unsure
         assert all("prior_unsure" in metas[s] for s in (0, 1, 2))
     for s in (1, 2):
         sv = json.loads(metas[s]["self_validation"])
         assert sv["chosen"] == first["chosen"] and "first 1 slices" in sv["reused"]
         assert metas[s]["reconstruction"] == first["chosen"]
     assert all(np.isfinite(to_float(im)).all() for im in imgs)
-    assert majority(["sense", "dds", "dds"]) == "dds" and majority(["l1wavelet", "sense"]) == "l1wavelet"
+    assert majority(["sense", "dds", "dds"]) == "dds" and majority(["l1wavelet-shift", "sense"]) == "l1wavelet-shift"
     assert majority([]) is None
 
 

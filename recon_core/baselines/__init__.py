@@ -9,6 +9,7 @@ units (numpy in → numpy out, torch in → torch out).
     sense       CG-SENSE, λ 0, 30 iterations           (baselines/sense.py)
     grappa      pygrappa kernels 7×9, λ 0.1            (baselines/grappa.py)
     l1wavelet   sigpy L1-wavelet (db4), λ 5e-4, 100 it (baselines/sigpy_cs.py)
+    l1wavelet-shift  the same with cycle spinning (random shifts), λ 1e-3 (baselines/sigpy_cs.py)
     tv          sigpy total variation, λ 5e-3, 100 it  (baselines/sigpy_cs.py)
     bart-w      `bart pics` l1-wavelet, λ 3e-3, 100 it (baselines/bart.py; needs the `bart` binary)
     bart-tv     `bart pics` TV, λ 3e-3, 100 it        (baselines/bart.py)

@@ -11,7 +11,7 @@ anatomy it never saw it may hurt). The measured k-space itself can tell, without
    the reconstruction cannot fill, and the ranking follows the hole, not the scan). With fewer than 4 free lines
    nothing is held out and the step is skipped (a note, not an error);
 2. reconstruct from the remaining samples with every candidate (`CANDIDATES`: DDS with the configured data
-   weight γ and with 2γ, CG-SENSE and sigpy L1-wavelet, with the same coil maps);
+   weight γ and with 2γ, CG-SENSE and L1-wavelet with cycle spinning (session 12; before: sigpy's L1-wavelet), with the same coil maps);
 3. score each by its prediction error on the held-out samples (line masks: the central half of the readout,
    where signal dominates), ‖M_h F S x − y_h‖² / ‖y_h‖² over the held-out samples of all folds (the held-out noise is
    independent of the reconstruction, so this ranks candidates by their error on unmeasured k-space plus a
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 #: (name, method, data-weight factor on the configured γ; None for a classical method) tried on the reduced data
 CANDIDATES = (("dds", "dds", 1.0), ("dds-data2x", "dds", 2.0), ("sense", "sense", None),
-              ("l1wavelet", "l1wavelet", None))
+              ("l1wavelet-shift", "l1wavelet-shift", None))
 MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64

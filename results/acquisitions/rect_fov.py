@@ -12,7 +12,6 @@ coil images; PSNR/SSIM inside the object (`recon_core.raw.retrospective.object_r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time

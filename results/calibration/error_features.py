@@ -13,7 +13,6 @@ def feats(d, K):
     smp = d["samples"][:K]
     mean = smp.mean(0)
     var = (np.abs(smp - mean) ** 2).mean(0)          # as the product's std (complex spread)
-    magvar = np.abs(smp).var(0)
     f = {"std": np.sqrt(var)}
     for w in (1, 2, 3):
         f[f"std_s{w}"] = np.sqrt(ndi.gaussian_filter(var, w))

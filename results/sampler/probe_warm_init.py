@@ -5,7 +5,7 @@ the cells where DDS only ties BART (poisson2d ×8)? 8 validation slices, CFG 2, 
 
 Prints per setting {cell: (DDS PSNR, s/slice, BART W PSNR, sigpy L1 PSNR)}; results in results/sampler/README.md.
 """
-import sys, json, time
+import sys
 import numpy as np
 from training.evaluation import EvalConfig, Evaluation
 from recon_core.samplers import SamplerConfig

@@ -74,7 +74,7 @@ def _psnr_vs_cfg(ev, cells: list) -> None:
     cfgs = [float(w) for w in ev.c.cfg]
     n = len(cells)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
-    colors = {"zerofilled": "0.6", "sense": "tab:green", "grappa": "tab:olive", "l1wavelet": "tab:red", "tv": "tab:purple",
+    colors = {"zerofilled": "0.6", "sense": "tab:green", "grappa": "tab:olive", "l1wavelet": "tab:red", "l1wavelet-shift": "tab:pink", "tv": "tab:purple",
               "bart-w": "tab:orange", "bart-tv": "tab:brown"}
     for ax, cell in zip(axes[0], cells):
         m = cell["methods"]

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 #: λ grids searched per classical method (best on the slice is reported): each method's `real_grid`
 LAMBDAS = {name: spec.real_grid for name, spec in baselines.BASELINES.items() if spec.real_grid}
 DEFAULT_MASKS = ("regular1d:2:24", "regular1d:3:24", "uniform1d:4:0.08", "uniform1d:6:0.08")
-CLASSICAL = ("zerofilled", "sense", "grappa", "l1wavelet", "bart-w", "bart-tv")
+CLASSICAL = ("zerofilled", "sense", "grappa", "l1wavelet", "l1wavelet-shift", "bart-w", "bart-tv")
 
 
 def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:

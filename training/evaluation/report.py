@@ -21,8 +21,8 @@ def _fmt(e, metric):
 
 
 def _method_label(name):
-    labels = {"zerofilled": "Zero-filled", "sense": "SENSE (CG)", "grappa": "GRAPPA (pygrappa)", "l1wavelet": "L1-wavelet (sigpy)", "tv": "TV (sigpy)",
-              "bart-w": "BART pics L1-wavelet", "bart-tv": "BART pics TV", "dds_oracle_maps": "DDS, oracle maps"}
+    labels = {"zerofilled": "Zero-filled", "sense": "SENSE (CG)", "grappa": "GRAPPA (pygrappa)", "l1wavelet": "L1-wavelet (sigpy)",
+              "l1wavelet-shift": "L1-wavelet, cycle spinning", "tv": "TV (sigpy)", "bart-w": "BART pics L1-wavelet", "bart-tv": "BART pics TV", "dds_oracle_maps": "DDS, oracle maps"}
     if name in labels:
         return labels[name]
     if name.startswith("dds_w"):

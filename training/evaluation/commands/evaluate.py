@@ -35,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--val-split", default="val", help="split for λ tuning of the CS baselines")
     parser.add_argument("--tune-limit", type=int, default=4, help="validation slices used for λ tuning")
     parser.add_argument("--baselines", default=None,
-                        help="comma list among zerofilled,sense,l1wavelet,tv,bart-w,bart-tv (default: all; BART's are "
+                        help="comma list among zerofilled,sense,l1wavelet,l1wavelet-shift,tv,bart-w,bart-tv (default: all; BART's are "
                              "skipped with a note when the bart binary is missing, an error when named here)")
     parser.add_argument("--oracle-maps", action="store_true",
                         help="also DDS (best w) with the export's fully sampled ESPIRiT maps: where the maps limit")

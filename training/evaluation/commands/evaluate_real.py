@@ -13,7 +13,7 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="output directory (results.json, results.md)")
     parser.add_argument("--masks", default="regular1d:2:24,regular1d:3:24,uniform1d:4:0.08,uniform1d:6:0.08",
                         help="comma list of KIND:ACCEL[:ACS] (ACS: lines, or a fraction < 1)")
-    parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,bart-w,bart-tv",
+    parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,l1wavelet-shift,bart-w,bart-tv",
                         help="classical methods (each at its best λ on the slice; BART also with its own maps)")
     parser.add_argument("--diffusion", default="dds", help="comma list of prior methods (dds; '' for none)")
     from recon_core.samplers import SamplerConfig
