@@ -4,7 +4,8 @@ apps, 100 iterations, on the same maps and mask; and L1-wavelet with cycle spinn
 Cycle spinning (random wavelet shifts, as BART's `pics -R W` does unless `-n`): a decimated wavelet transform
 is not shift invariant, so a fixed one leaves blocky errors on the wavelet grid where the data are sparse
 (random masks at ×4 and beyond). Here each FISTA step's proximal operator circularly shifts the image by a
-random offset in [0, 2^levels) per axis, soft-thresholds its wavelet coefficients and shifts back — the same
+random offset in [0, 2^levels) per axis, soft-thresholds its wavelet coefficients and shifts back
+(recon_core/wavelet.py) — the same
 LinearLeastSquares/FISTA as sigpy's L1WaveletRecon, only the prox differs; the offsets come from a fixed seed
 (reproducible). On the real brains it matches BART pics W (training/RUNS.md, "Cycle-spinning L1-wavelet").
 """
@@ -14,31 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..wavelet import shifted_wavelet_prox
 from .spec import BaselineSpec
 
 APPS = {"l1wavelet": "L1WaveletRecon", "tv": "TotalVariationRecon"}   # sigpy.mri.app classes
-WAVELET = "db4"
 SHIFT_SEED = 0
-
-
-def shifted_wavelet_prox(shape: tuple, lamda: float, wave_name: str = WAVELET, seed: int = SHIFT_SEED):
-    """sigpy Prox of λ‖Ψ S_r x‖₁ with a new random circular shift S_r at every call (cycle spinning).
-
-    shape: (ny, nx) image shape; the prox acts on complex numpy arrays of that shape."""
-    import pywt
-    import sigpy as sp   # heavy: loaded only when a sigpy method runs
-
-    W = sp.linop.Wavelet(shape, wave_name=wave_name)
-    levels = max(1, pywt.dwtn_max_level(shape, wave_name))
-    rng = np.random.default_rng(seed)
-
-    class ShiftedWaveletL1(sp.prox.Prox):
-        def _prox(self, alpha, x):
-            s = tuple(int(v) for v in rng.integers(0, 2 ** levels, size=2))
-            c = sp.soft_thresh(alpha * lamda, W(np.roll(x, s, axis=(-2, -1))))
-            return np.roll(W.H(c), tuple(-v for v in s), axis=(-2, -1))
-
-    return ShiftedWaveletL1(shape)
 
 
 def max_eig(A, n_iter: int = 30, seed: int = SHIFT_SEED) -> float:

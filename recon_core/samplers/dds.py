@@ -8,6 +8,8 @@ cosine schedule has ᾱ ≈ 0 and x̂0 explodes):
                                             (w = 0: uncond branch only, w = 1: cond branch only)
     x̂0  = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t         Tweedie
     x̂0' = argmin ‖x − x̂0‖² + γ‖Ax − y‖²     `cg_iters` complex CG steps per slice, started at x̂0
+          (with `wavelet_lambda` > 0: + a cycle-spinning ℓ1-wavelet term, x̂0 weighed by `prior_weight`,
+          `admm_iters` ADMM iterations: recon_core/sparse_dc.py)
     c1  = η √((1−ᾱ_t/ᾱ_prev)(1−ᾱ_prev)/(1−ᾱ_t)),  c2 = √(1−ᾱ_prev−c1²)
     x_prev = √ᾱ_prev x̂0' + c1 z + c2 ε
 
@@ -43,6 +45,8 @@ from ..device import resolve_device
 from ..precision import choose_runtime
 from ..prior.ddim import ddim_step, make_guidance, tweedie_x0
 from ..settings import _f, compose_config
+from ..sparse_dc import sparse_data_consistency
+from ..wavelet import ShiftedWavelet
 from .base import SamplerResult, check_inputs, ddim_steps, down_factor, finish, initial_state, pad_problem
 from .base import per_slice_noise, prepare, prior_device, resolve_config, sampling_timesteps, sync, timed_eps
 from .spec import SamplerSpec
@@ -63,6 +67,13 @@ class DDSOptions:
                             "winner must win in each", lo=1, hi=2)
     selfval_slices: int = _f(2, "int", "self-validation in a series (stream processor): choose on the first N "
                              "slices, reuse the majority choice for the rest (0: every slice)", lo=0, hi=10000)
+    wavelet_lambda: float = _f(0.0, "float", "sparse data consistency: weight λ of a cycle-spinning L1-wavelet "
+                               "term in each step's data consistency, relative to the data term as in l1wavelet-shift "
+                               "(0: plain DDS; recon_core/sparse_dc.py)", lo=0.0, hi=1.0, client=True)
+    prior_weight: float = _f(1.0, "float", "sparse data consistency: weight μ of the prior's estimate x̂0 (lower "
+                             "trusts the prior less)", lo=0.0, hi=100.0, lo_open=True, client=True)
+    admm_iters: int = _f(3, "int", "sparse data consistency: ADMM iterations per step (each runs cg_iters CG "
+                         "steps)", lo=0, hi=20, client=True, ceiling=10)
 
 
 DDSConfig = compose_config("DDSConfig", [DDSOptions], "Settings of the DDS sampler: the common ones + DDSOptions.")
@@ -102,6 +113,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     x = initial_state(pb, noise, acp, timesteps)                       # noise, or the warm start
     t_net = t_cg = 0.0
     x0c = x0_pre = None
+    shifter = ShiftedWavelet((ny, nx), seed=c.seed) if c.wavelet_lambda > 0 else None
     sync(dev)
     t_setup = time.perf_counter() - t_start
     for i, t, a_t, a_prev, last in ddim_steps(timesteps, acp, step, progress, "DDS"):
@@ -112,7 +124,11 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
         if c.clip_x0 is not None:
             x0 = x0.clamp(-c.clip_x0, c.clip_x0)
         x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
-        x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.cg_iters, AHy=pb.AHy)  # 3) (I + γAᴴA)x = x̂0 + γAᴴy
+        if shifter is None:                                            # 3) (I + γAᴴA)x = x̂0 + γAᴴy
+            x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.cg_iters, AHy=pb.AHy)
+        else:                                                          # 3') + sparsity (sparse_dc.py)
+            x0c = sparse_data_consistency(pb.op, x0c, pb.gamma, c.cg_iters, pb.AHy, c.prior_weight,
+                                          c.wavelet_lambda, c.admm_iters, shifter)
         sync(dev)
         t_cg += time.perf_counter() - t1
         if not last:                                                   # 4) DDIM update

@@ -8,7 +8,7 @@ classical candidate by more than 0.2 dB), through the product's own sampler (`di
 Cases as results/selfval/probe.py: every real file × regular1d:2:24, regular1d:3:24, uniform1d:4:0.08,
 uniform1d:6:0.08 (scored inside the head against the fully sampled RSS), and `--sim-slices` simulator
 validation slices made on the fly × uniform1d ×4, ×8, poisson2d ×8 (scored on the whole image). Per case: PSNR of
-DDS alone (product defaults), of SENSE and L1-wavelet (the classical candidates), and of the self-validated
+DDS alone (product defaults), of the classical candidates (SENSE and L1-wavelet; cycle-spinning since session 12), and of the self-validated
 reconstruction with its choice and reason. Writes OUT.json (rows + summary) and prints one line per case.
 """
 
@@ -28,11 +28,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 def row(name, spec, build, prior, device):
     from recon_core import baselines
     from recon_core.samplers import SamplerConfig, diffusion_sampler
+    from recon_core.samplers.selfval import CANDIDATES
 
     t0 = time.perf_counter()
     k, s, m, rec, score = build()
     out = {"slice": name, "mask": spec}
-    for nm in ("sense", "l1wavelet"):
+    classical = [meth for _, meth, f in CANDIDATES if f is None]
+    for nm in classical:
         out[nm] = score(np.asarray(baselines.reconstruct(nm, k[None], s[None], m))[0])[0]
     plain = diffusion_sampler("dds", validated=False)(prior, k[None], s[None], m, records=[rec],
                                                       config=SamplerConfig(), device=device)
@@ -45,7 +47,7 @@ def row(name, spec, build, prior, device):
     info = sv.timings["self_validation"][0]
     out["chosen"] = info.get("chosen", "skipped")
     out["prior_unsure"] = info.get("prior_unsure", "")
-    out["classical_best"] = max(out["sense"], out["l1wavelet"])
+    out["classical_best"] = max(out[nm] for nm in classical)
     out["selfval_minus_classical"] = round(out["selfval"] - out["classical_best"], 3)
     out["selfval_minus_dds"] = round(out["selfval"] - out["dds"], 3)
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -22,7 +22,7 @@ def main(paths):
     for r in rows:
         bw = "—" if r["bart_w"] is None else f"{r['bart_w']:.2f}"
         dbw = "—" if r["bart_w"] is None else f"{r['selfval'] - r['bart_w']:+.2f}"
-        print(f"| {r['slice']} | {r['mask']} | {r['sense']:.2f} | {r['l1wavelet']:.2f} | {bw} | {r['dds']:.2f} | "
+        print(f"| {r['slice']} | {r['mask']} | {r['sense']:.2f} | {r.get('l1wavelet-shift', r.get('l1wavelet')):.2f} | {bw} | {r['dds']:.2f} | "
               f"{r['selfval']:.2f} ({r['chosen']}) | {r['selfval_minus_classical']:+.2f} | {dbw} | "
               f"{r['selfval_minus_dds']:+.2f} | {r['selfval_seconds']} | {'yes' if r['prior_unsure'] else ''} |")
     print()
@@ -37,7 +37,7 @@ def main(paths):
         b = np.array([r["selfval_minus_dds"] for r in rs])
         print(f"- {g} ({len(rs)} slices): self-validated − better classical candidate mean {a.mean():+.2f} dB, worst "
               f"{a.min():+.2f}, {int((a < -0.2).sum())} below −0.2; − DDS alone mean {b.mean():+.3f}, worst {b.min():+.2f}, "
-              f"best {b.max():+.2f}; classical returned {sum(r['chosen'] in ('sense', 'l1wavelet') for r in rs)}, "
+              f"best {b.max():+.2f}; classical returned {sum(r['chosen'] in ('sense', 'l1wavelet', 'l1wavelet-shift') for r in rs)}, "
               f"prior_unsure {sum(bool(r['prior_unsure']) for r in rs)}{vs_bart}")
 
 
