@@ -81,7 +81,7 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     infos = res.timings["self_validation"]
     assert len(infos) == 2 and res.image.shape == ksp.shape[:1] + ksp.shape[2:]
     for b, info in enumerate(infos):
-        assert set(info["heldout_nmse"]) == {"dds", "dds-data2x", "sense", "l1wavelet-shift"}
+        assert set(info["heldout_nmse"]) == {"dds", "dds-sparse", "sense", "l1wavelet-shift"}
         assert len(info["heldout_nmse_folds"]) == 2 and "in 2 fold(s)" in info["heldout"]
         assert info["chosen"] in ("sense", "l1wavelet-shift") and "held-out samples better" in info["reason"]
         assert info["prior_unsure"] == info["reason"]
@@ -95,12 +95,12 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
 def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
     """The decision rule alone (held-out errors scripted): DDS has the lowest error over both folds pooled but
     L1-wavelet beats it in fold 1 → DDS kept, 'prior_unsure' names the fold; L1-wavelet lowest on the sum → the
-    classical image with the reason; DDS winning both folds → no flag, and the better DDS candidate (here 2γ) is
-    kept with its γ."""
+    classical image with the reason; DDS winning both folds → no flag, and the better DDS candidate (here the
+    sparse one, the prior weighed × 0.3) is kept with its settings."""
     from recon_core.samplers import selfval
 
-    scripted = {0: {"dds": 0.10, "dds-data2x": 0.20, "sense": 0.50, "l1wavelet-shift": 0.30},
-                1: {"dds": 0.50, "dds-data2x": 0.60, "sense": 0.90, "l1wavelet-shift": 0.40}}
+    scripted = {0: {"dds": 0.10, "dds-sparse": 0.20, "sense": 0.50, "l1wavelet-shift": 0.30},
+                1: {"dds": 0.50, "dds-sparse": 0.60, "sense": 0.90, "l1wavelet-shift": 0.40}}
     calls = []
 
     def fake_run(sampler, method, settings, prior, ksp, maps, mask, records, config, device, scale=None):
@@ -118,26 +118,29 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
     m[::2] = True
     m[26:38] = True
     k = np.ones((2, 64, 32), np.complex64)
-    cfg = SamplerConfig(self_validate=True, gamma=20.0)
+    cfg = SamplerConfig(self_validate=True, gamma=20.0, prior_weight=1.0, wavelet_lambda=1e-3)
     names = [n for n, _, _ in selfval.CANDIDATES]
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert (method, sets) == ("dds", {}) and info["chosen"] == "dds" and "reason" not in info
     assert "folds disagree" in info["prior_unsure"] and "fold 1 of 2" in info["prior_unsure"]
-    assert ("dds", {"gamma": 40.0}) in calls and ("dds", {}) in calls
+    assert ("dds", {"prior_weight": 0.3, "wavelet_lambda": 1e-3}) in calls and ("dds", {}) in calls
     scripted[1]["l1wavelet-shift"] = 0.2
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert (method, sets) == ("l1wavelet-shift", None) and info["prior_unsure"] == info["reason"]
     assert "predicts the held-out samples better" in info["reason"]
-    scripted[1] = {"dds": 0.45, "dds-data2x": 0.35, "sense": 0.90, "l1wavelet-shift": 0.40}
+    scripted[1] = {"dds": 0.45, "dds-sparse": 0.35, "sense": 0.90, "l1wavelet-shift": 0.40}
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert info["chosen"] == "dds" and (method, sets) == ("dds", {}) and "prior_unsure" not in info
-    scripted[0]["dds-data2x"] = 0.05
+    scripted[0]["dds-sparse"] = 0.05
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
     info, (method, sets) = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
-    assert info["chosen"] == "dds-data2x" and sets == {"gamma": 40.0}
+    assert info["chosen"] == "dds-sparse" and sets == {"prior_weight": 0.3, "wavelet_lambda": 1e-3}
+    # DDS configured without sparsity: the sparse candidate switches it on at the default λ
+    assert selfval.candidate("dds-sparse", cfg.replace(wavelet_lambda=0.0))[1] == {"prior_weight": 0.3,
+                                                                               "wavelet_lambda": 1e-3}
 
 
 def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):

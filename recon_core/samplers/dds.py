@@ -67,7 +67,7 @@ class DDSOptions:
                             "winner must win in each", lo=1, hi=2)
     selfval_slices: int = _f(2, "int", "self-validation in a series (stream processor): choose on the first N "
                              "slices, reuse the majority choice for the rest (0: every slice)", lo=0, hi=10000)
-    wavelet_lambda: float = _f(0.0, "float", "sparse data consistency: weight λ of a cycle-spinning L1-wavelet "
+    wavelet_lambda: float = _f(1e-3, "float", "sparse data consistency: weight λ of a cycle-spinning L1-wavelet "
                                "term in each step's data consistency, relative to the data term as in l1wavelet-shift "
                                "(0: plain DDS; recon_core/sparse_dc.py)", lo=0.0, hi=1.0, client=True)
     prior_weight: float = _f(1.0, "float", "sparse data consistency: weight μ of the prior's estimate x̂0 (lower "
@@ -113,7 +113,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
     x = initial_state(pb, noise, acp, timesteps)                       # noise, or the warm start
     t_net = t_cg = 0.0
     x0c = x0_pre = None
-    shifter = ShiftedWavelet((ny, nx), seed=c.seed) if c.wavelet_lambda > 0 else None
+    shifter = ShiftedWavelet((ny, nx), seed=[c.seed + k for k in range(K)]) if c.wavelet_lambda > 0 else None
     sync(dev)
     t_setup = time.perf_counter() - t_start
     for i, t, a_t, a_prev, last in ddim_steps(timesteps, acp, step, progress, "DDS"):

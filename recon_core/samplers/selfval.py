@@ -10,8 +10,9 @@ anatomy it never saw it may hurt). The measured k-space itself can tell, without
    the same way by distance from the centre (`holdout_points`: removing whole rows of a 2-D mask opens a hole
    the reconstruction cannot fill, and the ranking follows the hole, not the scan). With fewer than 4 free lines
    nothing is held out and the step is skipped (a note, not an error);
-2. reconstruct from the remaining samples with every candidate (`CANDIDATES`: DDS with the configured data
-   weight γ and with 2γ, CG-SENSE and L1-wavelet with cycle spinning (session 12; before: sigpy's L1-wavelet), with the same coil maps);
+2. reconstruct from the remaining samples with every candidate (`CANDIDATES`: DDS as configured, DDS with its
+   prior weighed × 0.3 in the sparse data consistency (recon_core/sparse_dc.py), CG-SENSE and L1-wavelet with
+   cycle spinning; session 12 — before: DDS with γ and 2γ, sigpy's fixed-grid L1-wavelet), with the same coil maps);
 3. score each by its prediction error on the held-out samples (line masks: the central half of the readout,
    where signal dominates), ‖M_h F S x − y_h‖² / ‖y_h‖² over the held-out samples of all folds (the held-out noise is
    independent of the reconstruction, so this ranks candidates by their error on unmeasured k-space plus a
@@ -22,10 +23,12 @@ anatomy it never saw it may hurt). The measured k-space itself can tell, without
    "prior_unsure" says the folds disagree (falling back there was measured and cost 1.6 and 3.2 dB on two
    simulator slices at ×8, where one fold's held-out lines carry almost no signal).
 
-Measured (results/selfval/probe.py on a lent GPU, rules.py; training/RUNS.md "Self-validation"): the real brains
-prefer a stronger data weight than the simulator (γ 40 over γ 20: +0.1 to +0.2 dB at ×4–×6), hence the 2γ
-candidate; the noise-weight candidate was never the best and was dropped; one fold of held-out lines flips its
-choice with the parity of the lines (−0.35 dB against L1-wavelet on one real brain), their sum did not.
+Measured (results/selfval/probe.py on a lent GPU, rules.py; training/RUNS.md "Self-validation"): one fold of
+held-out lines flips its choice with the parity of the lines (−0.35 dB against L1-wavelet on one real brain),
+their sum did not; the noise-weight candidate was never the best and was dropped. Session 12 (training/RUNS.md
+"Sparse data consistency"): the real brains prefer the prior weighed less (μ 0.1–0.3) beside the sparsity
+term, the simulator μ 1 — hence the dds-sparse candidate (it replaced the 2γ one, which the sparse DC makes
+redundant at real ×4–×6).
 
 Cost: `holdout_folds` × (2 DDS + 2 classical) reconstructions on top of the final one (≈ 5 DDS runs per slice with
 the defaults); in a series only the first `selfval_slices` slices pay it.
@@ -46,9 +49,13 @@ from .dds import DDSConfig
 
 log = logging.getLogger(__name__)
 
-#: (name, method, data-weight factor on the configured γ; None for a classical method) tried on the reduced data
-CANDIDATES = (("dds", "dds", 1.0), ("dds-data2x", "dds", 2.0), ("sense", "sense", None),
+#: (name, method, settings factors on the configured ones; None for a classical method) tried on the reduced data:
+#: DDS as configured; DDS trusting its prior less (sparse data consistency with the prior's weight × 0.3: what the
+#: real brains preferred in session 12's sweep); CG-SENSE; cycle-spinning L1-wavelet
+CANDIDATES = (("dds", "dds", {}), ("dds-sparse", "dds", {"prior_weight": 0.3}), ("sense", "sense", None),
               ("l1wavelet-shift", "l1wavelet-shift", None))
+#: the sparse candidate's wavelet λ when the configured DDS runs without sparsity (wavelet_lambda 0)
+SPARSE_LAMBDA = 1e-3
 MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64
@@ -62,7 +69,10 @@ def candidate(name: str, config) -> tuple:
     meth, f = table[name]
     if f is None:
         return meth, None
-    return meth, ({} if f == 1.0 else {"gamma": float(config.gamma) * f})
+    sets = {k: float(getattr(config, k)) * v for k, v in f.items()}
+    if "prior_weight" in f:   # a weaker prior only means something beside the sparsity term
+        sets["wavelet_lambda"] = float(config.wavelet_lambda) or SPARSE_LAMBDA
+    return meth, sets
 
 
 def is_line_mask(mask: np.ndarray) -> bool:
