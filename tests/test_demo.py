@@ -26,7 +26,7 @@ def test_demo_small(tmp_path, tiny_model, capsys):
     text = capsys.readouterr().out
     from recon_core.baselines import bart
 
-    classical = "BART pics W" if bart.available() else "GRAPPA"   # the strongest classical method here
+    classical = "BART pics W" if bart.available() else "L1-wavelet (cycle spinning)"   # the strongest classical method here
     for label in ("zero-filled", classical, "DDS uncond", "DDS cond", "PSNR", "real scan pulseq_invivo_flash.h5"):
         assert label in text
     # no temp dirs left; the real-data panel of the committed in-vivo brain
