@@ -39,7 +39,7 @@ from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import get_spec, sample_slices
 from recon_core.samplers.base import prior_device
-from recon_core.samplers.selfval import candidate, majority
+from recon_core.samplers.selfval import reuse_choice
 from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse
 
 from .images import slice_images
@@ -302,17 +302,8 @@ class StreamProcessor:
         config = p.sampler()
         if not (is_diffusion(p.method) and get_spec(p.method).validated and p.self_validate):
             return p.method, config, None
-        if p.selfval_slices == 0 or len(self._sv_votes) < p.selfval_slices:
-            return p.method, config, None
-        winner = majority(self._sv_votes)
-        method, settings = candidate(winner, config)
-        info = {"chosen": winner, "reused": f"chosen on the series' first {len(self._sv_votes)} slices "
-                                            f"({', '.join(self._sv_votes)}); not re-validated"}
-        if settings is None:
-            info["reason"] = info["prior_unsure"] = (f"the classical {winner} predicted the held-out samples best on "
-                                                     f"the first slices")
-            return method, config, info
-        return method, config.replace(self_validate=False, **settings), info
+        reuse = reuse_choice(self._sv_votes, config, p.selfval_slices)
+        return (p.method, config, None) if reuse is None else reuse
 
     def _check_prior_domain(self, shape, record, head=None) -> None:
         """Say so (once per session, log + image meta) when the scan lies outside the prior's training

@@ -90,7 +90,8 @@ def reconstruct_slice(sd, header, prior, config, method: str = "dds") -> tuple[n
 def reconstruct_slices(sds: list, header, prior, config, method: str = "dds") -> list:
     """`reconstruct_slice` of several raw slices of one shape in one sampler call (one network batch; per-slice
     noise, scale and CG, so each image is the one it would be alone, up to the network's batch numerics) →
-    [(image, maps, info)] in order; info["seconds"] is the batch's sampler time shared equally."""
+    [(image, maps, info)] in order; info["seconds"] is the batch's sampler time shared equally, info["self_validation"]
+    the slice's choice when `config.self_validate`."""
     if len({tuple(sd.kspace.shape) for sd in sds}) > 1:
         raise InputError("reconstruct_slices: the slices of one batch must share their k-space shape")
     cal = [{} for _ in sds]
@@ -103,11 +104,14 @@ def reconstruct_slices(sds: list, header, prior, config, method: str = "dds") ->
     timings = {k: v for k, v in (res.timings or {}).items() if isinstance(v, (int, float, str))}
     images = np.asarray(res.image)
     stds = None if res.std is None else np.asarray(res.std)   # K > 1 samples: pixel-wise std (image units)
+    sv = (res.timings or {}).get("self_validation")            # per slice, when the sampler self-validated
     out = []
     for b, (m, c) in enumerate(zip(maps, cal)):
         info = {"seconds": share, "maps": c.get("maps"), "coverage": c.get("coverage"), "timings": timings}
         if stds is not None:
             info["std"] = stds[b]
+        if sv:
+            info["self_validation"] = sv[b]
         out.append((images[b], m, info))
     return out
 

@@ -75,6 +75,23 @@ def candidate(name: str, config) -> tuple:
     return meth, sets
 
 
+def reuse_choice(votes: list, config, selfval_slices: int) -> tuple | None:
+    """In a series: None while the next slice must still self-validate (fewer than `selfval_slices` votes, or 0 =
+    every slice); else (method, config, info) of the majority choice of the first slices — a classical method (its
+    name, `config` unchanged) or DDS with the winner's settings and self-validation off — with info saying so."""
+    if selfval_slices == 0 or len(votes) < selfval_slices:
+        return None
+    winner = majority(votes)
+    method, settings = candidate(winner, config)
+    info = {"chosen": winner, "reused": f"chosen on the series' first {len(votes)} slices "
+                                        f"({', '.join(votes)}); not re-validated"}
+    if settings is None:
+        info["reason"] = info["prior_unsure"] = (f"the classical {winner} predicted the held-out samples best on "
+                                                 f"the first slices")
+        return method, config, info
+    return method, config.replace(self_validate=False, **settings), info
+
+
 def is_line_mask(mask: np.ndarray) -> bool:
     """True when every measured row of the (ny, nx) mask samples the same readout points (whole lines)."""
     m = np.asarray(mask, bool)

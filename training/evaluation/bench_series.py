@@ -5,7 +5,9 @@ is written as an ISMRMRD file and read back through the scanner's reader (`recon
 noise prewhitening, oversampling removal, slice assembly); each slice is then reconstructed by the scanner's
 per-slice path (`recon_core.samplers.reconstruct_slice`: the one coil-map recipe + the diffusion sampler with the
 product settings, `SamplerConfig()` with `engine`/`precision` as asked; `slice_batch` n > 1: n slices per sampler
-call, `reconstruct_slices`, as the stream processor's `slice_batch` does). Reported: read time, per-slice seconds
+call, `reconstruct_slices`, as the stream processor's `slice_batch` does). With `self_validate` (the front doors'
+default) the first `selfval_slices` slices self-validate one by one and the rest reuse their majority choice
+(`selfval.reuse_choice`, the stream processor's rule), so the series time includes it. Reported: read time, per-slice seconds
 (the first includes the runtime choice when nothing is cached), series wall (read + every slice, the model already
 loaded) and seconds per slice against the target (≤ 3 s), and — when `bart` is installed — `bart ecalib` + `bart
 pics` on the same slices for the ratio.
@@ -23,12 +25,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recon_core import baselines, samplers
 from recon_core.coils import calib_region
 from recon_core.device import resolve_device
 from recon_core.errors import InputError
 from recon_core.masks import parse_mask_spec
+from recon_core.raw.image import slice_maps
 from recon_core.raw.reader import read_slices
 from recon_core.samplers import SamplerConfig, reconstruct_slices
+from recon_core.samplers.selfval import reuse_choice
 from recon_core.sim.scan import simulate_scan, write_scan
 
 from .bench import load_bench_prior, run_bart
@@ -39,7 +44,7 @@ TARGET_S_PER_SLICE = 3.0
 def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: str | None = None,
                      matrix: int = 128, coils: int = 8, mask: str = "uniform1d:4", device: str = "auto",
                      precision: str = "auto", engine: str = "auto", seed: int = 0, use_bart: bool = True,
-                     progress: bool = True, log=print, slice_batch: int = 1) -> dict:
+                     progress: bool = True, log=print, slice_batch: int = 1, self_validate: bool = True) -> dict:
     """Time a whole series (see module docstring); returns a JSON-able dict."""
     if n_slices < 1:
         raise InputError(f"--series must be ≥ 1 slices, got {n_slices}")
@@ -50,7 +55,7 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
         raise InputError("--series needs a phase-encode mask (a raw file holds whole readouts), not poisson2d")
     dev = resolve_device(device)
     prior, model_desc = load_bench_prior(model, preset, dev)
-    config = SamplerConfig(precision=precision, engine=engine)
+    config = SamplerConfig(precision=precision, engine=engine, self_validate=self_validate)
     scan = simulate_scan("T2", n_slices=n_slices, matrix=matrix, coils=coils, mask=kind, accel=accel, seed=seed)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "series.h5")
@@ -60,20 +65,40 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
         t0 = time.perf_counter()
         raw = read_slices(path)
         t_read = time.perf_counter() - t0
-    per_slice, runtime = [], {}
-    groups = [raw.slices[i:i + slice_batch] for i in range(0, len(raw.slices), slice_batch)]
+    per_slice, runtime, votes, choices = [], {}, [], []
     bar = tqdm(total=len(raw.slices), desc="series", unit="slice", disable=not progress, leave=False)
-    for group in groups:
+    i = 0
+    while i < len(raw.slices):
         t1 = time.perf_counter()
-        infos = [info for _, _, info in reconstruct_slices(group, raw.header, prior, config)]
+        reuse = reuse_choice(votes, config, config.selfval_slices) if config.self_validate else ("dds", config, None)
+        if reuse is None:           # one of the series' first slices: self-validates alone, its choice is a vote
+            group = raw.slices[i:i + 1]
+            infos = [info for _, _, info in reconstruct_slices(group, raw.header, prior, config)]
+            sv = infos[0].get("self_validation", {})
+            if "chosen" in sv:
+                votes.append(sv["chosen"])
+            choices.append(sv.get("chosen", "skipped"))
+        else:                       # the rest: the majority choice (as the stream processor does), in slice batches
+            method, cfg, reused = reuse
+            group = raw.slices[i:i + slice_batch]
+            if method in samplers.SAMPLERS:
+                infos = [info for _, _, info in reconstruct_slices(group, raw.header, prior, cfg, method)]
+            else:
+                infos = []
+                for sd in group:
+                    baselines.reconstruct(method, sd.kspace[None], slice_maps(sd)[None], sd.mask)
+            choices += [reused["chosen"] if reused else method] * len(group)
         per_slice += [(time.perf_counter() - t1) / len(group)] * len(group)
-        runtime = {k: infos[0]["timings"].get(k) for k in ("engine", "precision")}
+        if infos:
+            runtime = {k: infos[0]["timings"].get(k) for k in ("engine", "precision")}
         bar.update(len(group))
+        i += len(group)
     bar.close()
     wall = t_read + sum(per_slice)
     out = {"setup": {"model": model_desc, "slices": n_slices, "matrix": matrix, "coils": coils, "mask": mask,
                      "sampler": config.to_meta(), "runtime": runtime, "device": str(dev), "slice_batch": slice_batch,
                      "torch_threads": torch.get_num_threads(), "seed": seed},
+           "choices": choices,
            "time_s": {"read": t_read, "per_slice": per_slice, "first_slice": per_slice[0],
                       "median_slice": statistics.median(per_slice), "series_wall": wall,
                       "per_slice_wall": wall / n_slices},
@@ -98,6 +123,10 @@ def format_series_report(r: dict) -> str:
              f"read {t['read']:.2f} s; slices: first {t['first_slice']:.2f} s, median {t['median_slice']:.2f} s; "
              f"series wall {t['series_wall']:.1f} s = {t['per_slice_wall']:.2f} s per slice "
              f"(target ≤ {r['target_s_per_slice']:.0f} s: {'met' if r['meets_target'] else 'missed'})"]
+    if r.get("choices") and s["sampler"].get("self_validate"):
+        n = s["sampler"].get("selfval_slices")
+        lines.append(f"self-validation on the first {n} slices: {', '.join(r['choices'][:n])}; "
+                     f"the rest: {r['choices'][-1]}")
     b = r.get("bart")
     lines.append(f"bart ecalib + pics: {b['per_slice_s']:.2f} s per slice, series {b['series_s']:.1f} s; ours / bart = "
                  f"{b['ours_over_bart']:.1f}×" if b else "bart: skipped (--no-bart) or not installed")
