@@ -31,10 +31,11 @@ RHO = 1.0
 
 
 def sparse_data_consistency(op, x0: torch.Tensor, gamma, n_iter: int, AHy: torch.Tensor, prior_weight: float,
-                            lamda: float, admm_iters: int, shifter: ShiftedWavelet) -> torch.Tensor:
-    """See module docstring; returns x (B, ny, nx) complex. λ = 0 or admm_iters = 0: plain DDS consistency."""
+                            lamda: float, admm_iters: int, shifter: ShiftedWavelet | None) -> torch.Tensor:
+    """See module docstring; returns x (B, ny, nx) complex. λ = 0, admm_iters = 0 or no `shifter`: plain DDS
+    consistency."""
     x = data_consistency(op, x0, None, gamma, n_iter, AHy=AHy)
-    if lamda <= 0 or admm_iters <= 0 or (not isinstance(gamma, torch.Tensor) and gamma == 0):
+    if shifter is None or lamda <= 0 or admm_iters <= 0 or (not isinstance(gamma, torch.Tensor) and gamma == 0):
         return x
     mu = float(prior_weight)
     g = gamma.to(x.real.dtype) if isinstance(gamma, torch.Tensor) else float(gamma)

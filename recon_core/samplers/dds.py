@@ -124,11 +124,9 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
         if c.clip_x0 is not None:
             x0 = x0.clamp(-c.clip_x0, c.clip_x0)
         x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
-        if shifter is None:                                            # 3) (I + γAᴴA)x = x̂0 + γAᴴy
-            x0c = data_consistency(pb.op, x0c, None, pb.gamma, c.cg_iters, AHy=pb.AHy)
-        else:                                                          # 3') + sparsity (sparse_dc.py)
-            x0c = sparse_data_consistency(pb.op, x0c, pb.gamma, c.cg_iters, pb.AHy, c.prior_weight,
-                                          c.wavelet_lambda, c.admm_iters, shifter)
+        # 3) (I + γAᴴA)x = x̂0 + γAᴴy by CG, + the ℓ1-wavelet term by ADMM when wavelet_lambda > 0 (sparse_dc.py)
+        x0c = sparse_data_consistency(pb.op, x0c, pb.gamma, c.cg_iters, pb.AHy, c.prior_weight, c.wavelet_lambda,
+                                      c.admm_iters, shifter)
         sync(dev)
         t_cg += time.perf_counter() - t1
         if not last:                                                   # 4) DDIM update

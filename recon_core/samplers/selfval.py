@@ -49,13 +49,25 @@ from .dds import DDSConfig
 
 log = logging.getLogger(__name__)
 
-#: (name, method, settings factors on the configured ones; None for a classical method) tried on the reduced data:
-#: DDS as configured; DDS trusting its prior less (sparse data consistency with the prior's weight × 0.3: what the
-#: real brains preferred in session 12's sweep); CG-SENSE; cycle-spinning L1-wavelet
-CANDIDATES = (("dds", "dds", {}), ("dds-sparse", "dds", {"prior_weight": 0.3}), ("sense", "sense", None),
-              ("l1wavelet-shift", "l1wavelet-shift", None))
 #: the sparse candidate's wavelet λ when the configured DDS runs without sparsity (wavelet_lambda 0)
 SPARSE_LAMBDA = 1e-3
+
+
+def _as_configured(config) -> dict:
+    return {}
+
+
+def _weaker_prior(config) -> dict:
+    """The prior's estimate weighed × 0.3 in the sparse data consistency (switched on at SPARSE_LAMBDA if it is off)."""
+    return {"prior_weight": 0.3 * float(config.prior_weight),
+            "wavelet_lambda": float(config.wavelet_lambda) or SPARSE_LAMBDA}
+
+
+#: (name, method, settings: a function of the configured sampler settings giving the ones to change, or None for a
+#: classical method) tried on the reduced data: DDS as configured; DDS trusting its prior less (what the real brains
+#: preferred in session 12's sweep); CG-SENSE; cycle-spinning L1-wavelet
+CANDIDATES = (("dds", "dds", _as_configured), ("dds-sparse", "dds", _weaker_prior), ("sense", "sense", None),
+              ("l1wavelet-shift", "l1wavelet-shift", None))
 MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64
@@ -67,12 +79,7 @@ def candidate(name: str, config) -> tuple:
     if name not in table:
         raise KeyError(f"no self-validation candidate {name!r}")
     meth, f = table[name]
-    if f is None:
-        return meth, None
-    sets = {k: float(getattr(config, k)) * v for k, v in f.items()}
-    if "prior_weight" in f:   # a weaker prior only means something beside the sparsity term
-        sets["wavelet_lambda"] = float(config.wavelet_lambda) or SPARSE_LAMBDA
-    return meth, sets
+    return meth, (None if f is None else f(config))
 
 
 def reuse_choice(votes: list, config, selfval_slices: int) -> tuple | None:

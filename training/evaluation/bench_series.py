@@ -6,11 +6,11 @@ noise prewhitening, oversampling removal, slice assembly); each slice is then re
 per-slice path (`recon_core.samplers.reconstruct_slice`: the one coil-map recipe + the diffusion sampler with the
 product settings, `SamplerConfig()` with `engine`/`precision` as asked; `slice_batch` n > 1: n slices per sampler
 call, `reconstruct_slices`, as the stream processor's `slice_batch` does). With `self_validate` (`--self-validate`;
-off by default, as at the front doors) the first `selfval_slices` slices self-validate one by one and the rest reuse their majority choice
-(`selfval.reuse_choice`, the stream processor's rule), so the series time includes it. Reported: read time, per-slice seconds
-(the first includes the runtime choice when nothing is cached), series wall (read + every slice, the model already
-loaded) and seconds per slice against the target (≤ 3 s), and — when `bart` is installed — `bart ecalib` + `bart
-pics` on the same slices for the ratio.
+off by default, as at the front doors) the first `selfval_slices` slices self-validate one by one and the rest
+reuse their majority choice (`selfval.reuse_choice`, the stream processor's rule), so the series time includes it.
+Reported: read time, per-slice seconds (the first includes the runtime choice when nothing is cached), series wall
+(read + every slice, the model already loaded) and seconds per slice against the target (≤ 3 s), and — when `bart`
+is installed — `bart ecalib` + `bart pics` on the same slices for the ratio.
 """
 
 from __future__ import annotations
