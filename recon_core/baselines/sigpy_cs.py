@@ -6,7 +6,8 @@ is not shift invariant, so a fixed one leaves blocky errors on the wavelet grid 
 (random masks at ×4 and beyond). Here each FISTA step's proximal operator circularly shifts the image by a
 random offset in [0, 2^levels) per axis, soft-thresholds its wavelet coefficients and shifts back
 (recon_core/wavelet.py) — the same LinearLeastSquares/FISTA as sigpy's L1WaveletRecon, only the prox differs; the
-offsets come from a fixed seed and the step from a seeded power iteration (reproducible). On the real brains it matches BART pics W (training/RUNS.md, "Cycle-spinning L1-wavelet").
+offsets come from a fixed seed and the step from a seeded power iteration (reproducible). On the real brains it
+matches BART pics W (training/RUNS.md, "Cycle-spinning L1-wavelet").
 """
 
 from __future__ import annotations
