@@ -152,7 +152,7 @@ def test_data_consistency_after_final_cg(prior, data):
     # a strong data weight makes the output data-consistent: ‖Ax − y‖ ≪ ‖y‖ (scanner units, y × 1000)
     # (the untrained prior proposes images ~50× too bright, so the data weight must be very strong)
     strong = dds_reconstruct(prior, ksp, maps, mask, recs, cfg=2.0, nfe=6, gamma=1e5, cg_iters=100, seed=0,
-                             warm_start=None)
+                             warm_start=None, admm_cg_iters=20)
     assert rel_residual(strong.image, ksp, maps, mask) < 5e-2
 
 

@@ -17,7 +17,7 @@ def test_defaults_and_meta_roundtrip():
     # the defaults chosen on the validation split (results/sampler, README "Sampler defaults")
     assert (c.nfe, c.cfg, c.eta, c.gamma, c.cg_iters, c.samples, c.warm_start) == (50, 2.0, 1.0, 20.0, 5, 1, 0.3)
     # sparse data consistency (session 12 sweep, training/RUNS.md "Sparse data consistency")
-    assert (c.wavelet_lambda, c.prior_weight, c.admm_iters) == (1e-3, 1.0, 3)
+    assert (c.wavelet_lambda, c.prior_weight, c.admm_iters, c.admm_cg_iters) == (1e-3, 1.0, 3, 2)
     assert SamplerConfig.from_mapping(c.to_meta()) == c
     assert set(c.to_meta()) == set(SamplerConfig.sampler_fields())
     with pytest.raises(Exception):

@@ -72,8 +72,10 @@ class DDSOptions:
                                "(0: plain DDS; recon_core/sparse_dc.py)", lo=0.0, hi=1.0, client=True)
     prior_weight: float = _f(1.0, "float", "sparse data consistency: weight μ of the prior's estimate x̂0 (lower "
                              "trusts the prior less)", lo=0.0, hi=100.0, lo_open=True, client=True)
-    admm_iters: int = _f(3, "int", "sparse data consistency: ADMM iterations per step (each runs cg_iters CG "
-                         "steps)", lo=0, hi=20, client=True, ceiling=10)
+    admm_iters: int = _f(3, "int", "sparse data consistency: ADMM iterations per step", lo=0, hi=20, client=True,
+                         ceiling=10)
+    admm_cg_iters: int = _f(2, "int", "sparse data consistency: CG steps per ADMM iteration (warm-started at the "
+                            "previous iterate)", lo=1, hi=20, client=True, ceiling=10)
 
 
 DDSConfig = compose_config("DDSConfig", [DDSOptions], "Settings of the DDS sampler: the common ones + DDSOptions.")
@@ -126,7 +128,7 @@ def dds_reconstruct(prior, ksp, maps, mask, records=None, config: DDSConfig | No
         x0c = x0_pre = torch.complex(x0[:, 0], x0[:, 1])
         # 3) (I + γAᴴA)x = x̂0 + γAᴴy by CG, + the ℓ1-wavelet term by ADMM when wavelet_lambda > 0 (sparse_dc.py)
         x0c = sparse_data_consistency(pb.op, x0c, pb.gamma, c.cg_iters, pb.AHy, c.prior_weight, c.wavelet_lambda,
-                                      c.admm_iters, shifter)
+                                      c.admm_iters, shifter, c.admm_cg_iters)
         sync(dev)
         t_cg += time.perf_counter() - t1
         if not last:                                                   # 4) DDIM update
