@@ -46,6 +46,11 @@ class ReconParams(SamplerConfig):
     image_format/bits_stored: the pixel convention of the images sent (`gadget.images`).
     """
 
+    # the front doors self-validate by default (the sampler library does not: evaluations score DDS alone);
+    # measured and costed in README "Self-validation"
+    self_validate: bool = _f(True, "bool", "hold out a part of the measured samples, reconstruct from the rest "
+                             "with each candidate (recon_core/samplers/selfval.py), keep the one that predicts them "
+                             "best, then reconstruct with all data (the first selfval_slices slices of a series)")
     model: str = _f("default", "str", "prior: 'default' (shipped model) or a directory holding a saved prior")
     method: str = _f("dds", "str", f"reconstruction method ({'|'.join(METHODS)})", lower=True)
     device: str = _f("auto", "str", f"device ({DEVICES_HINT})")

@@ -17,9 +17,10 @@ started at the plain DDS solution (`cg_iters` CG steps); each x-update is the sa
     x ← argmin (μ/2)‖x − x̂0‖² + (ρ/2)‖x − (u − w)‖² + (γ/2)‖Ax − y‖²
       = (I + γ'AᴴA)⁻¹(v + γ'Aᴴy),  v = (μx̂0 + ρ(u − w))/(μ + ρ),  γ' = γ/(μ + ρ)   (`admm_cg_iters` CG steps).
 
-`admm_cg_iters` 2 (session 13): the x-updates start at the previous x, already near their solution; 2 steps
-instead of 5 from v changed PSNR by −0.04 to +0.05 dB on the real brains and simulator validation slices and saved
-≈ 0.2 s of a 2.4 s slice (training/RUNS.md "Sparse data consistency"; 1 step lost up to 0.5 dB).
+`admm_cg_iters` 3 (session 13): the x-updates start at the previous x, already near their solution; 3 steps
+instead of 5 from v changed PSNR by −0.03 to +0.06 dB (μ 1, real brains and simulator validation slices) and by
+−0.0 to +0.02 dB at μ 0.3 (the self-validation's weaker-prior candidate), with 18 instead of 24 normal-operator
+applications per DDIM step (training/RUNS.md "Sparse data consistency"). 2 steps lose 0.2 dB at μ 0.3.
 
 Shapes: x̂0 (B, ny, nx) complex (the prior's normalised units); `gamma` a float or a (B,) tensor.
 Measured: training/RUNS.md "Sparse data consistency".
@@ -37,7 +38,7 @@ RHO = 1.0
 
 def sparse_data_consistency(op, x0: torch.Tensor, gamma, n_iter: int, AHy: torch.Tensor, prior_weight: float,
                             lamda: float, admm_iters: int, shifter: ShiftedWavelet | None,
-                            admm_cg_iters: int = 2) -> torch.Tensor:
+                            admm_cg_iters: int = 3) -> torch.Tensor:
     """See module docstring; returns x (B, ny, nx) complex. λ = 0, admm_iters = 0 or no `shifter`: plain DDS
     consistency (`n_iter` 0: none at all)."""
     x = data_consistency(op, x0, None, gamma, n_iter, AHy=AHy)

@@ -97,13 +97,13 @@ def test_bench_series(tmp_path):
     build_prior("tiny").save_pretrained(model)
     out = tmp_path / "series.json"
     rc = main(["bench", "--series", "3", "--model", str(model), "--matrix", "32", "--coils", "4", "--json", str(out),
-               "--quiet", "--self-validate"] + ([] if HAVE_BART else ["--no-bart"]))
+               "--quiet"] + ([] if HAVE_BART else ["--no-bart"]))
     r = json.loads(out.read_text())
     t = r["time_s"]
     assert rc == 0 and len(t["per_slice"]) == 3 and r["setup"]["slices"] == 3
     assert t["series_wall"] == pytest.approx(t["read"] + sum(t["per_slice"]))
     assert r["meets_target"] == (t["per_slice_wall"] <= 3.0) and r["setup"]["runtime"]["engine"]
-    # --self-validate: the first 2 slices self-validate, the third reuses their majority choice
+    # the front doors' default: the first 2 slices self-validate, the third reuses their majority choice
     from recon_core.samplers.selfval import majority
     assert r["setup"]["sampler"]["self_validate"] and len(r["choices"]) == 3
     assert r["choices"][2] == majority(r["choices"][:2])
@@ -112,7 +112,7 @@ def test_bench_series(tmp_path):
     assert main(["bench", "--series", "2", "--mask", "poisson2d:4", "--model", str(model), "--quiet"]) == 2
     # --slice-batch 2: slices 0-1 in one sampler call, slice 2 alone; each group's time shared by its slices
     rc = main(["bench", "--series", "3", "--slice-batch", "2", "--model", str(model), "--matrix", "32", "--coils", "4",
-               "--json", str(out), "--quiet", "--no-bart"])
+               "--json", str(out), "--quiet", "--no-bart", "--no-self-validate"])
     r = json.loads(out.read_text())
     p = r["time_s"]["per_slice"]
     assert rc == 0 and r["setup"]["slice_batch"] == 2 and len(p) == 3 and p[0] == p[1] != p[2]

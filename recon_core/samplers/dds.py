@@ -65,8 +65,9 @@ class DDSOptions:
                         lo=0.0, hi=0.5, lo_open=True)
     holdout_folds: int = _f(2, "int", "self-validation: disjoint hold-out folds (1 or 2: even / odd lines); a DDS "
                             "winner must win in each", lo=1, hi=2)
-    selfval_slices: int = _f(2, "int", "self-validation in a series (stream processor): choose on the first N "
-                             "slices, reuse the majority choice for the rest (0: every slice)", lo=0, hi=10000)
+    selfval_slices: int = _f(1, "int", "self-validation in a series (stream processor): choose on the first N "
+                             "slices, reuse the majority choice for the rest (0: every slice; 2 decides as 1 does: "
+                             "a tie goes to the first slice)", lo=0, hi=10000)
     wavelet_lambda: float = _f(1e-3, "float", "sparse data consistency: weight λ of a cycle-spinning L1-wavelet "
                                "term in each step's data consistency, relative to the data term as in l1wavelet-shift "
                                "(0: plain DDS; recon_core/sparse_dc.py)", lo=0.0, hi=1.0, client=True)
@@ -74,7 +75,7 @@ class DDSOptions:
                              "trusts the prior less)", lo=0.0, hi=100.0, lo_open=True, client=True)
     admm_iters: int = _f(3, "int", "sparse data consistency: ADMM iterations per step", lo=0, hi=20, client=True,
                          ceiling=10)
-    admm_cg_iters: int = _f(2, "int", "sparse data consistency: CG steps per ADMM iteration (warm-started at the "
+    admm_cg_iters: int = _f(3, "int", "sparse data consistency: CG steps per ADMM iteration (warm-started at the "
                             "previous iterate)", lo=1, hi=20, client=True, ceiling=10)
 
 

@@ -5,8 +5,8 @@ is written as an ISMRMRD file and read back through the scanner's reader (`recon
 noise prewhitening, oversampling removal, slice assembly); each slice is then reconstructed by the scanner's
 per-slice path (`recon_core.samplers.reconstruct_slice`: the one coil-map recipe + the diffusion sampler with the
 product settings, `SamplerConfig()` with `engine`/`precision` as asked; `slice_batch` n > 1: n slices per sampler
-call, `reconstruct_slices`, as the stream processor's `slice_batch` does). With `self_validate` (`--self-validate`;
-off by default, as at the front doors) the first `selfval_slices` slices self-validate one by one and the rest
+call, `reconstruct_slices`, as the stream processor's `slice_batch` does). With `self_validate` (the front doors'
+default; `--no-self-validate`: DDS alone) the first `selfval_slices` slices self-validate one by one and the rest
 reuse their majority choice (`selfval.reuse_choice`, the stream processor's rule), so the series time includes it.
 Reported: read time, per-slice seconds (the first includes the runtime choice when nothing is cached), series wall
 (read + every slice, the model already loaded) and seconds per slice against the target (≤ 3 s), and — when `bart`
@@ -44,7 +44,7 @@ TARGET_S_PER_SLICE = 3.0
 def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: str | None = None,
                      matrix: int = 128, coils: int = 8, mask: str = "uniform1d:4", device: str = "auto",
                      precision: str = "auto", engine: str = "auto", seed: int = 0, use_bart: bool = True,
-                     progress: bool = True, log=print, slice_batch: int = 1, self_validate: bool = False) -> dict:
+                     progress: bool = True, log=print, slice_batch: int = 1, self_validate: bool = True) -> dict:
     """Time a whole series (see module docstring); returns a JSON-able dict."""
     if n_slices < 1:
         raise InputError(f"--series must be ≥ 1 slices, got {n_slices}")
