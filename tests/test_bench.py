@@ -150,10 +150,13 @@ def test_bench_reference_slice_in_the_same_run(tmp_path):
     build_prior("tiny").save_pretrained(model)
     out = tmp_path / "bench.json"
     rc = main(["bench", "--model", str(model), "--matrix", "64", "--coils", "4", "--nfe", "3", "--sweep", "",
-               "--repeat", "1", "--no-bart", "--reference", "32:2", "--json", str(out), "--quiet"])
+               "--repeat", "3", "--no-bart", "--reference", "32:2", "--json", str(out), "--quiet"])
     r = json.loads(out.read_text())
     ref = r["reference"]
     assert rc == 0 and r["setup"]["matrix"] == 64 and (ref["matrix"], ref["coils"]) == (32, 2)
+    # the DDS slice is the median of --repeat runs, every run kept
+    for t in (r["time_s"], ref["time_s"]):
+        assert len(t["dds_runs"]) == 3 and t["dds_total"] == t["dds_runs"][1]
     assert ref["slice_ratio"] == pytest.approx(r["time_s"]["slice_total"] / ref["time_s"]["slice_total"])
     assert ref["network_ratio"] == pytest.approx(r["time_s"]["network"] / ref["time_s"]["network"])
     assert main(["bench", "--model", str(model), "--reference", "128x8", "--quiet"]) == 2
