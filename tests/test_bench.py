@@ -103,10 +103,9 @@ def test_bench_series(tmp_path):
     assert rc == 0 and len(t["per_slice"]) == 3 and r["setup"]["slices"] == 3
     assert t["series_wall"] == pytest.approx(t["read"] + sum(t["per_slice"]))
     assert r["meets_target"] == (t["per_slice_wall"] <= 3.0) and r["setup"]["runtime"]["engine"]
-    # the front doors' default: the first 2 slices self-validate, the third reuses their majority choice
-    from recon_core.samplers.selfval import majority
-    assert r["setup"]["sampler"]["self_validate"] and len(r["choices"]) == 3
-    assert r["choices"][2] == majority(r["choices"][:2])
+    # the front doors' default: the first selfval_slices (1) slice self-validates, the others reuse its choice
+    assert r["setup"]["sampler"]["self_validate"] and r["setup"]["sampler"]["selfval_slices"] == 1
+    assert len(r["choices"]) == 3 and r["choices"][0] and r["choices"][1] == r["choices"][2] == r["choices"][0]
     if HAVE_BART:
         assert r["bart"]["series_s"] > 0
     assert main(["bench", "--series", "2", "--mask", "poisson2d:4", "--model", str(model), "--quiet"]) == 2

@@ -38,7 +38,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", default="10,20,50", help="NFE values for the PSNR/time sweep ('' to skip)")
     parser.add_argument("--sweep-precisions", default="fp32,bf16")
-    parser.add_argument("--repeat", type=int, default=3, help="repeats for the ESPIRiT, forward and DDS-slice timings (median)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repeats for the ESPIRiT, forward and DDS-slice timings (median)")
     parser.add_argument("--no-bart", action="store_true", help="skip bart even if installed")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
