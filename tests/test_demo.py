@@ -48,7 +48,9 @@ def test_demo_small(tmp_path, tiny_model, capsys):
     assert (out / "panel.png").read_bytes()[:4] == b"\x89PNG"
     assert summary["classical"]["label"] == classical
     real = summary["real"]["scores"]
-    assert set(real) == {"zero-filled", classical, "DDS cond"} and real[classical]["psnr"] > 15
+    chosen = summary["real"]["self_validation"]
+    assert set(real) == {"zero-filled", classical, "DDS cond", f"self-validated ({chosen})"}
+    assert real[classical]["psnr"] > 15
 
 
 def test_demo_without_default_model(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,8 @@ binary is installed, else the cycle-spinning L1-wavelet), DDS unconditional and 
 uncertainty map), and writes DIR/images.h5, DIR/panel.png and DIR/metrics.json; prints PSNR/SSIM.
 With `--real RAW.h5` (default: the in-vivo brain in tests/data/real when present) a second panel,
 DIR/real_panel.png, shows that fully sampled real scan retrospectively undersampled (random ×4, 8 % centre):
-its root-sum-of-squares, zero-filled, the classical method and DDS conditional, scored inside the head.
+its root-sum-of-squares, zero-filled, the classical method, DDS conditional and what the front doors return on it
+(self-validated, on by default there: the choice is in the panel), scored inside the head.
 """
 
 NAME = "demo"
@@ -114,8 +115,9 @@ def _default_real() -> str | None:
 
 
 def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "uniform1d:4:0.08") -> dict:
-    """PNG of one fully sampled real slice undersampled by `spec`: RSS | zero-filled | classical | DDS cond,
-    PSNR/SSIM inside the head (recon_core.raw.retrospective); returns the scores."""
+    """PNG of one fully sampled real slice undersampled by `spec`: RSS | zero-filled | classical | DDS cond | what the
+    front doors return (self-validated, its choice in the title), PSNR/SSIM inside the head
+    (recon_core.raw.retrospective); returns the scores and the self-validation's choice."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,8 +138,12 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
             label: scanner_units(sd, maps, np.asarray(baselines.reconstruct(classical, sd.kspace[None], maps[None],
                                                                             sd.mask))[0]),
             "DDS cond": scanner_units(sd, maps, img)}
+    sv_img, _, sv_info = diffusion(sd, rs.header, prior, dds.replace(self_validate=True))
+    chosen = (sv_info.get("self_validation") or {}).get("chosen") or "dds"
+    sv_label = f"self-validated ({chosen})"
+    recs[sv_label] = scanner_units(sd, maps, sv_img)
     scores = {k: masked_metrics(rs.reference, v, rs.region) for k, v in recs.items()}
-    fig, axes = plt.subplots(1, 4, figsize=(8.4, 2.6))
+    fig, axes = plt.subplots(1, 5, figsize=(10.5, 2.6))
     vmax = float(np.percentile(rs.reference[rs.region], 99.5))
     for ax, (name, im) in zip(axes, [("reference (RSS, full)", rs.reference)] + list(recs.items())):
         ax.imshow(np.abs(im), cmap="gray", vmin=0, vmax=vmax)
@@ -150,7 +156,7 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
-    return {"file": raw, "mask": spec, "accel": float(m.accel),
+    return {"file": raw, "mask": spec, "accel": float(m.accel), "self_validation": chosen,
             "scores": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in scores.items()}}
 
 
