@@ -54,11 +54,13 @@ def conjugate_gradient(apply_fn: Callable[[torch.Tensor], torch.Tensor], b: torc
 
 
 def data_consistency(op, x0: torch.Tensor, y: torch.Tensor | None, gamma: float = 5.0, n_iter: int = 5,
-                     AHy: torch.Tensor | None = None) -> torch.Tensor:
-    """DDS data consistency: solve (I + γAᴴA) x = x0 + γAᴴy per slice, starting at x0.
+                     AHy: torch.Tensor | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
+    """DDS data consistency: solve (I + γAᴴA) x = x0 + γAᴴy per slice, starting at x0 (or at `init`).
 
     x0: (B, ny, nx) complex; y: (B, C, ny, nx) measured (masked) k-space; op: SenseOp; gamma: a float
-    or a (B,) tensor (one weight per slice). `AHy`: Aᴴy precomputed (then `y` may be None), as a sampler calling this every step does.
+    or a (B,) tensor (one weight per slice). `AHy`: Aᴴy precomputed (then `y` may be None), as a sampler calling this
+    every step does. `init`: the CG starting point when a better one than x0 is known (the sparse DC's previous
+    iterate); with n_iter 0 or γ 0 the result is x0 either way.
     """
     if isinstance(gamma, torch.Tensor):    # one weight per slice (B,)
         if bool((gamma < 0).any()):
@@ -73,7 +75,7 @@ def data_consistency(op, x0: torch.Tensor, y: torch.Tensor | None, gamma: float 
             return x0
         g = gamma
     b = x0 + g * (op.AH(y) if AHy is None else AHy)
-    return conjugate_gradient(lambda v: v + g * op.AHA(v), b, x0=x0, n_iter=n_iter)
+    return conjugate_gradient(lambda v: v + g * op.AHA(v), b, x0=x0 if init is None else init, n_iter=n_iter)
 
 
 def sense_solve(op, y: torch.Tensor, n_iter: int = 30, lamda: float = 0.0, x0=None, tol: float = 0.0) -> torch.Tensor:

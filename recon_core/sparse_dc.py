@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .cg import conjugate_gradient, data_consistency
+from .cg import data_consistency
 from .wavelet import ShiftedWavelet
 
 RHO = 1.0
@@ -47,12 +47,10 @@ def sparse_data_consistency(op, x0: torch.Tensor, gamma, n_iter: int, AHy: torch
         return x
     mu = float(prior_weight)
     g = gamma.to(x.real.dtype) if isinstance(gamma, torch.Tensor) else float(gamma)
-    gp = g / (mu + RHO)
-    gb = gp.reshape((-1,) + (1,) * (x.ndim - 1)) if isinstance(gp, torch.Tensor) else gp
     u, w = x, torch.zeros_like(x)
     for _ in range(admm_iters):
         u = shifter.batch(x + w, g * lamda / RHO)
         w = w + x - u
         v = (mu * x0 + RHO * (u - w)) / (mu + RHO)
-        x = conjugate_gradient(lambda z: z + gb * op.AHA(z), v + gb * AHy, x0=x, n_iter=admm_cg_iters)
+        x = data_consistency(op, v, None, g / (mu + RHO), admm_cg_iters, AHy=AHy, init=x)
     return x
