@@ -3,11 +3,13 @@ consistency, over (prior weight μ, wavelet λ), beside plain DDS and the classi
 brains (inside the head, against the fully sampled RSS) and simulator validation slices (whole image).
 
     python results/sparse/sweep.py OUT.jsonl [--real FILE ...] [--sim-slices 8] [--grid "1:1e-3,0.3:1e-3,..."]
+    python results/sparse/sweep.py OUT.jsonl … --grid "admm_cg_iters=1,admm_cg_iters=2,admm_cg_iters=3"
     python results/sparse/sweep.py --summarise OUT.jsonl [...]
 
 Cases as results/selfval/probe.py (real: regular1d:2:24, regular1d:3:24, uniform1d:4:0.08, uniform1d:6:0.08;
 simulator: uniform1d ×4, ×8, poisson2d ×8). Each DDS run: the product defaults otherwise (NFE 50, CFG 2, γ 20,
-warm start 0.3, seed 0), `wavelet_lambda` 0 for plain DDS.
+warm start 0.3, seed 0), `wavelet_lambda` 0 for plain DDS. A grid entry is "μ:λ" or "field=value" (any other sampler
+setting, session 13: `settings_of`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "selfval"))
+
+
+def settings_of(entry: str) -> dict:
+    """A grid entry → sampler settings: "μ:λ" (prior_weight, wavelet_lambda) or "field=value" (any numeric
+    SamplerConfig field, e.g. admm_cg_iters=2; the product defaults otherwise)."""
+    if "=" in entry:
+        k, v = entry.split("=", 1)
+        return {k: int(v) if v.lstrip("-").isdigit() else float(v)}
+    mu, lam = entry.split(":")
+    return {"prior_weight": float(mu), "wavelet_lambda": float(lam)}
+
+
+def label(entry: str) -> str:
+    return entry.replace("=", " ") if "=" in entry else f"μ {entry.split(':')[0]}, λ {entry.split(':')[1]}"
 
 
 def run(args):
@@ -39,9 +55,7 @@ def run(args):
             k, s, m, rec, score = build()
             row = {"slice": name, "mask": spec,
                    "l1s": score(np.asarray(reconstruct("l1wavelet-shift", k[None], s[None], m))[0])[0]}
-            for key, sets in [("dds", {"wavelet_lambda": 0.0})] + [
-                    (g, {"prior_weight": float(g.split(":")[0]), "wavelet_lambda": float(g.split(":")[1])})
-                    for g in args.grid.split(",")]:
+            for key, sets in [("dds", {"wavelet_lambda": 0.0})] + [(g, settings_of(g)) for g in args.grid.split(",")]:
                 r = dds(prior, k[None], s[None], m, records=[rec], config=SamplerConfig(**sets), device="cpu")
                 row[key] = score(np.asarray(r.image)[0])[0]
             print(json.dumps(row), flush=True)
@@ -58,8 +72,8 @@ def summarise(paths):
     groups = collections.defaultdict(list)
     for r in rows.values():
         groups[("real " if not r["slice"].startswith("sim") else "sim ") + ":".join(r["mask"].split(":")[:2])].append(r)
-    keys = sorted({k for r in rows.values() for k in r if ":" in k and k not in ("slice", "mask")})
-    print("| cases | n | L1-wavelet shift | DDS (plain) | " + " | ".join(f"μ {k.split(':')[0]}, λ {k.split(':')[1]}" for k in keys) + " |")
+    keys = sorted({k for r in rows.values() for k in r if (":" in k or "=" in k) and k not in ("slice", "mask")})
+    print("| cases | n | L1-wavelet shift | DDS (plain) | " + " | ".join(label(k) for k in keys) + " |")
     print("|" + "---|" * (4 + len(keys)))
     for g, rs in sorted(groups.items()):
         cells = []
