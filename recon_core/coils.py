@@ -159,30 +159,41 @@ def _kernel_size(kw: int, calib: int) -> int:
     return max(min(kw, calib // 2), min(3, calib))
 
 
-def _top_eigvec(G: torch.Tensor):
+def _top_eigvec(G: torch.Tensor, floor: float = 0.0):
     """Largest eigenpair of the Hermitian PSD C×C matrix at every pixel, by an exact batched eigendecomposition
-    (`torch.linalg.eigh` over all pixels at once: about the cost of 12 power iterations on the CPU here).
-    Power iteration was used before and is wrong where the top two eigenvalues are close — where the object
-    folds in a reduced phase FOV, both overlapping tissues have ESPIRiT eigenvalue ≈ 1 and 12 iterations
-    leave a mixture (CG-SENSE 29.4 dB on the acquisition set's fold case; exact: 50.2, like sigpy's 100
-    iterations, 52.0). G (B, C, C, ny, nx) → (eigenvalue (B, ny, nx), unit vector (B, C, ny, nx) complex64)."""
+    (`torch.linalg.eigh`: about the cost of 12 power iterations on the CPU here) of every pixel whose largest
+    eigenvalue can reach `floor`. The Frobenius norm bounds it (λ₁ ≤ ‖G‖_F): a pixel below `floor` there is
+    skipped (eigenvalue and vector 0), which changes no map cropped at ≥ floor (a 256² 11-coil slice: a third of
+    the pixels, the air around the head). Power iteration was used before and is wrong where the top two
+    eigenvalues are close — where the object folds in a reduced phase FOV, both overlapping tissues have ESPIRiT
+    eigenvalue ≈ 1 and 12 iterations leave a mixture (CG-SENSE 29.4 dB on the acquisition set's fold case; exact:
+    50.2, like sigpy's 100 iterations, 52.0). G (B, C, C, ny, nx) → (eigenvalue (B, ny, nx) float32, unit vector
+    (B, C, ny, nx) complex64)."""
     B, C, _, ny, nx = G.shape
     H = G.permute(0, 3, 4, 1, 2).reshape(-1, C, C)
-    H = (H + H.conj().transpose(1, 2)) / 2                            # exactly Hermitian for eigh
-    w, V = torch.linalg.eigh(H)                                       # ascending eigenvalues
-    lam = w[:, -1].reshape(B, ny, nx).float()
-    vec = V[:, :, -1].reshape(B, ny, nx, C).permute(0, 3, 1, 2).to(torch.complex64)
-    return lam, vec
+    lam = torch.zeros(H.shape[0], dtype=torch.float32, device=G.device)
+    vec = torch.zeros(H.shape[0], C, dtype=torch.complex64, device=G.device)
+    idx = ((H.real ** 2 + H.imag ** 2).sum((1, 2)).sqrt() >= floor).nonzero()[:, 0] if floor > 0 else None
+    Hs = H if idx is None else H[idx]
+    Hs = (Hs + Hs.conj().transpose(1, 2)) / 2                        # exactly Hermitian for eigh
+    w, V = torch.linalg.eigh(Hs)                                      # ascending eigenvalues
+    if idx is None:
+        lam, vec = w[:, -1].float(), V[:, :, -1].to(torch.complex64)
+    else:
+        lam[idx], vec[idx] = w[:, -1].float(), V[:, :, -1].to(torch.complex64)
+    return lam.reshape(B, ny, nx), vec.reshape(B, ny, nx, C).permute(0, 3, 1, 2)
 
 
 def _espirit_torch(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float, crop: float) -> torch.Tensor:
-    lam, vec = _espirit_eig(k, cy, cx, kw, thresh)
+    lam, vec = _espirit_eig(k, cy, cx, kw, thresh, floor=crop)
     return (vec * (lam >= crop)[:, None]).contiguous().to(torch.complex64)
 
 
-def _espirit_eig(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _espirit_eig(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float,
+                 floor: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(top eigenvalue (B, ny, nx), its eigenvector (B, C, ny, nx) complex64 phase-referenced to coil 0):
-    ESPIRiT before the crop (the maps at crop c are vec · (lam ≥ c))."""
+    ESPIRiT before the crop (the maps at crop c ≥ floor are vec · (lam ≥ c); pixels whose eigenvalue is surely
+    below `floor` are 0, see `_top_eigvec`)."""
     B, C, ny, nx = k.shape
     ky, kx = _kernel_size(kw, cy), _kernel_size(kw, cx)
     calib = _crop_centre(k, cy, cx)                                  # (B, C, cy, cx)
@@ -215,7 +226,7 @@ def _espirit_eig(k: torch.Tensor, cy: int, cx: int, kw: int, thresh: float) -> t
     y0, x0 = ny // 2 - (ky - 1), nx // 2 - (kx - 1)
     grid[..., y0:y0 + 2 * ky - 1, x0:x0 + 2 * kx - 1] = D
     G = ifft2c(grid) * (np.sqrt(ny * nx) / (ky * kx))               # (B, C, C, ny, nx)
-    lam, vec = _top_eigvec(G)                                        # (B, ny, nx), (B, C, ny, nx)
+    lam, vec = _top_eigvec(G, floor)                                 # (B, ny, nx), (B, C, ny, nx)
     ref = vec[:, :1]
     mag = (ref.real ** 2 + ref.imag ** 2).sqrt()
     phase = torch.where(mag > 0, ref.conj() / mag.clamp_min(1e-30), torch.ones_like(ref))
@@ -323,7 +334,8 @@ def _espirit_at_crops(k: torch.Tensor, block: np.ndarray, backend: str, kernel_w
     """crop → ESPIRiT maps (B, C, ny, nx) numpy complex64 of k (B, C, ny, nx) calibrated on `block`, cached;
     the torch backend decomposes once for every crop (maps at crop c = eigenvector · (eigenvalue ≥ c))."""
     if backend == "torch":
-        lam, vec = _espirit_eig(k, *_calib_size(block, None, MAX_CALIB, kernel_width), kernel_width, thresh)
+        lam, vec = _espirit_eig(k, *_calib_size(block, None, MAX_CALIB, kernel_width), kernel_width, thresh,
+                                floor=min(CROPS))
         return functools.cache(lambda c: (vec * (lam >= c)[:, None]).cpu().numpy().astype(np.complex64))
     return functools.cache(lambda c: np.asarray(espirit_maps(k, mask=block, kernel_width=kernel_width, thresh=thresh,
                                                              crop=c, backend=backend).cpu()).astype(np.complex64))

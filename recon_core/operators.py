@@ -3,6 +3,11 @@
 A(x)  = M ⊙ F(S ⊙ x)          x: (B, ny, nx) → y: (B, C, ny, nx)
 Aᴴ(y) = Σ_c conj(S_c) ⊙ F⁻¹(M ⊙ y_c)
 with F the centred orthonormal FFT, S the coil maps (B, C, ny, nx), M the sampling mask.
+
+AᴴA for a mask that varies along one axis only (every Cartesian 2-D scan: whole readouts, phase lines
+skipped) needs only the 1-D FFT along that axis: with M = M_y ⊗ I_x, F_xᴴ F_yᴴ M F_y F_x = F_yᴴ M_y F_y, the
+readout FFT cancels. `SenseOp.AHA` uses that (on the contiguous axis: 256² × 11 coils 4.4 vs 7–16 ms per
+application here), and the 2-D FFTs otherwise (2-D masks, asymmetric echoes).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
-from .fft import fft2c, ifft2c
+from .fft import fft2c, fftc, ifft2c, ifftc
 from .validate import as_tensor, check_ndim, mask_tensor
 
 
@@ -26,6 +31,12 @@ class SenseOp:
         self.mask = mask_tensor(mask, self.maps.shape[-2:], device=self.maps.device)
         if self.mask.shape[0] not in (1, self.maps.shape[0]):
             raise InputError(f"mask: batch {self.mask.shape[0]} does not match maps batch {self.maps.shape[0]}")
+        self.axis = sampled_axis(self.mask)
+        if self.axis == -2:     # phase lines along y: keep y last (contiguous) for the 1-D FFT
+            self._maps_1d = self.maps.transpose(-1, -2).contiguous()            # (B, C, nx, ny)
+            self._mask_1d = self.mask[..., :1].transpose(-1, -2)                # (B|1, 1, 1, ny)
+        elif self.axis == -1:
+            self._maps_1d, self._mask_1d = self.maps, self.mask[..., :1, :]    # (B|1, 1, 1, nx)
 
     @property
     def shape(self):
@@ -52,9 +63,25 @@ class SenseOp:
         return (self.maps.conj() * ifft2c(self.mask * y)).sum(dim=1)
 
     def AHA(self, x: torch.Tensor) -> torch.Tensor:
-        """Normal operator (B, ny, nx) → (B, ny, nx); the mask is applied once (M² = M for binary M)."""
-        k = self.mask * fft2c(self.maps * x[:, None])
-        return (self.maps.conj() * ifft2c(k)).sum(dim=1)
+        """Normal operator (B, ny, nx) → (B, ny, nx); the mask is applied once (M² = M for binary M); 1-D FFTs
+        when the mask varies along one axis only (module docstring)."""
+        if self.axis is None:
+            k = self.mask * fft2c(self.maps * x[:, None])
+            return (self.maps.conj() * ifft2c(k)).sum(dim=1)
+        xt = x.transpose(-1, -2) if self.axis == -2 else x
+        s = self._maps_1d
+        out = (s.conj() * ifftc(self._mask_1d * fftc(s * xt[:, None]))).sum(dim=1)
+        return out.transpose(-1, -2).contiguous() if self.axis == -2 else out
+
+
+def sampled_axis(mask: torch.Tensor) -> int | None:
+    """The one image axis a (B|1, 1, ny, nx) mask varies along: -2 (constant along each row: phase lines in y),
+    -1 (constant along each column), None (a 2-D pattern). A constant mask counts as -2."""
+    if torch.equal(mask, mask[..., :1].expand_as(mask)):
+        return -2
+    if torch.equal(mask, mask[..., :1, :].expand_as(mask)):
+        return -1
+    return None
 
 
 def pad_sizes(ny: int, nx: int, multiple: int) -> tuple[int, int]:

@@ -42,6 +42,27 @@ def test_adjoint_identity():
     assert torch.allclose(op.AHA(x), op.AH(op.A(x)), atol=1e-4)
 
 
+@pytest.mark.parametrize("pattern", ["rows", "columns", "points", "rows-batch"])
+def test_normal_operator_one_axis_masks(pattern):
+    """AᴴA takes 1-D FFTs when the mask varies along one axis only: the same operator as Aᴴ(A(x)) (2-D FFTs),
+    for phase lines along y, along x, a per-slice line mask, and a 2-D pattern (which keeps the 2-D path)."""
+    B, C, ny, nx = 2, 4, 24, 20
+    g = torch.Generator().manual_seed(5)
+    maps = _rand((B, C, ny, nx), 6)
+    if pattern == "rows":
+        mask, axis = (torch.rand(ny, 1, generator=g) > 0.5).expand(ny, nx), -2
+    elif pattern == "columns":
+        mask, axis = (torch.rand(1, nx, generator=g) > 0.5).expand(ny, nx), -1
+    elif pattern == "rows-batch":
+        mask, axis = (torch.rand(B, ny, 1, generator=g) > 0.5).expand(B, ny, nx), -2
+    else:
+        mask, axis = torch.rand(ny, nx, generator=g) > 0.5, None
+    op = SenseOp(maps, mask)
+    assert op.axis == axis
+    x = _rand((B, ny, nx), 7)
+    assert torch.allclose(op.AHA(x), op.AH(op.A(x)), atol=1e-4)
+
+
 def test_cg_batch_slices_independent():
     """A zero slice and a non-zero slice in one batch each get their single-slice answer."""
     B, C, n = 2, 4, 16
