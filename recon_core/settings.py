@@ -25,7 +25,7 @@ from .errors import InputError
 
 DTYPE_PRECISIONS = ("fp32", "bf16", "fp16")     # network arithmetic: the one list of precision names
 PRECISIONS = ("auto",) + DTYPE_PRECISIONS       # auto: a timed fp32-vs-bf16 trial (recon_core.precision)
-ENGINES = ("torch", "torch-cl", "onnxruntime", "openvino")   # the network's runtimes (recon_core.prior.engine)
+ENGINES = ("torch", "torch-cl", "onnxruntime", "openvino", "openvino-streams")   # the network's runtimes (recon_core.prior.engine)
 ENGINE_CHOICES = ("auto",) + ENGINES
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")

@@ -39,6 +39,24 @@ def test_every_engine_matches_eager_fp32_at_two_shapes(prior, name):
         assert float((out - ref).norm() / ref.norm()) < 1e-4, (name, b, h, w)
 
 
+@pytest.mark.skipif("openvino-streams" not in engines_for("cpu"), reason="openvino not installed")
+def test_openvino_streams_split_the_batch_and_match_openvino(prior):
+    """The CFG pair (and any batch) split across one stream per thread gives openvino's own ε̂, part by part in
+    order: batches 1 (no split), 2 (one per stream), 5 (parts of 3 and 2 with 2 threads)."""
+    one, split = build_engine(prior, "openvino", "fp32"), build_engine(prior, "openvino-streams", "fp32")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for b in (1, 2, 5):
+            x, t, tok = _inputs(prior, b, 32, 24, seed=b)
+            a, c = one.predict_eps(x, t, tok), split.predict_eps(x, t, tok)
+            assert c.shape == a.shape
+            assert float((c - a).norm() / a.norm()) < 1e-5, b
+        assert any(n == 2 for _, n in split.compiled)          # the batches ≥ 2 ran on two streams
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_export_is_cached_and_atomic(prior, tmp_path):
     p1 = export_onnx(prior)
     mtime = p1.stat().st_mtime_ns
