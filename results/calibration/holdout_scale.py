@@ -10,6 +10,13 @@ simulator validation cases; the rescaled estimate is e · s / s̄_val.
 
     python results/calibration/holdout_scale.py OUT.jsonl [--val N] [--test N] [--real FILE ...]
     python results/calibration/holdout_scale.py --summarise OUT.jsonl
+    python results/calibration/holdout_scale.py --rules OUT.jsonl [--names SUMMARY.json]
+
+`--rules` (session 14): the damped, per-acceleration rule fitted on the validation cases only — s̄(R) the geometric
+mean of s over the validation cases at each R (log-linear in log R between and beyond them), factor
+(s / s̄(R))^α, or max(1, s / s̄(R))^α (up only); α chosen on validation (every case inside 85–98 % first, then the
+smallest mean |coverage − 95 %|) and only then applied to the test and real cases. `--names` attaches name, group and
+acceleration from a summary JSON (rows in the same order) to a .jsonl written before run() recorded them.
 """
 
 from __future__ import annotations
@@ -115,13 +122,65 @@ def summarise(path):
         print(f"| {r['name']} | {f:.2f} | {100 * r['cov2']:.1f} % | {100 * float((err <= 2 * f * e).mean()):.1f} % |")
 
 
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def rules(path, names=None):
+    rows = [json.loads(line) for line in open(path)]
+    if names:
+        for r, m in zip(rows, json.load(open(names))["rows"]):
+            r.update(name=m["name"], group=m["group"], accel=m["accel"])
+    val = [r for r in rows if r["group"] == "val" and r["s"] > 0]
+    accs = sorted({r["accel"] for r in val})
+    lsb = [float(np.mean([np.log(r["s"]) for r in val if r["accel"] == a])) for a in accs]
+
+    def sbar(a):
+        if len(accs) == 1:
+            return float(np.exp(lsb[0]))
+        la = np.log(accs)
+        slope = (lsb[-1] - lsb[0]) / (la[-1] - la[0])
+        x = np.log(a)
+        if x < la[0]:
+            return float(np.exp(lsb[0] + slope * (x - la[0])))
+        if x > la[-1]:
+            return float(np.exp(lsb[-1] + slope * (x - la[-1])))
+        return float(np.exp(np.interp(x, la, lsb)))
+
+    def cov(r, alpha, up):
+        q = r["s"] / sbar(r["accel"])
+        f = max(q, 1.0) ** alpha if up else q ** alpha
+        err, e = np.asarray(r["err"]), np.asarray(r["e"])
+        return float((err <= 2 * f * e).mean())
+
+    print("s̄(R) on validation: " + ", ".join(f"R {a}: {np.exp(v):.2f}" for a, v in zip(accs, lsb)))
+    for up in (False, True):
+        fits = []
+        for alpha in ALPHAS:
+            c = np.array([cov(r, alpha, up) for r in val])
+            fits.append((-float(np.mean((c >= 0.85) & (c <= 0.98))), float(np.mean(np.abs(c - 0.95))), alpha))
+        _, loss, best = min(fits)
+        print(f"\n{'up only' if up else 'two-sided'}: α {best} chosen on validation (mean |cov − 95 %| {loss:.3f})")
+        print("| case | group | s / s̄(R) | ±2σ coverage | " + " | ".join(f"α {a}" for a in ALPHAS) + " |")
+        print("|---|---|---|---|" + "---|" * len(ALPHAS))
+        for r in rows:
+            cs = " | ".join(f"{100 * cov(r, a, up):.1f}" + (" ←" if a == best else "") for a in ALPHAS)
+            print(f"| {r['name']} | {r['group']} | {r['s'] / sbar(r['accel']):.2f} | {100 * r['cov2']:.1f} % | {cs} |")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--summarise", action="store_true")
+    ap.add_argument("--rules", action="store_true")
+    ap.add_argument("--names", default=None)
     ap.add_argument("--val", type=int, default=6)
     ap.add_argument("--test", type=int, default=4)
     ap.add_argument("--real", nargs="*", default=[])
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    summarise(a.out) if a.summarise else run(a)
+    if a.rules:
+        rules(a.out, a.names)
+    elif a.summarise:
+        summarise(a.out)
+    else:
+        run(a)
