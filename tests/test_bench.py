@@ -158,6 +158,11 @@ def test_bench_reference_slice_in_the_same_run(tmp_path):
         assert len(t["dds_runs"]) == 3 and t["dds_total"] == t["dds_runs"][1]
     assert ref["slice_ratio"] == pytest.approx(r["time_s"]["slice_total"] / ref["time_s"]["slice_total"])
     assert ref["network_ratio"] == pytest.approx(r["time_s"]["network"] / ref["time_s"]["network"])
+    # then --repeat interleaved pairs (slice, reference, slice, …), each ratio within its pair, and their median
+    p = ref["paired"]
+    assert len(p["slice_s"]) == len(p["reference_s"]) == len(p["ratios"]) == 3
+    assert p["ratios"] == pytest.approx([x / y for x, y in zip(p["slice_s"], p["reference_s"])])
+    assert p["median_ratio"] == pytest.approx(sorted(p["ratios"])[1]) and min(p["reference_s"]) > 0
     assert main(["bench", "--model", str(model), "--reference", "128x8", "--quiet"]) == 2
 
 

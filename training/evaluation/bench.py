@@ -188,8 +188,10 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
               nfe: int = 50, cfg: float = 2.0, mask: str = "uniform1d:4", device: str = "auto",
               precision: str = "auto", engine: str = "auto", levers: bool = False, seed: int = 0, sweep=(10, 20, 50), sweep_precisions=("fp32", "bf16"),
               repeat: int = 3, use_bart: bool = True, progress: bool = True, log=print,
-              compress_coils_above: int = 16, coil_energy: float = 0.99) -> dict:
-    """Run the benchmark; returns a JSON-able dict (see module docstring)."""
+              compress_coils_above: int = 16, coil_energy: float = 0.99, timers: dict | None = None) -> dict:
+    """Run the benchmark; returns a JSON-able dict (see module docstring). `timers`, when given, receives
+    "slice": a callable that runs the timed slice once more (ESPIRiT + DDS on the same data) and returns its seconds
+    with the fixed I/O and coil-compression times added, comparable to `slice_total` (`--reference`'s pairs)."""
 
     if nfe < 1 or any(n < 1 for n in sweep):
         raise InputError(f"nfe must be ≥ 1, got {nfe} / sweep {list(sweep)}")
@@ -267,6 +269,17 @@ def run_bench(model: str | None = "default", preset: str | None = None, matrix: 
                           "target_dds_over_pics": 6.0, "meets_target": bool(t_dds / b["pics_s"] <= 6.0)}
     out["levers"] = _levers(prior, kb, maps, m.mask, record, ref, cfg, nfe, seed, dev, repeat) if levers else None
     out["sweep"] = _sweep(prior, kb, maps, m.mask, record, ref, cfg, seed, dev, sweep, sweep_precisions)
+    if timers is not None:
+        fixed = t_io + (cc["seconds"] if cc else 0.0)
+
+        def one_slice() -> float:
+            t0 = time.perf_counter()
+            mp = espirit_maps(kb, mask=m.mask)
+            dds_reconstruct(prior, kb, mp, m.mask, [record], cfg=cfg, nfe=nfe, seed=seed, device=dev,
+                            precision=precision, engine=engine)
+            return fixed + time.perf_counter() - t0
+
+        timers["slice"] = one_slice
     out["memory"] = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_before_mb": rss0,
                      "cuda_max_allocated_mb": (torch.cuda.max_memory_allocated(dev) / 2 ** 20) if dev.type == "cuda"
                      else None}

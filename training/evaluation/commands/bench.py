@@ -1,6 +1,8 @@
 """`contextmri bench`: time per slice (I/O, ESPIRiT, network, CG) vs the network floor, sigpy L1-wavelet and
 BART, peak memory, and PSNR at NFE 10/20/50 with fp32 and bf16."""
 
+import statistics
+
 from recon_core.settings import DTYPE_PRECISIONS, ENGINE_CHOICES, PRECISIONS
 
 NAME = "bench"
@@ -85,18 +87,26 @@ def run(args):
                   mask=args.mask, device=args.device, precision=args.precision, engine=args.engine, seed=args.seed,
                   repeat=args.repeat, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print,
                   compress_coils_above=args.compress_coils_above)
+    ta, tb = {}, {}
     res = run_bench(matrix=args.matrix, coils=args.coils, levers=args.levers, sweep=sweep, sweep_precisions=precs,
-                    use_bart=not args.no_bart, **common)
+                    use_bart=not args.no_bart, timers=ta, **common)
     text = format_report(res)
     if ref:   # the same process, settings and machine state: the ratio the issue asks for
-        r = run_bench(matrix=ref[0], coils=ref[1], levers=False, sweep=(), use_bart=False, **common)
+        r = run_bench(matrix=ref[0], coils=ref[1], levers=False, sweep=(), use_bart=False, timers=tb, **common)
         a, b = res["time_s"], r["time_s"]
+        # then `repeat` interleaved pairs (this slice, reference, this slice, …): a drift of the machine's speed
+        # hits both sides of a pair alike, so the median of the pair ratios is the steadier figure
+        pairs = [(ta["slice"](), tb["slice"]()) for _ in range(args.repeat)]
+        ratios = [x / y for x, y in pairs]
         res["reference"] = {"matrix": ref[0], "coils": ref[1], "time_s": b,
                             "slice_ratio": a["slice_total"] / b["slice_total"],
-                            "network_ratio": a["network"] / b["network"]}
+                            "network_ratio": a["network"] / b["network"],
+                            "paired": {"slice_s": [x for x, _ in pairs], "reference_s": [y for _, y in pairs],
+                                       "ratios": ratios, "median_ratio": statistics.median(ratios)}}
         text += (f"\nreference {ref[0]}² {ref[1]} coils: slice {b['slice_total']:.3f} s (network {b['network']:.3f}); "
                  f"this slice / reference = {res['reference']['slice_ratio']:.2f}× (network alone "
-                 f"{res['reference']['network_ratio']:.2f}×)")
+                 f"{res['reference']['network_ratio']:.2f}×); {len(pairs)} interleaved pairs: median "
+                 f"{statistics.median(ratios):.2f}× (" + ", ".join(f"{v:.2f}" for v in ratios) + ")")
     return _report(text, res, args.json)
 
 
