@@ -118,6 +118,7 @@ class StreamProcessor:
         self._domain_warned = False
         self._pf_warned = False
         self._sv_votes: list = []   # self-validation choices of this series' first slices (selfval_slices)
+        self._sv_ratios: list = []  # their hold-out error ratios (K ≥ 2, DDS kept): rescale the series' error maps
         self.domain_warning: str | None = None
         self.keep_results = False
 
@@ -291,6 +292,8 @@ class StreamProcessor:
                 meta["error_estimate"] = u["error_estimate"]
                 meta["expected_rmse"] = f"{u['expected_rmse']:.6g}"
                 meta["expected_psnr_db"] = f"{u['expected_psnr_db']:.2f}"
+                if "holdout_scale" in u:
+                    meta["error_holdout_scale"] = f"{u['holdout_scale']:.4g}"
         else:
             meta.update({"NFE": 0, "CFG": 0, "seed": p.seed})
         return meta
@@ -396,12 +399,29 @@ class StreamProcessor:
                     accel = realised_accel(pr["sd"].mask)
                     errs[b] = error_estimate(stds[b], config.samples, accel, em)
                     uncs[b] = {"error_estimate": em.describe(config.samples, accel), "calibrated": em.calibrated}
+                    self._holdout_rescale(b, errs, uncs, infos[b], reused, em, accel)
         else:
             images = [np.asarray(baselines.reconstruct(method, pr["sd"].kspace[None], pr["maps"][None],
                                                        pr["sd"].mask))[0] for pr in preps]
         t_share = (time.perf_counter() - t1) / B
         return [self._finish(pr, images[b], stds[b], errs[b], uncs[b], infos[b], precision, method, reused, t_share)
                 for b, pr in enumerate(preps)]
+
+    def _holdout_rescale(self, b: int, errs: list, uncs: list, info: dict, reused, em, accel: float) -> None:
+        """Scale slice b's error map by the self-validation's hold-out ratio (`ErrorModel.holdout_scale`): its own
+        when it validated, else the median of the series' validating slices' (a reused choice); said in meta."""
+        sv = info.get("self_validation") or {}
+        ratio, whose = sv.get("holdout_error_ratio"), "this slice's"
+        if ratio is None and reused is not None and self._sv_ratios:
+            ratio, whose = float(np.median(self._sv_ratios)), "the series' first slices'"
+        f = em.holdout_scale(ratio, accel)
+        if ratio is None or not em.holdout_sbar:
+            return
+        errs[b] = (errs[b] * f).astype(np.float32)
+        uncs[b]["holdout_scale"] = round(f, 4)
+        uncs[b]["error_estimate"] += (f"; × {f:.2f} from {whose} held-out k-space (residual {ratio:.2f} × the "
+                                      f"independent-pixel prediction, simulator {em.holdout_scale_ref(accel):.2f}; "
+                                      f"max(1, ratio)^{em.holdout_alpha:g}, fitted on {em.holdout_fitted_on})")
 
     def _finish(self, pr: dict, image, std, err, unc: dict, sampler_info: dict, precision, method: str, reused,
                 t_recon: float) -> SliceResult:
@@ -414,6 +434,8 @@ class StreamProcessor:
             sampler_info["self_validation"] = reused
         elif "self_validation" in sampler_info and "chosen" in sampler_info["self_validation"]:
             self._sv_votes.append(sampler_info["self_validation"]["chosen"])
+            if "holdout_error_ratio" in sampler_info["self_validation"]:
+                self._sv_ratios.append(sampler_info["self_validation"]["holdout_error_ratio"])
         zf = None
         ksp = sd.kspace[None]
         if p.send_zerofilled:

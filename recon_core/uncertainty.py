@@ -12,6 +12,14 @@ noise, |DDS − SENSE|, image gradient, magnitude):
    at each fitted acceleration R; between and beyond the fitted R, c is interpolated in log R (clamped), for
    another K the nearest fitted K (in log K) is used.
 
+3. per scan, when the self-validation ran with K ≥ 2 samples and kept DDS (session 14): its hold-out fold 0 says how
+   wrong the image is where the prior had no data — s = sqrt((held-out residual − noise) / what the hold-out run's
+   own error estimate predicts there), `holdout_error_ratio`. s is ≈ s̄(R) on the simulator (errors are spatially
+   correlated, so the independent-pixel prediction is off by that much) and larger where the prior does not know
+   the scan; the error estimate is multiplied by max(1, s / s̄(R))^α (`ErrorModel.holdout_scale`: up only, s̄ and α
+   fitted on simulator validation cases only; real brains then 94.8–98.4 % ±2σ coverage instead of 84–94 %,
+   results/calibration/holdout_rules_s14.md).
+
 `ErrorModel` lives in the prior's manifest (key "uncertainty", written by `contextmri calibrate-uncertainty`);
 a prior without one gets the pooled, uncalibrated map (factor 1) and says so. Arrays: std/err (…, ny, nx) float
 in the units of the image; `region` bool (ny, nx).
@@ -25,6 +33,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InputError
+from .fft import fft2c_np
+from .noise_level import kspace_sigma
 
 POOL_PX = 2.0
 COVERAGE = 0.92        # the fitted ±2σ coverage (the middle of the 85–98 % a calibrated map should give)
@@ -33,11 +43,15 @@ COVERAGE = 0.92        # the fitted ±2σ coverage (the middle of the 85–98 % 
 @dataclass(frozen=True)
 class ErrorModel:
     """pool_px: Gaussian pooling width (pixels); factors {K: {R: c}} (str keys in JSON); coverage: the ±2σ coverage
-    the factors were fitted for; fitted_on: what data (free text, with the command)."""
+    the factors were fitted for; fitted_on: what data (free text, with the command); holdout_sbar {R: s̄} and
+    holdout_alpha α of the per-scan hold-out rescaling (module docstring, item 3; none: off), holdout_fitted_on."""
     pool_px: float = POOL_PX
     factors: dict = field(default_factory=dict)
     coverage: float = COVERAGE
     fitted_on: str = ""
+    holdout_sbar: dict = field(default_factory=dict)
+    holdout_alpha: float = 0.0
+    holdout_fitted_on: str = ""
 
     @property
     def calibrated(self) -> bool:
@@ -54,6 +68,23 @@ class ErrorModel:
         lr = np.log(np.clip(float(accel), rs[0], rs[-1]))
         return float(np.exp(np.interp(lr, np.log(rs), np.log([table[r] for r in rs]))))
 
+    def holdout_scale_ref(self, accel: float) -> float:
+        """s̄(R): the simulator validation's geometric-mean hold-out ratio, log-linear in log R between the fitted R
+        (clamped); nan without a fit."""
+        if not self.holdout_sbar:
+            return float("nan")
+        table = sorted((float(r), float(v)) for r, v in self.holdout_sbar.items())
+        rs = [r for r, _ in table]
+        lr = np.log(np.clip(float(accel), rs[0], rs[-1]))
+        return float(np.exp(np.interp(lr, np.log(rs), np.log([v for _, v in table]))))
+
+    def holdout_scale(self, ratio: float | None, accel: float) -> float:
+        """max(1, s / s̄(R))^α for the hold-out ratio s (`holdout_error_ratio`) of a scan at acceleration R; 1
+        without a fit, without a ratio or with α 0."""
+        if not self.holdout_sbar or not self.holdout_alpha or ratio is None or not np.isfinite(ratio):
+            return 1.0
+        return float(max(1.0, float(ratio) / self.holdout_scale_ref(accel)) ** float(self.holdout_alpha))
+
     def describe(self, samples: int, accel: float) -> str:
         c = self.factor(samples, accel)
         how = (f"calibrated: c = {c:.2f} at R {accel:.1f}, K {samples} (fitted for ±2σ coverage "
@@ -63,6 +94,7 @@ class ErrorModel:
     def to_json(self) -> dict:
         d = asdict(self)
         d["factors"] = {str(k): {str(r): round(float(c), 4) for r, c in v.items()} for k, v in self.factors.items()}
+        d["holdout_sbar"] = {str(r): round(float(v), 4) for r, v in self.holdout_sbar.items()}
         return d
 
     @classmethod
@@ -72,7 +104,10 @@ class ErrorModel:
         try:
             return cls(pool_px=float(d.get("pool_px", POOL_PX)), coverage=float(d.get("coverage", COVERAGE)),
                        fitted_on=str(d.get("fitted_on", "")),
-                       factors={str(k): {str(r): float(c) for r, c in v.items()} for k, v in d["factors"].items()})
+                       factors={str(k): {str(r): float(c) for r, c in v.items()} for k, v in d["factors"].items()},
+                       holdout_sbar={str(r): float(v) for r, v in (d.get("holdout_sbar") or {}).items()},
+                       holdout_alpha=float(d.get("holdout_alpha", 0.0)),
+                       holdout_fitted_on=str(d.get("holdout_fitted_on", "")))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"the prior's uncertainty calibration is malformed ({exc})") from None
 
@@ -98,6 +133,25 @@ def error_estimate(std: np.ndarray, samples: int, accel: float, model: ErrorMode
     """The calibrated error map c(R, K)·σ_p (same shape and units as `std`)."""
     model = model or ErrorModel()
     return (model.factor(samples, accel) * pooled_std(std, samples, model.pool_px)).astype(np.float32)
+
+
+def holdout_error_ratio(image: np.ndarray, std: np.ndarray, ksp: np.ndarray, maps: np.ndarray, mask: np.ndarray,
+                        scored: np.ndarray, samples: int, accel: float, model: ErrorModel | None = None) -> float | None:
+    """s = sqrt((‖M_s(F S x) − y‖² − noise) / predicted) of one slice reconstructed without its held-out samples:
+    image/std (ny, nx) of that run (its K = `samples` posterior samples), ksp/maps (C, ny, nx) the scan's data and
+    maps, mask (ny, nx) every measured sample (for the noise level), scored (ny, nx) the held-out samples scored;
+    noise = σ²·(samples scored × C) with σ from the fully sampled centre (`kspace_sigma`); predicted = n_scored ·
+    Σ_c mean_x |S_c|²·e², e the run's own error estimate (independent pixel errors). None when σ is unknown or
+    nothing is predicted."""
+    sc = np.asarray(scored, bool)
+    pred = fft2c_np(np.asarray(maps) * np.asarray(image)[None])[:, sc]
+    actual = float(np.sum(np.abs(pred - np.asarray(ksp)[:, sc]) ** 2))
+    sigma = float(kspace_sigma(np.asarray(ksp)[None], np.asarray(mask, bool))[0])
+    e = error_estimate(std, samples, accel, model).astype(np.float64)
+    predicted = float(sc.sum() * np.mean(np.sum(np.abs(np.asarray(maps)) ** 2, axis=0) * e ** 2))
+    if not np.isfinite(sigma) or predicted <= 0:
+        return None
+    return float(np.sqrt(max(actual - sigma ** 2 * pred.size, 0.0) / predicted))
 
 
 def expected_rmse(err: np.ndarray, region: np.ndarray | None = None) -> float:

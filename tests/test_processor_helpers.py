@@ -160,3 +160,28 @@ def write_raw(path, header_xml, acqs, group="dataset"):
 def psnr(ref, rec):
     ref, rec = np.abs(ref), np.abs(rec)
     return 10 * np.log10(ref.max() ** 2 / np.mean((ref - rec) ** 2))
+
+
+def test_error_map_rescaled_by_the_holdout_ratio_of_the_slice_or_the_series():
+    """The stream processor multiplies a slice's error map by ErrorModel.holdout_scale of its own self-validation's
+    hold-out ratio, or — a slice reusing the series' choice — of the median ratio of the validating slices, and says
+    so in the error estimate's description; a prior without the hold-out fit leaves the map as it is."""
+    from types import SimpleNamespace
+
+    from gadget.processor import StreamProcessor
+    from recon_core.uncertainty import ErrorModel
+
+    em = ErrorModel(factors={"2": {"4": 1.5}}, holdout_sbar={"4": 2.0}, holdout_alpha=1.0, holdout_fitted_on="val")
+    proc = SimpleNamespace(_sv_ratios=[3.0, 5.0])
+    errs, uncs = [np.ones((4, 4), np.float32)], [{"error_estimate": "pooled"}]
+    StreamProcessor._holdout_rescale(proc, 0, errs, uncs, {"self_validation": {"holdout_error_ratio": 6.0}}, None,
+                                     em, 4.0)
+    assert np.allclose(errs[0], 3.0) and uncs[0]["holdout_scale"] == 3.0
+    assert "× 3.00 from this slice's held-out k-space" in uncs[0]["error_estimate"]
+    errs, uncs = [np.ones((4, 4), np.float32)], [{"error_estimate": "pooled"}]
+    StreamProcessor._holdout_rescale(proc, 0, errs, uncs, {}, {"chosen": "dds", "reused": "…"}, em, 4.0)
+    assert np.allclose(errs[0], 2.0) and "the series' first slices'" in uncs[0]["error_estimate"]   # median 4 / 2
+    errs, uncs = [np.ones((4, 4), np.float32)], [{"error_estimate": "pooled"}]
+    StreamProcessor._holdout_rescale(proc, 0, errs, uncs, {"self_validation": {"holdout_error_ratio": 6.0}}, None,
+                                     ErrorModel(factors={"2": {"4": 1.5}}), 4.0)
+    assert np.allclose(errs[0], 1.0) and uncs[0] == {"error_estimate": "pooled"}

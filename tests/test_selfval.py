@@ -143,6 +143,50 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
                                                                                "wavelet_lambda": 1e-3}
 
 
+def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
+    """With K ≥ 2 samples and DDS kept, the winner's fold-0 run (its image and std) gives `holdout_error_ratio`, the
+    error estimate's per-scan rescaling; no ratio when K = 1 (no std) or a classical image is returned."""
+    from types import SimpleNamespace
+
+    from recon_core.samplers import selfval
+
+    errs = {"dds": 0.3, "dds-sparse": 0.1, "sense": 0.5, "l1wavelet-shift": 0.4}
+    tags = {}
+
+    def fake_run(sampler, method, settings, prior, ksp, maps, mask, records, config, device, scale=None):
+        name = "sense" if method == "sense" else "l1wavelet-shift" if settings is None else \
+            ("dds-sparse" if settings else "dds")
+        img = np.full(mask.shape, len(tags) + 1, np.complex64)        # a distinct image per run
+        tags[int(img.real[0, 0])] = name
+        std = np.ones((1,) + mask.shape, np.float32) if config.samples > 1 else None
+        return img, (None if settings is None else SimpleNamespace(std=std))
+
+    seen = []
+
+    def fake_ratio(image, std, ksp, maps, mask, scored, samples, accel, model):
+        seen.append((tags[int(image.real[0, 0])], samples, bool(scored.any())))
+        return 2.5
+
+    monkeypatch.setattr(selfval, "_run", fake_run)
+    monkeypatch.setattr(selfval, "heldout_residual", lambda image, k, s, scored: (errs[tags[int(image.real[0, 0])]], 1.0))
+    monkeypatch.setattr(selfval, "holdout_error_ratio", fake_ratio)
+    m = np.zeros((64, 32), bool)
+    m[::2] = True
+    m[26:38] = True
+    k = np.ones((2, 64, 32), np.complex64)
+    cfg = SamplerConfig(self_validate=True, samples=2)
+    info, _ = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert info["chosen"] == "dds-sparse" and info["holdout_error_ratio"] == 2.5
+    assert seen == [("dds-sparse", 2, True)]               # the winner's fold-0 run, with the configured K
+    tags.clear()
+    info, _ = selfval._choose(None, None, k, k, m, None, cfg.replace(samples=1), "cpu", None)
+    assert "holdout_error_ratio" not in info
+    errs["sense"] = 0.01
+    tags.clear()
+    info, _ = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
+    assert info["chosen"] == "sense" and "holdout_error_ratio" not in info and len(seen) == 1
+
+
 def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):
     from recon_core.samplers import diffusion_sampler
 

@@ -69,3 +69,48 @@ def test_calibrate_command_writes_the_manifest_and_the_scanner_uses_it(tmp_path)
     assert em.calibrated and em.factor(2, 4) > 0 and "validation" in em.fitted_on
     assert manifest["uncertainty"]["factors"]["2"]["4"] == pytest.approx(em.factor(2, 4), rel=1e-3)
     assert main(["calibrate-uncertainty", "--model", str(model), "--samples", "1", "--matrix", "32"]) == 2
+
+
+def test_holdout_scale_is_up_only_damped_and_round_trips():
+    """max(1, s / s̄(R))^α, s̄ log-linear in log R between the fitted R (clamped); off without a fit, a ratio or α;
+    the fields survive the manifest's JSON and an older manifest without them loads with the rescaling off."""
+    em = ErrorModel(factors={"4": {"4": 1.5}}, holdout_sbar={"4": 2.0, "8": 1.0}, holdout_alpha=0.5)
+    assert em.holdout_scale(8.0, 4) == pytest.approx(2.0)                     # (8 / 2)^0.5
+    assert em.holdout_scale(1.0, 4) == 1.0                                    # below s̄: never scaled down
+    assert em.holdout_scale_ref(np.sqrt(32)) == pytest.approx(np.sqrt(2))     # halfway in log R
+    assert em.holdout_scale_ref(16) == pytest.approx(1.0)                     # clamped beyond the fitted R
+    assert em.holdout_scale(None, 4) == em.holdout_scale(float("nan"), 4) == 1.0
+    assert ErrorModel(holdout_sbar={"4": 2.0}).holdout_scale(8.0, 4) == 1.0  # α 0: off
+    back = ErrorModel.from_json(json.loads(json.dumps(em.to_json())))
+    assert back.holdout_scale(8.0, 4) == pytest.approx(2.0) and back.holdout_alpha == 0.5
+    old = ErrorModel.from_json({"factors": {"4": {"4": 1.5}}})
+    assert old.holdout_sbar == {} and old.holdout_scale(8.0, 4) == 1.0
+
+
+def test_holdout_error_ratio_is_one_when_the_estimate_is_the_true_error():
+    """An image whose error is independent per pixel with exactly the std the estimate says: the held-out residual
+    (noise removed) is what the estimate predicts, s ≈ 1; twice the error, s ≈ 2."""
+    from recon_core.fft import fft2c_np
+    from recon_core.uncertainty import holdout_error_ratio
+
+    rng = np.random.default_rng(0)
+    C, n, K = 4, 64, 4
+    yy, xx = np.mgrid[:n, :n] / n
+    maps = np.stack([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) * 2) * np.exp(1j * c)
+                     for c, (cy, cx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)])]).astype(np.complex64)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(0, keepdims=True))
+    truth = (np.hypot(yy - 0.5, xx - 0.5) < 0.35).astype(np.complex64)
+    sigma0 = 1e-4
+    ksp = fft2c_np(maps * truth[None]) + sigma0 * (rng.standard_normal((C, n, n)) + 1j * rng.standard_normal((C, n, n)))
+    mask = np.zeros((n, n), bool)
+    mask[::2] = True
+    mask[n // 2 - 8:n // 2 + 8] = True                   # a fully sampled centre for the noise level
+    scored = np.zeros((n, n), bool)
+    scored[1:n // 2 - 8:4, n // 4: 3 * n // 4] = True     # "held out": lines outside the measured set
+    e = 0.02
+    std = np.full((n, n), e * np.sqrt((K - 1) / K), np.float32)   # the spread whose unbiased, pooled value is e
+    model = ErrorModel(pool_px=0)
+    for mult in (1.0, 2.0):
+        err = mult * e * (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))) / np.sqrt(2)
+        s = holdout_error_ratio(truth + err, std, ksp, maps, mask, scored, K, 4.0, model)
+        assert s == pytest.approx(mult, rel=0.12)

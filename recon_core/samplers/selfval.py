@@ -30,6 +30,11 @@ their sum did not; the noise-weight candidate was never the best and was dropped
 term, the simulator μ 1 — hence the dds-sparse candidate (it replaced the 2γ one, which the sparse DC makes
 redundant at real ×4–×6).
 
+With K ≥ 2 posterior samples (a std series asked for) and DDS kept, the winner's fold-0 run also gives
+`holdout_error_ratio` (recon_core.uncertainty.holdout_error_ratio): its held-out residual against what its own
+error estimate predicts there, which rescales the error estimate of the slice (and of the series that reuses the
+choice) where the prior is more wrong than its spread says (`ErrorModel.holdout_scale`).
+
 Cost: `holdout_folds` × (2 DDS + 2 classical) reconstructions on top of the final one (≈ 5 DDS runs per slice with
 the defaults); in a series only the first `selfval_slices` slices pay it.
 """
@@ -44,6 +49,8 @@ import torch
 from ..baselines import reconstruct
 from ..coils import calib_region
 from ..fft import fft2c_np
+from ..masks import realised_accel
+from ..uncertainty import error_model_of, holdout_error_ratio
 from .base import SamplerResult, resolve_config
 from .dds import DDSConfig
 
@@ -230,14 +237,16 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
         note = f"self-validation skipped: fewer than {MIN_FREE_LINES} measured lines outside the calibration block"
         log.info(note)
         return {"skipped": note}, ("dds", {})
-    per_fold, energy = [], []
-    for held, scored, _ in folds:
+    per_fold, energy, first = [], [], {}
+    for f, (held, scored, _) in enumerate(folds):
         reduced = m & ~held
         errs = {}
         for name, method, _f in CANDIDATES:
             meth, sets = candidate(name, c)
-            img, _ = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device,
-                          scale)
+            img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
+                            device, scale)
+            if f == 0:
+                first[name] = (img, res, scored)
             errs[name], y2 = heldout_residual(img, k, s, scored)
         energy.append(max(y2, 1e-30))
         per_fold.append({n: v / energy[-1] for n, v in errs.items()})
@@ -252,6 +261,12 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
     if len(folds) > 1:
         info["heldout_nmse_folds"] = [{n: round(v, 6) for n, v in e.items()} for e in per_fold]
     bc = min(classical, key=total.get)
+    img, res, scored = first[best]
+    if best in diffusion and res is not None and res.std is not None:   # K ≥ 2: how wrong vs its own estimate
+        ratio = holdout_error_ratio(img, np.asarray(res.std)[0], k, s, m, scored, c.samples, realised_accel(m),
+                                    error_model_of(prior))
+        if ratio is not None:
+            info["holdout_error_ratio"] = round(ratio, 4)
     if best in diffusion:
         lost = [i for i, e in enumerate(per_fold) if e[bc] < min(e[n] for n in diffusion)]
         if lost:   # kept (it wins over all held-out samples), but not confirmed by every fold: said so

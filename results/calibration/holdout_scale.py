@@ -11,6 +11,11 @@ simulator validation cases; the rescaled estimate is e · s / s̄_val.
     python results/calibration/holdout_scale.py OUT.jsonl [--val N] [--test N] [--real FILE ...]
     python results/calibration/holdout_scale.py --summarise OUT.jsonl
     python results/calibration/holdout_scale.py --rules OUT.jsonl [--names SUMMARY.json]
+    python results/calibration/holdout_scale.py --product OUT.jsonl [--val N] [--test N] [--real FILE ...]
+
+`--product` (session 14): the shipped path — the front doors' self-validated DDS with K = 4 samples
+(recon_core.samplers.sample_slices, self_validate on), its `holdout_error_ratio`, the error estimate with and without
+the manifest's `ErrorModel.holdout_scale` — scored per case (±2σ coverage in the head).
 
 `--rules` (session 14): the damped, per-acceleration rule fitted on the validation cases only — s̄(R) the geometric
 mean of s over the validation cases at each R (log-linear in log R between and beyond them), factor
@@ -109,6 +114,35 @@ def run(args):
             print(name, round(row["cov2"], 3), round(row["s"], 3), flush=True)
 
 
+def product(args):
+    import torch
+
+    from recon_core.prior.cache import get_prior
+    from recon_core.samplers import SamplerConfig, sample_slices
+    from recon_core.uncertainty import error_estimate, error_model_of
+
+    torch.set_num_threads(args.threads)
+    prior = get_prior("default", "cpu")
+    em = error_model_of(prior)
+    cfg = SamplerConfig(samples=4, self_validate=True)
+    with open(args.out, "a") as fh:
+        for name, group, k, s, m, rec, a, units, ref, region in cases(args):
+            res = sample_slices("dds", prior, [k], [s], [m], [rec], cfg, device="cpu")
+            sv = res.timings["self_validation"][0]
+            r = np.asarray(region, bool)
+            row = {"name": name, "group": group, "accel": a, "chosen": sv.get("chosen"),
+                   "ratio": sv.get("holdout_error_ratio")}
+            if res.std is not None:
+                err = np.abs(np.abs(units(np.asarray(res.image)[0])) - ref)
+                e = np.abs(units(error_estimate(np.asarray(res.std)[0], 4, a, em)))
+                f = em.holdout_scale(row["ratio"], a)
+                row.update(scale=f, cov2=float((err[r] <= 2 * e[r]).mean()),
+                           cov2_scaled=float((err[r] <= 2 * f * e[r]).mean()))
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            print(json.dumps(row), flush=True)
+
+
 def summarise(path):
     rows = [json.loads(line) for line in open(path)]
     val = [r["s"] for r in rows if r["group"] == "val" and r["s"] > 0]
@@ -172,6 +206,7 @@ if __name__ == "__main__":
     ap.add_argument("out")
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--rules", action="store_true")
+    ap.add_argument("--product", action="store_true")
     ap.add_argument("--names", default=None)
     ap.add_argument("--val", type=int, default=6)
     ap.add_argument("--test", type=int, default=4)
@@ -180,6 +215,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.rules:
         rules(a.out, a.names)
+    elif a.product:
+        product(a)
     elif a.summarise:
         summarise(a.out)
     else:
