@@ -11,9 +11,9 @@ simulator validation cases; the rescaled estimate is e · s / s̄_val.
     python results/calibration/holdout_scale.py OUT.jsonl [--val N] [--test N] [--real FILE ...]
     python results/calibration/holdout_scale.py --summarise OUT.jsonl
     python results/calibration/holdout_scale.py --rules OUT.jsonl [--names SUMMARY.json]
-    python results/calibration/holdout_scale.py --product OUT.jsonl [--val N] [--test N] [--real FILE ...]
+    python results/calibration/holdout_scale.py --product OUT.jsonl [--samples K] [--val N] [--test N] [--real FILE ...]
 
-`--product` (session 14): the shipped path — the front doors' self-validated DDS with K = 4 samples
+`--product` (session 14): the shipped path — the front doors' self-validated DDS with K (4) samples
 (recon_core.samplers.sample_slices, self_validate on), its `holdout_error_ratio`, the error estimate with and without
 the manifest's `ErrorModel.holdout_scale` — scored per case (±2σ coverage in the head).
 
@@ -124,17 +124,18 @@ def product(args):
     torch.set_num_threads(args.threads)
     prior = get_prior("default", "cpu")
     em = error_model_of(prior)
-    cfg = SamplerConfig(samples=4, self_validate=True)
+    K = args.samples
+    cfg = SamplerConfig(samples=K, self_validate=True)
     with open(args.out, "a") as fh:
         for name, group, k, s, m, rec, a, units, ref, region in cases(args):
             res = sample_slices("dds", prior, [k], [s], [m], [rec], cfg, device="cpu")
             sv = res.timings["self_validation"][0]
             r = np.asarray(region, bool)
-            row = {"name": name, "group": group, "accel": a, "chosen": sv.get("chosen"),
+            row = {"name": name, "group": group, "accel": a, "samples": K, "chosen": sv.get("chosen"),
                    "ratio": sv.get("holdout_error_ratio")}
             if res.std is not None:
                 err = np.abs(np.abs(units(np.asarray(res.image)[0])) - ref)
-                e = np.abs(units(error_estimate(np.asarray(res.std)[0], 4, a, em)))
+                e = np.abs(units(error_estimate(np.asarray(res.std)[0], K, a, em)))
                 f = em.holdout_scale(row["ratio"], a)
                 row.update(scale=f, cov2=float((err[r] <= 2 * e[r]).mean()),
                            cov2_scaled=float((err[r] <= 2 * f * e[r]).mean()))
@@ -207,6 +208,7 @@ if __name__ == "__main__":
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--rules", action="store_true")
     ap.add_argument("--product", action="store_true")
+    ap.add_argument("--samples", type=int, default=4, help="--product: posterior samples K")
     ap.add_argument("--names", default=None)
     ap.add_argument("--val", type=int, default=6)
     ap.add_argument("--test", type=int, default=4)
