@@ -3,14 +3,15 @@
 A simulated N-slice scan (recon_core.sim.scan: `matrix`², `coils` coils, `mask` with its ACS block, noise readouts)
 is written as an ISMRMRD file and read back through the scanner's reader (`recon_core.raw.reader.read_slices`:
 noise prewhitening, oversampling removal, slice assembly); each slice is then reconstructed by the scanner's
-per-slice path (`recon_core.samplers.reconstruct_slice`: the one coil-map recipe + the diffusion sampler with the
-product settings, `SamplerConfig()` with `engine`/`precision` as asked; `slice_batch` n > 1: n slices per sampler
+per-slice path (the product's SVD coil compression above 16 channels, `recon_core.raw.coil_compression.compress_slice`,
+then `recon_core.samplers.reconstruct_slice`: the one coil-map recipe + the diffusion sampler with the product settings, `SamplerConfig()` with `engine`/`precision` as asked; `slice_batch` n > 1: n slices per sampler
 call, `reconstruct_slices`, as the stream processor's `slice_batch` does). With `self_validate` (the front doors'
 default; `--no-self-validate`: DDS alone) the first `selfval_slices` slices self-validate one by one and the rest
 reuse their majority choice (`selfval.reuse_choice`, the stream processor's rule), so the series time includes it.
 Reported: read time, per-slice seconds (the first includes the runtime choice when nothing is cached), series wall
-(read + every slice, the model already loaded) and seconds per slice against the target (≤ 3 s), and — when `bart`
-is installed — `bart ecalib` + `bart pics` on the same slices for the ratio.
+(read + every slice, the model already loaded) and seconds per slice against the target (≤ 3 s), the process's
+peak resident memory (issue 23: a 20-slice 32-coil series ≤ 1 GB), and — when `bart` is installed — `bart ecalib` +
+`bart pics` on the same (uncompressed) slices for the ratio.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from recon_core.coils import calib_region
 from recon_core.device import resolve_device
 from recon_core.errors import InputError
 from recon_core.masks import parse_mask_spec
+from recon_core.raw.coil_compression import compress_slice
 from recon_core.raw.image import slice_maps
 from recon_core.raw.reader import read_slices
 from recon_core.samplers import SamplerConfig, reconstruct_slices
 from recon_core.samplers.selfval import reuse_choice
 from recon_core.sim.scan import simulate_scan, write_scan
 
-from .bench import load_bench_prior, run_bart
+from .bench import _peak_rss_mb, load_bench_prior, run_bart
 
 TARGET_S_PER_SLICE = 3.0
 
@@ -65,14 +67,20 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
         t0 = time.perf_counter()
         raw = read_slices(path)
         t_read = time.perf_counter() - t0
-    per_slice, runtime, votes, choices = [], {}, [], []
+    per_slice, runtime, votes, choices, virtual = [], {}, [], [], set()
+
+    def squeeze(sd):            # the stream processor's coil compression (product defaults), timed with the slice
+        sd, cc = compress_slice(sd)
+        virtual.add(int(cc["virtual_coils"]) if cc else int(sd.kspace.shape[0]))
+        return sd
+
     bar = tqdm(total=len(raw.slices), desc="series", unit="slice", disable=not progress, leave=False)
     i = 0
     while i < len(raw.slices):
         t1 = time.perf_counter()
         reuse = reuse_choice(votes, config, config.selfval_slices) if config.self_validate else ("dds", config, None)
         if reuse is None:           # one of the series' first slices: self-validates alone, its choice is a vote
-            group = raw.slices[i:i + 1]
+            group = [squeeze(sd) for sd in raw.slices[i:i + 1]]
             infos = [info for _, _, info in reconstruct_slices(group, raw.header, prior, config)]
             sv = infos[0].get("self_validation", {})
             if "chosen" in sv:
@@ -80,7 +88,7 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
             choices.append(sv.get("chosen", "skipped"))
         else:                       # the rest: the majority choice (as the stream processor does), in slice batches
             method, cfg, reused = reuse
-            group = raw.slices[i:i + slice_batch]
+            group = [squeeze(sd) for sd in raw.slices[i:i + slice_batch]]
             if method in samplers.SAMPLERS:
                 infos = [info for _, _, info in reconstruct_slices(group, raw.header, prior, cfg, method)]
             else:
@@ -103,7 +111,7 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
                       "median_slice": statistics.median(per_slice), "series_wall": wall,
                       "per_slice_wall": wall / n_slices},
            "target_s_per_slice": TARGET_S_PER_SLICE, "meets_target": bool(wall / n_slices <= TARGET_S_PER_SLICE),
-           "bart": None}
+           "coils_reconstructed": sorted(virtual), "memory": {"peak_rss_mb": _peak_rss_mb()}, "bart": None}
     if use_bart and shutil.which("bart"):
         times = []
         for sd in raw.slices:
@@ -122,7 +130,8 @@ def format_series_report(r: dict) -> str:
              f"{s.get('slice_batch', 1)} slice(s) per sampler call",
              f"read {t['read']:.2f} s; slices: first {t['first_slice']:.2f} s, median {t['median_slice']:.2f} s; "
              f"series wall {t['series_wall']:.1f} s = {t['per_slice_wall']:.2f} s per slice "
-             f"(target ≤ {r['target_s_per_slice']:.0f} s: {'met' if r['meets_target'] else 'missed'})"]
+             f"(target ≤ {r['target_s_per_slice']:.0f} s: {'met' if r['meets_target'] else 'missed'}); "
+             f"peak memory {r['memory']['peak_rss_mb']:.0f} MB (the process's resident set)"]
     if r.get("choices") and s["sampler"].get("self_validate"):
         n = s["sampler"].get("selfval_slices")
         lines.append(f"self-validation on the first {n} slices: {', '.join(r['choices'][:n])}; "
