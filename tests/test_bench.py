@@ -116,11 +116,14 @@ def test_bench_series(tmp_path):
     p = r["time_s"]["per_slice"]
     assert rc == 0 and r["setup"]["slice_batch"] == 2 and len(p) == 3 and p[0] == p[1] != p[2]
     assert main(["bench", "--series", "2", "--slice-batch", "0", "--model", str(model), "--quiet"]) == 2
-    # more than 16 coils: compressed per slice as the stream processor does; the process's peak memory is reported
+    # more than 16 coils: compressed per slice as the stream processor does; --memory replays the file through the
+    # product in a child process and reports its peak memory
     rc = main(["bench", "--series", "2", "--model", str(model), "--matrix", "32", "--coils", "20", "--json", str(out),
-               "--quiet", "--no-bart", "--no-self-validate"])
+               "--quiet", "--no-bart", "--no-self-validate", "--memory"])
     r = json.loads(out.read_text())
-    assert rc == 0 and max(r["coils_reconstructed"]) < 20 and r["memory"]["peak_rss_mb"] > 0
+    m = r["memory"]
+    assert rc == 0 and max(r["coils_reconstructed"]) < 20 and m["replay_peak_rss_mb"] > 50
+    assert m["command"].startswith("contextmri replay") and "--self-validate false" in m["command"]
 
 
 def test_reconstruct_slices_batch_equals_one_by_one():

@@ -34,6 +34,9 @@ def add_arguments(parser):
                         help="--series: N slices per sampler call (the stream processor's slice_batch)")
     parser.add_argument("--no-self-validate", action="store_true",
                         help="--series: without the front doors' per-series self-validation (DDS alone)")
+    parser.add_argument("--memory", action="store_true",
+                        help="--series: also replay the file through the product (contextmri replay, a child process) "
+                             "and report its peak memory (issue 23: 20 slices × 32 coils ≤ 1 GB)")
     parser.add_argument("--reference", default=None, metavar="MATRIX:COILS",
                         help="also time a reference slice in the same run (e.g. 128:8) and report slice / reference "
                              "(issue 23: a 256² 32-coil slice ≤ 4× a 128² 8-coil one)")
@@ -74,7 +77,7 @@ def run(args):
                                precision=args.precision, engine=args.engine, seed=args.seed,
                                use_bart=not args.no_bart, progress=not args.quiet,
                                log=(lambda *a: None) if args.quiet else print, slice_batch=args.slice_batch,
-                               self_validate=not args.no_self_validate)
+                               self_validate=not args.no_self_validate, memory=args.memory)
         return _report(format_series_report(res), res, args.json)
     ref = None
     if args.reference:
