@@ -129,9 +129,19 @@ def run_series_bench(n_slices: int = 20, model: str | None = "default", preset: 
     return out
 
 
+#: run by a small intermediate interpreter: it starts the replay and reports that child's own peak memory. Started
+#: straight from this bench, the child's peak would include this process's (Linux keeps a task's peak across the
+#: fork and exec that start it).
+_MEASURE = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def _replay_memory(path: str, d: str, model, preset, precision: str, engine: str, self_validate: bool, log) -> dict:
-    """Replay `path` through the product in a child process; its own peak resident memory (`os.wait4`'s rusage of
-    that child) and wall time."""
+    """Replay `path` through the product in a grandchild process; its own peak resident memory and the wall time."""
     if preset:
         return {"skipped": "an untrained preset cannot be replayed (--model only)"}
     cmd = [sys.executable, "-m", "gadget", "replay", path, "--out", os.path.join(d, "replay.h5"), "--model",
@@ -139,14 +149,14 @@ def _replay_memory(path: str, d: str, model, preset, precision: str, engine: str
            "--engine", engine, "--self-validate", "true" if self_validate else "false", "--quiet"]
     log("bench series: replaying the file through the product for its memory: " + " ".join(cmd[2:]))
     t0 = time.perf_counter()
-    with open(os.path.join(d, "replay.err"), "w+") as err:
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        if child.returncode != 0:
-            raise InputError(f"the replay for --memory failed ({child.returncode}): {err.read().strip()[-300:]}")
-    return {"replay_peak_rss_mb": usage.ru_maxrss / 1024.0, "replay_wall_s": time.perf_counter() - t0,
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
+    try:
+        rc, kb = (int(v) for v in done.stdout.split()[-2:])
+    except ValueError:
+        rc, kb = done.returncode or 1, 0
+    if rc != 0:
+        raise InputError(f"the replay for --memory failed ({rc}): {done.stderr.strip()[-300:]}")
+    return {"replay_peak_rss_mb": kb / 1024.0, "replay_wall_s": time.perf_counter() - t0,
             "command": "contextmri " + " ".join(cmd[3:])}
 
 
