@@ -414,9 +414,9 @@ class StreamProcessor:
         ratio, whose = sv.get("holdout_error_ratio"), "this slice's"
         if ratio is None and reused is not None and self._sv_ratios:
             ratio, whose = float(np.median(self._sv_ratios)), "the series' first slices'"
-        f = em.holdout_scale(ratio, accel)
         if ratio is None or not em.holdout_sbar:
             return
+        f = em.holdout_scale(ratio, accel)
         errs[b] = (errs[b] * f).astype(np.float32)
         uncs[b]["holdout_scale"] = round(f, 4)
         uncs[b]["error_estimate"] += (f"; × {f:.2f} from {whose} held-out k-space (residual {ratio:.2f} × the "

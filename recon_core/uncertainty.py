@@ -33,7 +33,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InputError
-from .fft import fft2c_np
 from .noise_level import kspace_sigma
 
 POOL_PX = 2.0
@@ -63,20 +62,12 @@ class ErrorModel:
             return 1.0
         ks = sorted(int(k) for k in self.factors)
         k = min(ks, key=lambda v: abs(np.log(v) - np.log(max(int(samples), 2))))
-        table = {float(r): float(c) for r, c in self.factors[str(k)].items()}
-        rs = sorted(table)
-        lr = np.log(np.clip(float(accel), rs[0], rs[-1]))
-        return float(np.exp(np.interp(lr, np.log(rs), np.log([table[r] for r in rs]))))
+        return _log_interp(self.factors[str(k)], accel)
 
     def holdout_scale_ref(self, accel: float) -> float:
         """s̄(R): the simulator validation's geometric-mean hold-out ratio, log-linear in log R between the fitted R
         (clamped); nan without a fit."""
-        if not self.holdout_sbar:
-            return float("nan")
-        table = sorted((float(r), float(v)) for r, v in self.holdout_sbar.items())
-        rs = [r for r, _ in table]
-        lr = np.log(np.clip(float(accel), rs[0], rs[-1]))
-        return float(np.exp(np.interp(lr, np.log(rs), np.log([v for _, v in table]))))
+        return _log_interp(self.holdout_sbar, accel) if self.holdout_sbar else float("nan")
 
     def holdout_scale(self, ratio: float | None, accel: float) -> float:
         """max(1, s / s̄(R))^α for the hold-out ratio s (`holdout_error_ratio`) of a scan at acceleration R; 1
@@ -112,6 +103,14 @@ class ErrorModel:
             raise InputError(f"the prior's uncertainty calibration is malformed ({exc})") from None
 
 
+def _log_interp(table: dict, accel: float) -> float:
+    """{R: v} (str or float keys) at `accel`: log-linear in log R between the tabulated R, clamped beyond them."""
+    pts = sorted((float(r), float(v)) for r, v in table.items())
+    rs = [r for r, _ in pts]
+    lr = np.log(np.clip(float(accel), rs[0], rs[-1]))
+    return float(np.exp(np.interp(lr, np.log(rs), np.log([v for _, v in pts]))))
+
+
 def error_model_of(prior) -> ErrorModel:
     """The prior's error model (manifest key "uncertainty"), or the uncalibrated default."""
     return ErrorModel.from_json((getattr(prior, "manifest", None) or {}).get("uncertainty"))
@@ -135,23 +134,21 @@ def error_estimate(std: np.ndarray, samples: int, accel: float, model: ErrorMode
     return (model.factor(samples, accel) * pooled_std(std, samples, model.pool_px)).astype(np.float32)
 
 
-def holdout_error_ratio(image: np.ndarray, std: np.ndarray, ksp: np.ndarray, maps: np.ndarray, mask: np.ndarray,
-                        scored: np.ndarray, samples: int, accel: float, model: ErrorModel | None = None) -> float | None:
-    """s = sqrt((‖M_s(F S x) − y‖² − noise) / predicted) of one slice reconstructed without its held-out samples:
-    image/std (ny, nx) of that run (its K = `samples` posterior samples), ksp/maps (C, ny, nx) the scan's data and
-    maps, mask (ny, nx) every measured sample (for the noise level), scored (ny, nx) the held-out samples scored;
-    noise = σ²·(samples scored × C) with σ from the fully sampled centre (`kspace_sigma`); predicted = n_scored ·
-    Σ_c mean_x |S_c|²·e², e the run's own error estimate (independent pixel errors). None when σ is unknown or
-    nothing is predicted."""
-    sc = np.asarray(scored, bool)
-    pred = fft2c_np(np.asarray(maps) * np.asarray(image)[None])[:, sc]
-    actual = float(np.sum(np.abs(pred - np.asarray(ksp)[:, sc]) ** 2))
+def holdout_error_ratio(residual: float, n_scored: int, std: np.ndarray, ksp: np.ndarray, maps: np.ndarray,
+                        mask: np.ndarray, samples: int, accel: float, model: ErrorModel | None = None) -> float | None:
+    """s = sqrt((residual − noise) / predicted) of one slice reconstructed without its held-out samples: `residual`
+    = ‖M_s(F S x) − y‖² over the `n_scored` held-out k-space positions scored (`selfval.heldout_residual`, every
+    coil), std (ny, nx) that run's spread over its K = `samples` posterior samples, ksp/maps (C, ny, nx) the scan's
+    data and maps, mask (ny, nx) every measured sample (for the noise level); noise = σ²·n_scored·C with σ from the
+    fully sampled centre (`kspace_sigma`); predicted = n_scored · Σ_c mean_x |S_c|²·e², e the run's own error
+    estimate (independent pixel errors). None when σ is unknown or nothing is predicted."""
+    maps = np.asarray(maps)
     sigma = float(kspace_sigma(np.asarray(ksp)[None], np.asarray(mask, bool))[0])
     e = error_estimate(std, samples, accel, model).astype(np.float64)
-    predicted = float(sc.sum() * np.mean(np.sum(np.abs(np.asarray(maps)) ** 2, axis=0) * e ** 2))
+    predicted = float(n_scored * np.mean(np.sum(np.abs(maps) ** 2, axis=0) * e ** 2))
     if not np.isfinite(sigma) or predicted <= 0:
         return None
-    return float(np.sqrt(max(actual - sigma ** 2 * pred.size, 0.0) / predicted))
+    return float(np.sqrt(max(float(residual) - sigma ** 2 * n_scored * maps.shape[0], 0.0) / predicted))
 
 
 def expected_rmse(err: np.ndarray, region: np.ndarray | None = None) -> float:

@@ -163,12 +163,19 @@ def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
 
     seen = []
 
-    def fake_ratio(image, std, ksp, maps, mask, scored, samples, accel, model):
-        seen.append((tags[int(image.real[0, 0])], samples, bool(scored.any())))
+    def fake_ratio(residual, n_scored, std, ksp, maps, mask, samples, accel, model):
+        seen.append((names[residual], samples, n_scored > 0))
         return 2.5
 
+    names = {}
+
+    def fake_err(image, k, s, scored):
+        name = tags[int(image.real[0, 0])]
+        names[errs[name]] = name
+        return errs[name], 1.0
+
     monkeypatch.setattr(selfval, "_run", fake_run)
-    monkeypatch.setattr(selfval, "heldout_residual", lambda image, k, s, scored: (errs[tags[int(image.real[0, 0])]], 1.0))
+    monkeypatch.setattr(selfval, "heldout_residual", fake_err)
     monkeypatch.setattr(selfval, "holdout_error_ratio", fake_ratio)
     m = np.zeros((64, 32), bool)
     m[::2] = True
@@ -177,7 +184,7 @@ def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
     cfg = SamplerConfig(self_validate=True, samples=2)
     info, _ = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert info["chosen"] == "dds-sparse" and info["holdout_error_ratio"] == 2.5
-    assert seen == [("dds-sparse", 2, True)]               # the winner's fold-0 run, with the configured K
+    assert seen == [("dds-sparse", 2, True)]               # the winner's fold-0 residual, with the configured K
     tags.clear()
     info, _ = selfval._choose(None, None, k, k, m, None, cfg.replace(samples=1), "cpu", None)
     assert "holdout_error_ratio" not in info

@@ -91,6 +91,7 @@ def test_holdout_error_ratio_is_one_when_the_estimate_is_the_true_error():
     """An image whose error is independent per pixel with exactly the std the estimate says: the held-out residual
     (noise removed) is what the estimate predicts, s ≈ 1; twice the error, s ≈ 2."""
     from recon_core.fft import fft2c_np
+    from recon_core.samplers.selfval import heldout_residual
     from recon_core.uncertainty import holdout_error_ratio
 
     rng = np.random.default_rng(0)
@@ -112,5 +113,6 @@ def test_holdout_error_ratio_is_one_when_the_estimate_is_the_true_error():
     model = ErrorModel(pool_px=0)
     for mult in (1.0, 2.0):
         err = mult * e * (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))) / np.sqrt(2)
-        s = holdout_error_ratio(truth + err, std, ksp, maps, mask, scored, K, 4.0, model)
+        residual, _ = heldout_residual(truth + err, ksp, maps, scored)
+        s = holdout_error_ratio(residual, int(scored.sum()), std, ksp, maps, mask, K, 4.0, model)
         assert s == pytest.approx(mult, rel=0.12)

@@ -232,18 +232,19 @@ class OpenVINOEngine:
                 cm, (req,) = self._compiled({k: v.shape for k, v in feeds.items()})
                 out = np.array(req.infer(feeds)[cm.output(0)])
             else:
+                # array_split: the larger parts first, so the parts of each size, taken largest size first, run
+                # concurrently on one compiled shape and come back in the batch's order
                 parts = [{k: v[idx] for k, v in feeds.items()} for idx in np.array_split(np.arange(x.shape[0]), n)]
                 outs = []
-                for size in sorted({len(p["x"]) for p in parts}):       # at most two part sizes
+                for size in sorted({len(p["x"]) for p in parts}, reverse=True):     # at most two part sizes
                     group = [p for p in parts if len(p["x"]) == size]
                     cm, reqs = self._compiled({k: v.shape for k, v in group[0].items()}, n)
                     for req, p in zip(reqs, group):
                         req.start_async(p)
                     for req in reqs[:len(group)]:
                         req.wait()
-                    outs += [(id(p), np.array(req.get_output_tensor(0).data)) for req, p in zip(reqs, group)]
-                order = {id(p): i for i, p in enumerate(parts)}
-                out = np.concatenate([o for _, o in sorted(outs, key=lambda io: order[io[0]])])
+                    outs += [np.array(req.get_output_tensor(0).data) for req in reqs[:len(group)]]
+                out = np.concatenate(outs)
         return torch.from_numpy(out).to(x.device).float()
 
 

@@ -245,9 +245,9 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
             meth, sets = candidate(name, c)
             img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
                             device, scale)
-            if f == 0:
-                first[name] = (img, res, scored)
             errs[name], y2 = heldout_residual(img, k, s, scored)
+            if f == 0:
+                first[name] = (errs[name], int(scored.sum()), res)
         energy.append(max(y2, 1e-30))
         per_fold.append({n: v / energy[-1] for n, v in errs.items()})
     # the NMSE over all held-out samples of all folds (each fold weighted by its measured energy: a fold whose lines
@@ -261,10 +261,10 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
     if len(folds) > 1:
         info["heldout_nmse_folds"] = [{n: round(v, 6) for n, v in e.items()} for e in per_fold]
     bc = min(classical, key=total.get)
-    img, res, scored = first[best]
+    residual, n_scored, res = first[best]
     if best in diffusion and res is not None and res.std is not None:   # K ≥ 2: how wrong vs its own estimate
-        ratio = holdout_error_ratio(img, np.asarray(res.std)[0], k, s, m, scored, c.samples, realised_accel(m),
-                                    error_model_of(prior))
+        ratio = holdout_error_ratio(residual, n_scored, np.asarray(res.std)[0], k, s, m, c.samples,
+                                    realised_accel(m), error_model_of(prior))
         if ratio is not None:
             info["holdout_error_ratio"] = round(ratio, 4)
     if best in diffusion:

@@ -18,7 +18,8 @@ simulator validation cases; the rescaled estimate is e · s / s̄_val.
 the manifest's `ErrorModel.holdout_scale` — scored per case (±2σ coverage in the head).
 
 `--rules` (session 14): the damped, per-acceleration rule fitted on the validation cases only — s̄(R) the geometric
-mean of s over the validation cases at each R (log-linear in log R between and beyond them), factor
+mean of s over the validation cases at each R (log-linear in log R between them, clamped beyond, as the product
+reads it: `ErrorModel.holdout_scale_ref`), factor
 (s / s̄(R))^α, or max(1, s / s̄(R))^α (up only); α chosen on validation (every case inside 85–98 % first, then the
 smallest mean |coverage − 95 %|) and only then applied to the test and real cases. `--names` attaches name, group and
 acceleration from a summary JSON (rows in the same order) to a .jsonl written before run() recorded them.
@@ -165,24 +166,15 @@ def rules(path, names=None):
     if names:
         for r, m in zip(rows, json.load(open(names))["rows"]):
             r.update(name=m["name"], group=m["group"], accel=m["accel"])
+    from recon_core.uncertainty import ErrorModel
+
     val = [r for r in rows if r["group"] == "val" and r["s"] > 0]
     accs = sorted({r["accel"] for r in val})
     lsb = [float(np.mean([np.log(r["s"]) for r in val if r["accel"] == a])) for a in accs]
-
-    def sbar(a):
-        if len(accs) == 1:
-            return float(np.exp(lsb[0]))
-        la = np.log(accs)
-        slope = (lsb[-1] - lsb[0]) / (la[-1] - la[0])
-        x = np.log(a)
-        if x < la[0]:
-            return float(np.exp(lsb[0] + slope * (x - la[0])))
-        if x > la[-1]:
-            return float(np.exp(lsb[-1] + slope * (x - la[-1])))
-        return float(np.exp(np.interp(x, la, lsb)))
+    fit = ErrorModel(holdout_sbar={a: float(np.exp(v)) for a, v in zip(accs, lsb)})   # s̄(R) as the product reads it
 
     def cov(r, alpha, up):
-        q = r["s"] / sbar(r["accel"])
+        q = r["s"] / fit.holdout_scale_ref(r["accel"])
         f = max(q, 1.0) ** alpha if up else q ** alpha
         err, e = np.asarray(r["err"]), np.asarray(r["e"])
         return float((err <= 2 * f * e).mean())
@@ -199,7 +191,8 @@ def rules(path, names=None):
         print("|---|---|---|---|" + "---|" * len(ALPHAS))
         for r in rows:
             cs = " | ".join(f"{100 * cov(r, a, up):.1f}" + (" ←" if a == best else "") for a in ALPHAS)
-            print(f"| {r['name']} | {r['group']} | {r['s'] / sbar(r['accel']):.2f} | {100 * r['cov2']:.1f} % | {cs} |")
+            q = r["s"] / fit.holdout_scale_ref(r["accel"])
+            print(f"| {r['name']} | {r['group']} | {q:.2f} | {100 * r['cov2']:.1f} % | {cs} |")
 
 
 if __name__ == "__main__":
