@@ -92,6 +92,15 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
     assert "self_validation" not in plain.timings
 
 
+def _line_scan():
+    """A 64×32 line mask (every other line + a 12-line centre) and unit 2-coil k-space: what the scripted tests of
+    the decision rule hold lines out of."""
+    m = np.zeros((64, 32), bool)
+    m[::2] = True
+    m[26:38] = True
+    return m, np.ones((2, 64, 32), np.complex64)
+
+
 def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
     """The decision rule alone (held-out errors scripted): DDS has the lowest error over both folds pooled but
     L1-wavelet beats it in fold 1 → DDS kept, 'prior_unsure' names the fold; L1-wavelet lowest on the sum → the
@@ -114,10 +123,7 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
 
     monkeypatch.setattr(selfval, "_run", fake_run)
     monkeypatch.setattr(selfval, "heldout_residual", fake_err)
-    m = np.zeros((64, 32), bool)
-    m[::2] = True
-    m[26:38] = True
-    k = np.ones((2, 64, 32), np.complex64)
+    m, k = _line_scan()
     cfg = SamplerConfig(self_validate=True, gamma=20.0, prior_weight=1.0, wavelet_lambda=1e-3)
     names = [n for n, _, _ in selfval.CANDIDATES]
     order = iter([scripted[f][n] for f in (0, 1) for n in names])
@@ -177,10 +183,7 @@ def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
     monkeypatch.setattr(selfval, "_run", fake_run)
     monkeypatch.setattr(selfval, "heldout_residual", fake_err)
     monkeypatch.setattr(selfval, "holdout_error_ratio", fake_ratio)
-    m = np.zeros((64, 32), bool)
-    m[::2] = True
-    m[26:38] = True
-    k = np.ones((2, 64, 32), np.complex64)
+    m, k = _line_scan()
     cfg = SamplerConfig(self_validate=True, samples=2)
     info, _ = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert info["chosen"] == "dds-sparse" and info["holdout_error_ratio"] == 2.5
