@@ -179,26 +179,25 @@ def _top_eigvec(H: torch.Tensor, floor: float = 0.0, iters: int = 48, tol: float
     fro = (H.real ** 2 + H.imag ** 2).sum((1, 2)).sqrt()
     idx = (fro >= floor).nonzero()[:, 0] if floor > 0 else torch.arange(H.shape[0], device=H.device)
     Hs = H[idx]
-    Hs = (Hs + Hs.conj().transpose(1, 2)) / 2                        # exactly Hermitian
     mu, v, ok = _certified_power(Hs, fro[idx], iters, tol)
     bad = (~ok).nonzero()[:, 0]
     if bad.numel():
-        w, V = torch.linalg.eigh(Hs[bad])                             # ascending eigenvalues
+        Hb = Hs[bad]
+        w, V = torch.linalg.eigh((Hb + Hb.conj().transpose(1, 2)) / 2)  # exactly Hermitian; ascending
         mu[bad], v[bad] = w[:, -1].to(mu.dtype), V[:, :, -1].to(v.dtype)
     lam[idx], vec[idx] = mu.float(), v.to(torch.complex64)
     return lam.reshape(B, ny, nx), vec.reshape(B, ny, nx, C).permute(0, 3, 1, 2)
 
 
 def _certified_power(H: torch.Tensor, fro: torch.Tensor, iters: int, tol: float, chunk: int = 12):
-    """Power iteration on Hermitian H (P, C, C) from its largest-diagonal column, with a bound on each pixel's
+    """Power iteration on Hermitian H (P, C, C) from its row sums H·1, with a bound on each pixel's
     error: the Rayleigh quotient μ and residual r = ‖Hv − μv‖ give sin∠(v, v₁) ≤ r / (μ − λ₂) (Davis–Kahan), and
     λ₂ ≤ sqrt(‖H‖_F² − μ²) because Σλᵢ² = ‖H‖_F² and λ₁ ≥ μ. Pixels are checked every `chunk` steps and only the
     uncertified ones iterate on, up to `iters` steps. Returns (μ (P,), unit v (P, C), certified (P,) bool: the
     bound ≤ tol)."""
-    P, C, _ = H.shape
     dev = H.device
-    j = torch.diagonal(H, dim1=1, dim2=2).real.argmax(1)
-    v = H[torch.arange(P, device=dev), :, j][..., None]               # (P, C, 1)
+    v = H.sum(-1, keepdim=True)                                       # (P, C, 1); uncertified if ⟂ v₁
+    P = H.shape[0]
     mu = torch.zeros(P, dtype=H.real.dtype, device=dev)
     ok = torch.zeros(P, dtype=torch.bool, device=dev)
     live = torch.arange(P, device=dev)                                # pixels still iterating
