@@ -135,3 +135,41 @@ def test_reliability_figure(tmp_path):
     path = tmp_path / "rel.png"
     reliability_figure({"a": bins, "b": bins[:2]}, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_self_validated_error_estimate_is_rescaled_by_the_holdout_as_the_scanner_does(monkeypatch):
+    """With self-validation on, the evaluation scores the error estimate the scanner sends: × the hold-out scale
+    max(1, s / s̄(R))^α of the slice's own `holdout_error_ratio` (issue 27)."""
+    import types
+
+    import training.evaluation.real as real
+    from recon_core import baselines
+    from recon_core.raw.image import slice_maps
+    from recon_core.samplers import SamplerConfig
+
+    def fake_diffusion(sd, header, prior, config, method):
+        maps = slice_maps(sd)
+        img = np.asarray(baselines.reconstruct("sense", sd.kspace[None], maps[None], sd.mask))[0]
+        info = {"std": (0.05 * np.abs(img) + 1e-3 * np.abs(img).max()).astype(np.float32)}
+        if ratio is not None:
+            info["self_validation"] = {"chosen": "dds", "holdout_error_ratio": ratio}
+        return img, maps, info
+
+    monkeypatch.setattr(real, "diffusion", fake_diffusion)
+    unc = {"pool_px": 2.0, "factors": {"2": {"4": 1.5}}, "coverage": 0.92, "holdout_sbar": {"4": 2.0},
+           "holdout_alpha": 0.5}
+    prior = types.SimpleNamespace(manifest={"uncertainty": unc})
+    cfg = SamplerConfig(samples=2)
+    out = {}
+    for ratio in (None, 8.0):
+        res = evaluate_real([REAL], masks=("uniform1d:4:0.08",), prior=prior, config=cfg, progress=False,
+                            methods=("sense",))
+        out[ratio] = res["results"]["pulseq_invivo_flash.h5#0"]["cells"]["uniform1d:4:0.08"]["dds"]
+    f = out[8.0]["error_holdout_scale"]
+    assert f == pytest.approx(max(1.0, 8.0 / 2.0) ** 0.5)                  # s̄ clamped to the one fitted R
+    assert "error_holdout_scale" not in out[None]
+    assert out[8.0]["error_estimate"]["std_over_rmse"] == pytest.approx(f * out[None]["error_estimate"]["std_over_rmse"],
+                                                                       rel=1e-4)
+    assert out[8.0]["calibration"]["std_over_rmse"] == out[None]["calibration"]["std_over_rmse"]  # raw std as it is
+    assert out[8.0]["error_estimate"]["coverage_2sigma"] > out[None]["error_estimate"]["coverage_2sigma"]
+    assert "× 2.00 by the scan's hold-out" in format_markdown(res, main="dds")

@@ -14,6 +14,10 @@ prewhitening when noise readouts exist, readout oversampling removed):
   setting on this slice (an oracle choice that favours the classical side): SENSE, GRAPPA, sigpy
   L1-wavelet, BART pics W and TV with our maps and with BART's own `ecalib` maps, each over `LAMBDAS`.
 
+With `samples` K > 1 the diffusion method's std and calibrated error estimate are scored against its actual error
+(`calibration`, `error_estimate`); with self-validation on, the error estimate is rescaled by the scan's hold-out
+residual as the scanner does (`error_holdout_scale`; `recon_core.uncertainty`).
+
 Results: {file: {"slices": [...], "cells": {mask: {method: {psnr, ssim, nmse, lamda, maps}}}}}; an
 unreadable file is skipped with one line naming it (`skipped`).
 """
@@ -86,7 +90,13 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
         if std is not None:   # posterior samples: does the std predict the error? (issue 27)
             row[method]["calibration"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, std),
                                                                  rs.region)
-            err = error_estimate(std, config.samples, realised_accel(sd.mask), error_model_of(prior))
+            em, accel = error_model_of(prior), realised_accel(sd.mask)
+            err = error_estimate(std, config.samples, accel, em)
+            # with self-validation, the scanner's rescaling by the scan's own hold-out residual (gadget.processor)
+            ratio = (info.get("self_validation") or {}).get("holdout_error_ratio")
+            if ratio is not None and em.holdout_sbar:
+                row[method]["error_holdout_scale"] = f = float(em.holdout_scale(ratio, accel))
+                err = err * f
             row[method]["error_estimate"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, err),
                                                                     rs.region)
     if maps is None:
@@ -176,7 +186,11 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
                 continue
             lines.append(f"- {row['slice']} {row['mask']}: {row['diff_db']:+.2f} (best classical: "
                          f"{row['best_classical']} {row['best_psnr_ssim']})")
-    cal = [(name, f"{spec} {what}", c[main][key]) for name, r in res["results"].items()
+    def what_of(cell, key, what):
+        f = cell.get("error_holdout_scale") if key == "error_estimate" else None
+        return what if f is None else f"{what} (× {f:.2f} by the scan's hold-out)"
+
+    cal = [(name, f"{spec} {what_of(c[main], key, what)}", c[main][key]) for name, r in res["results"].items()
            for spec, c in r["cells"].items() for key, what in (("calibration", "std"), ("error_estimate", "error estimate"))
            if main and c.get(main) and c[main].get(key)]
     if cal:
