@@ -1,7 +1,7 @@
-"""Centred orthonormal FFTs (fastMRI `fft2c` convention): 2-D over the last two axes, 1-D over one axis.
+"""Centred orthonormal 2-D FFTs over the last two axes (fastMRI `fft2c` convention).
 
-k-space = fftshift(fft2(ifftshift(image)), norm="ortho"); both directions preserve the L2 norm. The 2-D transform
-is the 1-D one along y then along x (`fftc(fftc(x, -2), -1)`).
+k-space = fftshift(fft2(ifftshift(image)), norm="ortho"); both directions preserve the L2 norm. (The 1-D centred
+transform of `recon_core.operators.SenseOp.AHA` is written there with its shifts folded into maps and mask.)
 """
 
 from __future__ import annotations
@@ -24,20 +24,6 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     k = torch.fft.ifftshift(k, dim=_DIMS)
     k = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
     return torch.fft.fftshift(k, dim=_DIMS)
-
-
-def fftc(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Centred orthonormal 1-D FFT of complex x along `dim` (fastest along the contiguous last axis)."""
-    x = torch.fft.ifftshift(x, dim=dim)
-    x = torch.fft.fft(x, dim=dim, norm="ortho")
-    return torch.fft.fftshift(x, dim=dim)
-
-
-def ifftc(k: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Inverse of `fftc` along `dim`."""
-    k = torch.fft.ifftshift(k, dim=dim)
-    k = torch.fft.ifft(k, dim=dim, norm="ortho")
-    return torch.fft.fftshift(k, dim=dim)
 
 
 def fft2c_np(x: np.ndarray) -> np.ndarray:

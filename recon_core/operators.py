@@ -42,7 +42,7 @@ class SenseOp:
             else:
                 maps_1d, mask_1d = self.maps, self.mask[..., :1, :]
             # maps (B, C, ·, n) and mask (B|1, 1, 1, n) stored ifftshift-ed along the FFT axis: the centring
-            # shifts of fftc/ifftc then reduce to one shift of the image in and one out (see AHA)
+            # shifts of the centred 1-D FFTs then reduce to one shift of the image in and one out (see AHA)
             self._maps_1d = torch.fft.ifftshift(maps_1d, dim=-1).contiguous()
             self._maps_1d_conj = self._maps_1d.conj().resolve_conj()      # a lazy conj would be copied per call
             self._mask_1d = torch.fft.ifftshift(mask_1d, dim=-1).to(self.maps.dtype)
@@ -82,8 +82,9 @@ class SenseOp:
         if self.axis is None:
             k = self.mask * fft2c(self.maps * x[:, None])
             return (self._maps_conj * ifft2c(k)).sum(dim=1)
-        # Σ conj(S) ifftc(M fftc(S x)) = fftshift(Σ conj(S') ifft(M' fft(S' x'))), ' = ifftshift along the
-        # FFT axis (fftshift and ifftshift are inverse and commute with pointwise products), exact for any n
+        # with Fc = fftshift∘fft∘ifftshift (centred 1-D): Σ conj(S) Fcᴴ(M Fc(S x)) =
+        # fftshift(Σ conj(S') ifft(M' fft(S' x'))), ' = ifftshift along the FFT axis (fftshift and ifftshift
+        # are inverse and commute with pointwise products), exact for any n
         xt = torch.fft.ifftshift(x.transpose(-1, -2) if self.axis == -2 else x, dim=-1)
         k = torch.fft.fft(self._maps_1d * xt[:, None], dim=-1, norm="ortho").mul_(self._mask_1d)
         w = torch.fft.ifft(k, dim=-1, norm="ortho").mul_(self._maps_1d_conj)
