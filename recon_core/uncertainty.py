@@ -134,6 +134,19 @@ def error_estimate(std: np.ndarray, samples: int, accel: float, model: ErrorMode
     return (model.factor(samples, accel) * pooled_std(std, samples, model.pool_px)).astype(np.float32)
 
 
+def holdout_rescaled(err: np.ndarray, self_validation: dict | None, accel: float,
+                     model: ErrorModel | None = None) -> tuple[np.ndarray, float | None]:
+    """(err × the hold-out scale of the slice's own self-validation (`ErrorModel.holdout_scale` of its
+    `holdout_error_ratio`), the scale) — or (err, None) without a ratio or a fitted s̄: the error map the scanner sends
+    for a slice that validated itself (the evaluations score this)."""
+    model = model or ErrorModel()
+    ratio = (self_validation or {}).get("holdout_error_ratio")
+    if ratio is None or not model.holdout_sbar:
+        return err, None
+    f = model.holdout_scale(ratio, accel)
+    return (np.asarray(err) * f).astype(np.float32), f
+
+
 def holdout_error_ratio(residual: float, n_scored: int, std: np.ndarray, ksp: np.ndarray, maps: np.ndarray,
                         mask: np.ndarray, samples: int, accel: float, model: ErrorModel | None = None) -> float | None:
     """s = sqrt((residual − noise) / predicted) of one slice reconstructed without its held-out samples: `residual`

@@ -45,7 +45,7 @@ from recon_core.prior.manifest import resolve_model_path
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import diffusion_sampler
 from recon_core.sim.export import load_split
-from recon_core.uncertainty import error_estimate, error_model_of
+from recon_core.uncertainty import error_estimate, error_model_of, holdout_rescaled
 
 from .ablation import ABLATIONS, drop_fields, pathology_kind, wrong_pathology
 from .cache import UnitCache, key_of
@@ -271,7 +271,7 @@ class Evaluation:
         if maps != "espirit":
             base["maps"] = maps
         if samples > 1:   # units with the error estimate's scores (its factors are in the model's manifest: model id)
-            base["calibration"] = 2
+            base["calibration"] = 3   # 3: self-validated slices rescaled by their hold-out (session 15)
         parts = []
         for lo in range(0, len(pos), self.c.batch):
             chunk = pos[lo:lo + self.c.batch]
@@ -290,8 +290,10 @@ class Evaluation:
                 if r.std is not None:   # K > 1: does the std predict the error? (issue 27; inside the head)
                     res.update(_calibration(cd.ref[chunk], r.image, r.std))
                     em = error_model_of(prior)    # and the calibrated error estimate (recon_core.uncertainty)
-                    err = np.stack([error_estimate(r.std[j], samples, realised_accel(cd.mask[p]), em)
-                                    for j, p in enumerate(chunk)])
+                    sv = (r.timings or {}).get("self_validation") or [None] * len(chunk)
+                    err = np.stack([holdout_rescaled(error_estimate(r.std[j], samples, realised_accel(cd.mask[p]), em),
+                                                     sv[j], realised_accel(cd.mask[p]), em)[0]
+                                    for j, p in enumerate(chunk)])   # as the scanner sends it (self-validated)
                     res.update(_calibration(cd.ref[chunk], r.image, err, prefix="ecal_"))
                 out = {}
                 for j, p in enumerate(chunk):

@@ -39,7 +39,7 @@ from recon_core.raw.image import scanner_units, slice_maps
 from recon_core.raw.retrospective import RealSlice, load_real, object_region, undersample  # noqa: F401
 from recon_core.samplers import SamplerConfig
 from recon_core.samplers import reconstruct_slice as diffusion  # noqa: F401
-from recon_core.uncertainty import error_estimate, error_model_of
+from recon_core.uncertainty import error_estimate, error_model_of, holdout_rescaled
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,10 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
                                                                  rs.region)
             em, accel = error_model_of(prior), realised_accel(sd.mask)
             err = error_estimate(std, config.samples, accel, em)
-            # with self-validation, the scanner's rescaling by the scan's own hold-out residual (gadget.processor)
-            ratio = (info.get("self_validation") or {}).get("holdout_error_ratio")
-            if ratio is not None and em.holdout_sbar:
-                row[method]["error_holdout_scale"] = f = float(em.holdout_scale(ratio, accel))
-                err = err * f
+            # with self-validation, the scanner's rescaling by the scan's own hold-out residual
+            err, f = holdout_rescaled(err, info.get("self_validation"), accel, em)
+            if f is not None:
+                row[method]["error_holdout_scale"] = f
             row[method]["error_estimate"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, err),
                                                                     rs.region)
     if maps is None:
