@@ -234,3 +234,22 @@ def test_calibration_stage(dataset, models, tmp_path):
     assert "error estimate" in (out / "results.md").read_text()
     with pytest.raises(InputError, match="calibration"):
         _config(dataset, models, out, calibration=(1,)).check()
+
+
+def test_calibration_summary_leaves_out_slices_without_a_std():
+    """A self-validated chunk that returned a classical image has no posterior std: its slices are NaN and left out
+    of every calibration number instead of failing the evaluation."""
+    from training.evaluation.harness import _calibration, _calibration_summary, _no_calibration
+
+    rng = np.random.default_rng(0)
+    ref = np.zeros((4, 32, 32), np.float32)
+    ref[:, 8:24, 8:24] = 1.0
+    img = (ref + 0.05 * rng.standard_normal(ref.shape)).astype(np.complex64)
+    std = np.abs(0.05 * rng.standard_normal(ref.shape)).astype(np.float32) + 0.01 * np.arange(1, 5)[:, None, None]
+    a = {**_calibration(ref, img, std), **_calibration(ref, img, std, prefix="ecal_")}
+    b = _no_calibration(2)
+    merged = {k: np.concatenate([a[k], b[k]]) for k in a}
+    s = _calibration_summary(merged)
+    assert s["spearman"]["n"] == 4 and s["error_estimate"]["cov2"]["n"] == 4
+    assert s["slice_spearman"] == _calibration_summary(a)["slice_spearman"]
+    assert _calibration_summary(_no_calibration(3))["slice_spearman"] is None

@@ -295,6 +295,8 @@ class Evaluation:
                                                      sv[j], realised_accel(cd.mask[p]), em)[0]
                                     for j, p in enumerate(chunk)])   # as the scanner sends it (self-validated)
                     res.update(_calibration(cd.ref[chunk], r.image, err, prefix="ecal_"))
+                elif samples > 1:   # self-validation returned a classical image here: no std (NaN, not scored)
+                    res.update(_no_calibration(len(chunk)))
                 out = {}
                 for j, p in enumerate(chunk):
                     if int(p) in self.examples:
@@ -548,11 +550,23 @@ def _calibration_summary(r: dict, prefix: str = "cal_") -> dict:
     if rel in r:   # per σ-quantile bin, the mean over slices of (σ, RMS error)
         m = np.nanmean(r[rel], axis=0)
         out["reliability"] = [{"std": float(a), "rmse": float(b)} for a, b in m if np.isfinite(a)]
-    ok = len(r[prefix + "rmse"]) > 2 and np.ptp(r[prefix + "mean_std"]) > 0
-    out["slice_spearman"] = float(spearmanr(r[prefix + "mean_std"], r[prefix + "rmse"]).statistic) if ok else None
+    fin = np.isfinite(r[prefix + "mean_std"]) & np.isfinite(r[prefix + "rmse"])
+    ms, rm = r[prefix + "mean_std"][fin], r[prefix + "rmse"][fin]
+    ok = len(rm) > 2 and np.ptp(ms) > 0
+    out["slice_spearman"] = float(spearmanr(ms, rm).statistic) if ok else None
     if prefix == "cal_" and "ecal_rmse" in r:
         out["error_estimate"] = _calibration_summary(r, "ecal_")
     return out
+
+
+_CAL_KEYS = ("spearman", "cov1", "cov2", "ratio", "rmse", "mean_std")
+
+
+def _no_calibration(n: int) -> dict:
+    """`_calibration`'s arrays for n slices without a posterior std (NaN: left out of every summary)."""
+    res = {p + k: np.full(n, np.nan) for p in ("cal_", "ecal_") for k in _CAL_KEYS}
+    res.update({b: np.full((n, RELIABILITY_BINS, 2), np.nan) for b in ("rel_bins", "erel_bins")})
+    return res
 
 
 def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray, prefix: str = "cal_") -> dict:
@@ -565,8 +579,7 @@ def _calibration(ref: np.ndarray, image: np.ndarray, std: np.ndarray, prefix: st
     for b, q in enumerate(qs):
         for i, r in enumerate(q["reliability"]):
             rel[b, i] = (r["std"], r["rmse"])
-    out = {"spearman": "spearman", "cov1": "coverage_1sigma", "cov2": "coverage_2sigma", "ratio": "std_over_rmse",
-           "rmse": "rmse", "mean_std": "mean_std"}
+    out = dict(zip(_CAL_KEYS, ("spearman", "coverage_1sigma", "coverage_2sigma", "std_over_rmse", "rmse", "mean_std")))
     res = {prefix + k: np.array([q[v] for q in qs]) for k, v in out.items()}
     res["rel_bins" if prefix == "cal_" else "erel_bins"] = rel
     return res
