@@ -87,6 +87,7 @@ def test_self_validation_falls_back_to_classical_when_the_prior_is_useless(prior
         assert info["prior_unsure"] == info["reason"]
         direct = np.asarray(reconstruct(info["chosen"], ksp[b:b + 1], maps[b:b + 1], mask))[0]
         assert np.allclose(res.image[b], direct, atol=1e-3 * np.abs(direct).max())
+    assert res.timings["total"] > 0      # the call's time, validation included, also with no DDS winner
     # off: the plain sampler, no self-validation entry
     plain = diffusion_sampler("dds")(prior, ksp, maps, mask, records=records(2), config=cfg.replace(self_validate=False))
     assert "self_validation" not in plain.timings

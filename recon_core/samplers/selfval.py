@@ -42,6 +42,7 @@ the defaults); in a series only the first `selfval_slices` slices pay it.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -217,13 +218,16 @@ def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, d
                         .reshape(-1, ny, nx), (B, ny, nx)).copy()
     recs = list(records) if records is not None else None
     results, infos = [], []
+    t0 = time.perf_counter()
     for b in range(B):
         rb = None if recs is None else [recs[b]]
         sb = _slice_scale(scale, b)
         info, (method, sets) = _choose(sampler, prior, k[b], s[b], m[b], rb, c, device, sb)
         infos.append(info)
         results.append(_run(sampler, method, sets, prior, k[b:b + 1], s[b:b + 1], m[b], rb, c, device, sb))
-    return _merge(results, infos, c)
+    out = _merge(results, infos, c)
+    out.timings["total"] = time.perf_counter() - t0     # the whole call, validation included (also when classical)
+    return out
 
 
 def _choose(sampler, prior, k, s, m, records, c, device, scale):
@@ -284,7 +288,8 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
 
 
 def _merge(results, infos, c):
-    """Per-slice results → one SamplerResult (classical winners: std None, timings from a DDS winner if any)."""
+    """Per-slice results → one SamplerResult (classical winners: std None, timings from a DDS winner if any; the
+    caller sets "total")."""
     image = np.stack([r[0] for r in results]).astype(np.complex64)
     dds = [r[1] for r in results if r[1] is not None]
     K = c.samples
