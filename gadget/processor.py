@@ -40,7 +40,7 @@ from recon_core.raw.retrospective import object_region
 from recon_core.samplers import get_spec, sample_slices
 from recon_core.samplers.base import prior_device
 from recon_core.samplers.selfval import reuse_choice
-from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse
+from recon_core.uncertainty import error_estimate, error_model_of, expected_rmse, holdout_rescaled
 
 from .images import slice_images
 from .params import ReconParams, is_diffusion
@@ -414,10 +414,9 @@ class StreamProcessor:
         ratio, whose = sv.get("holdout_error_ratio"), "this slice's"
         if ratio is None and reused is not None and self._sv_ratios:
             ratio, whose = float(np.median(self._sv_ratios)), "the series' first slices'"
-        if ratio is None or not em.holdout_sbar:
+        errs[b], f = holdout_rescaled(errs[b], ratio, accel, em)
+        if f is None:
             return
-        f = em.holdout_scale(ratio, accel)
-        errs[b] = (errs[b] * f).astype(np.float32)
         uncs[b]["holdout_scale"] = round(f, 4)
         uncs[b]["error_estimate"] += (f"; × {f:.2f} from {whose} held-out k-space (residual {ratio:.2f} × the "
                                       f"independent-pixel prediction, simulator {em.holdout_scale_ref(accel):.2f}; "

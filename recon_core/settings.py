@@ -25,7 +25,8 @@ from .errors import InputError
 
 DTYPE_PRECISIONS = ("fp32", "bf16", "fp16")     # network arithmetic: the one list of precision names
 PRECISIONS = ("auto",) + DTYPE_PRECISIONS       # auto: a timed fp32-vs-bf16 trial (recon_core.precision)
-ENGINES = ("torch", "torch-cl", "onnxruntime", "openvino", "openvino-streams")   # the network's runtimes (recon_core.prior.engine)
+#: the network's runtimes (recon_core.prior.engine)
+ENGINES = ("torch", "torch-cl", "onnxruntime", "openvino", "openvino-streams")
 ENGINE_CHOICES = ("auto",) + ENGINES
 SCALE_METHODS = ("sense", "zerofilled")
 WARM_INITS = ("sense", "zerofilled", "l1wavelet")

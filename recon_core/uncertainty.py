@@ -134,13 +134,12 @@ def error_estimate(std: np.ndarray, samples: int, accel: float, model: ErrorMode
     return (model.factor(samples, accel) * pooled_std(std, samples, model.pool_px)).astype(np.float32)
 
 
-def holdout_rescaled(err: np.ndarray, self_validation: dict | None, accel: float,
+def holdout_rescaled(err: np.ndarray, ratio: float | None, accel: float,
                      model: ErrorModel | None = None) -> tuple[np.ndarray, float | None]:
-    """(err × the hold-out scale of the slice's own self-validation (`ErrorModel.holdout_scale` of its
-    `holdout_error_ratio`), the scale) — or (err, None) without a ratio or a fitted s̄: the error map the scanner sends
-    for a slice that validated itself (the evaluations score this)."""
+    """The error map the scanner sends for a scan whose self-validation measured the hold-out ratio `ratio`
+    (`holdout_error_ratio`): (err × `ErrorModel.holdout_scale`, the scale), or (err, None) without a ratio or a
+    fitted s̄ (the stream processor and the evaluations all apply it here)."""
     model = model or ErrorModel()
-    ratio = (self_validation or {}).get("holdout_error_ratio")
     if ratio is None or not model.holdout_sbar:
         return err, None
     f = model.holdout_scale(ratio, accel)

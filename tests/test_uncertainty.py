@@ -123,8 +123,7 @@ def test_holdout_rescaled_is_the_scanners_scale_or_nothing():
 
     em = ErrorModel(factors={"2": {"4": 1.5}}, holdout_sbar={"4": 2.0}, holdout_alpha=0.5)
     err = np.ones((4, 4), np.float32)
-    out, f = holdout_rescaled(err, {"chosen": "dds", "holdout_error_ratio": 8.0}, 4.0, em)
+    out, f = holdout_rescaled(err, 8.0, 4.0, em)
     assert f == pytest.approx(2.0) and np.allclose(out, 2.0)
-    assert holdout_rescaled(err, {"chosen": "sense"}, 4.0, em) == (err, None)       # no ratio: unchanged
-    assert holdout_rescaled(err, None, 4.0, em)[1] is None
-    assert holdout_rescaled(err, {"holdout_error_ratio": 8.0}, 4.0, ErrorModel())[1] is None   # no s̄ fitted
+    assert holdout_rescaled(err, None, 4.0, em) == (err, None)                # no ratio: unchanged
+    assert holdout_rescaled(err, 8.0, 4.0, ErrorModel())[1] is None           # no s̄ fitted

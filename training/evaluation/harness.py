@@ -290,10 +290,11 @@ class Evaluation:
                 if r.std is not None:   # K > 1: does the std predict the error? (issue 27; inside the head)
                     res.update(_calibration(cd.ref[chunk], r.image, r.std))
                     em = error_model_of(prior)    # and the calibrated error estimate (recon_core.uncertainty)
-                    sv = (r.timings or {}).get("self_validation") or [None] * len(chunk)
-                    err = np.stack([holdout_rescaled(error_estimate(r.std[j], samples, realised_accel(cd.mask[p]), em),
-                                                     sv[j], realised_accel(cd.mask[p]), em)[0]
-                                    for j, p in enumerate(chunk)])   # as the scanner sends it (self-validated)
+                    sv = (r.timings or {}).get("self_validation") or [{}] * len(chunk)
+                    accels = [realised_accel(cd.mask[p]) for p in chunk]
+                    err = np.stack([holdout_rescaled(error_estimate(r.std[j], samples, a, em),     # as the scanner
+                                                     sv[j].get("holdout_error_ratio"), a, em)[0]   # sends it
+                                    for j, a in enumerate(accels)])
                     res.update(_calibration(cd.ref[chunk], r.image, err, prefix="ecal_"))
                 elif samples > 1:   # self-validation returned a classical image here: no std (NaN, not scored)
                     res.update(_no_calibration(len(chunk)))

@@ -93,7 +93,7 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
             em, accel = error_model_of(prior), realised_accel(sd.mask)
             err = error_estimate(std, config.samples, accel, em)
             # with self-validation, the scanner's rescaling by the scan's own hold-out residual
-            err, f = holdout_rescaled(err, info.get("self_validation"), accel, em)
+            err, f = holdout_rescaled(err, (info.get("self_validation") or {}).get("holdout_error_ratio"), accel, em)
             if f is not None:
                 row[method]["error_holdout_scale"] = f
             row[method]["error_estimate"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, err),
