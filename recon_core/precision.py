@@ -209,8 +209,8 @@ def choose_runtime(prior, precision: str, engine: str, shape, device, log=None, 
                    min_speedup: float = 1.1, max_rel_diff: float = 0.02) -> PrecisionChoice:
     """The network's runtime for the prior's guided forward on inputs of `shape` (ny, nx) (a latent prior's: the
     latent's (h, w)): an engine (torch | torch-cl | onnxruntime | openvino | openvino-streams) and a precision,
-    either as asked or — `auto` — measured: each allowed (engine, precision) runs TRIAL_BATCH forwards of the real workload; the fastest
-    whose output stays within `max_rel_diff` (relative RMS) of eager fp32 is chosen if it is at least `min_speedup`
+    either as asked or — `auto` — measured: each allowed (engine, precision) runs TRIAL_BATCH forwards of the real
+    workload; the fastest whose output stays within `max_rel_diff` (relative RMS) of eager fp32 is chosen if it is at least `min_speedup`
     faster than the reference candidate (torch fp32 when allowed), else the reference. One choice per (model,
     shape, request, machine), cached like `choose_precision`, so every batch of slices runs the same runtime and a
     slice's result does not depend on its batch. The returned choice carries the engine object (`runner`)."""
