@@ -27,6 +27,7 @@ from ..validate import check_mapping
 from .checkpoint import adapter_base, load_parts, read_checkpoint_manifest, save_prior
 from .lora import load_adapter
 from .manifest import make_manifest, resolve_model_path
+from .attention import set_attention_window
 from .vae import load_vae
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -56,12 +57,22 @@ class Prior(torch.nn.Module):
         if vae is not None:
             vae.requires_grad_(False)
             vae.eval()
+        set_attention_window(self.unet, self.attention_window)
 
     # --- properties -------------------------------------------------------------------------
     @property
     def resolution(self) -> int:
         """Training image size (square, pixels)."""
         return int(self.manifest.get("resolution", self.unet.config.sample_size))
+
+    @property
+    def attention_window(self) -> int | None:
+        """Side of the token window the UNet's self-attention works in (`recon_core.prior.attention`): the
+        manifest's `attention_window` (0 or null: global), else the token grid of the training size
+        (sample_size / 2^(levels − 1): 16 for a 128² four-level UNet)."""
+        if "attention_window" in self.manifest:
+            return int(self.manifest["attention_window"] or 0) or None
+        return max(1, int(self.unet.config.sample_size) // 2 ** (len(self.unet.config.block_out_channels) - 1))
 
     @property
     def is_latent(self) -> bool:
