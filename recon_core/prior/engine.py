@@ -17,7 +17,8 @@ An engine has the signature of `Prior.predict_eps`: `predict_eps(x (B, 2, H, W) 
                    398–459 ms at 256² (and steadier). A batch of one runs as `openvino`.
 
 The ONNX export (≈ 3 s) is cached on disk per weights hash in `$CONTEXTMRI_CACHE_DIR/onnx/` (default
-`~/.cache/contextmri/onnx/`), written atomically. Exported engines run on the CPU only; on CUDA the candidates are
+`~/.cache/contextmri/onnx/`), written atomically, one graph per attention window layout (`recon_core.prior.attention`:
+global up to the trained token grid, e.g. every 128² slice; 2 × 2 windows at 256²), exported when first needed. Exported engines run on the CPU only; on CUDA the candidates are
 `torch` and `torch-cl`.
 """
 
