@@ -18,8 +18,8 @@ An engine has the signature of `Prior.predict_eps`: `predict_eps(x (B, 2, H, W) 
 
 The ONNX export (≈ 3 s) is cached on disk per weights hash in `$CONTEXTMRI_CACHE_DIR/onnx/` (default
 `~/.cache/contextmri/onnx/`), written atomically, one graph per attention window layout (`recon_core.prior.attention`:
-global up to the trained token grid, e.g. every 128² slice; 2 × 2 windows at 256²), exported when first needed. Exported engines run on the CPU only; on CUDA the candidates are
-`torch` and `torch-cl`.
+global up to the trained token grid, e.g. every 128² slice; 2 × 2 windows at 256²), exported when first needed.
+Exported engines run on the CPU only; on CUDA the candidates are `torch` and `torch-cl`.
 """
 
 from __future__ import annotations

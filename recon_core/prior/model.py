@@ -24,10 +24,10 @@ from ..errors import InputError
 from ..io_utils import preset_yaml
 from ..metadata.encoders import build_encoder
 from ..validate import check_mapping
+from .attention import set_attention_window
 from .checkpoint import adapter_base, load_parts, read_checkpoint_manifest, save_prior
 from .lora import load_adapter
 from .manifest import make_manifest, resolve_model_path
-from .attention import set_attention_window
 from .vae import load_vae
 
 PRESET_DIR = Path(__file__).with_name("presets")
