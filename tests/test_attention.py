@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnAddedKVProcessor2_0
 
+from recon_core.errors import InputError
 from recon_core.prior import build_prior
 from recon_core.prior.attention import set_attention_window, window_layout
 
@@ -77,3 +78,11 @@ def test_the_manifest_can_ask_for_global_attention(prior):
     x = torch.randn(1, 2, 64, 64, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(_eps(p.unet, x, p), _eps(_stock(prior.unet), x, p), atol=1e-5)
     assert not torch.allclose(_eps(prior.unet, x, prior), _eps(p.unet, x, p), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "16", True])
+def test_a_bad_attention_window_in_the_manifest_is_refused_naming_it(prior, bad):
+    p = copy.deepcopy(prior)
+    p.manifest["attention_window"] = bad
+    with pytest.raises(InputError, match="attention_window"):
+        p.attention_window

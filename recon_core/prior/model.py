@@ -71,7 +71,11 @@ class Prior(torch.nn.Module):
         manifest's `attention_window` (0 or null: global), else the token grid of the training size
         (sample_size / 2^(levels − 1): 16 for a 128² four-level UNet)."""
         if "attention_window" in self.manifest:
-            return int(self.manifest["attention_window"] or 0) or None
+            w = self.manifest["attention_window"]
+            if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+                raise InputError(f"prior manifest: attention_window must be a token count ≥ 0 (0 or null: global "
+                                 f"attention), got {w!r}")
+            return int(w or 0) or None
         return max(1, int(self.unet.config.sample_size) // 2 ** (len(self.unet.config.block_out_channels) - 1))
 
     @property
