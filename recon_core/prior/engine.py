@@ -40,7 +40,7 @@ import torch
 from ..device import autocast
 from ..errors import InputError
 from ..settings import ENGINE_CHOICES, ENGINES
-from .attention import set_attention_window, window_layout
+from .attention import set_attention_window
 from .model import Prior
 
 EXPORTED = ("onnxruntime", "openvino", "openvino-streams")
@@ -117,12 +117,6 @@ class _UNetCall(torch.nn.Module):
         return self.unet(x, t, encoder_hidden_states=tokens, return_dict=False)[0]
 
 
-def unet_layout(prior, shape) -> tuple:
-    """The attention window layout (nh, nw) the prior's UNet uses on an input of `shape` (B, C, H, W)."""
-    down = 2 ** (len(prior.unet.config.block_out_channels) - 1)
-    return window_layout(int(shape[2]) // down, int(shape[3]) // down, prior.attention_window)
-
-
 def export_onnx(prior, path=None, layout=(1, 1)) -> Path:
     """The prior's UNet as ONNX (dynamic B, H, W; fp32 weights) with its attention traced for one window `layout`
     (nh, nw) (`recon_core.prior.attention`; (1, 1): global), at `path` or in the cache by weights hash and layout;
@@ -136,7 +130,7 @@ def export_onnx(prior, path=None, layout=(1, 1)) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         unet = copy.deepcopy(prior.unet).float().cpu().eval()
         set_attention_window(unet, prior.attention_window, layout=(nh, nw))
-        f = int(2 ** (len(unet.config.block_out_channels) - 1))
+        f = prior.unet_down
         x = torch.zeros(2, int(prior.channels), 8 * f * nh, 8 * f * nw)
         t = torch.full((2,), 500, dtype=torch.long)
         tok = prior.uncondition(2).detach().float().cpu()
@@ -194,20 +188,18 @@ class OnnxRuntimeEngine:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self._prior, self._options, self.sessions = weakref.ref(prior), so, {}
+        self._ort, self._prior, self._options, self.sessions = ort, weakref.ref(prior), so, {}
         self._session((1, 1))
 
     def _session(self, layout: tuple):
         """The ONNX Runtime session of the graph traced for attention `layout` (exported on first use)."""
         if layout not in self.sessions:
-            import onnxruntime as ort
-
             path = str(export_onnx(self._prior(), layout=layout))
-            self.sessions[layout] = ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
+            self.sessions[layout] = self._ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
         return self.sessions[layout]
 
     def predict_eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        out = self._session(unet_layout(self._prior(), x.shape)).run(None, _feeds(x, t, tokens))[0]
+        out = self._session(self._prior().attention_layout(x.shape)).run(None, _feeds(x, t, tokens))[0]
         return torch.from_numpy(out).to(x.device).float()
 
 
@@ -237,7 +229,7 @@ class OpenVINOEngine:
         with self.lock:
             if key not in self.compiled:
                 prior = self._prior()
-                model = self.core.read_model(str(export_onnx(prior, layout=unet_layout(prior, shapes["x"]))))
+                model = self.core.read_model(str(export_onnx(prior, layout=prior.attention_layout(shapes["x"]))))
                 model.reshape({k: list(v) for k, v in shapes.items()})
                 hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
                 conf = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": max(n_streams, torch.get_num_threads())}

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..io_utils import preset_yaml
 from ..metadata.encoders import build_encoder
 from ..validate import check_mapping
-from .attention import set_attention_window
+from .attention import set_attention_window, window_layout
 from .checkpoint import adapter_base, load_parts, read_checkpoint_manifest, save_prior
 from .lora import load_adapter
 from .manifest import make_manifest, resolve_model_path
@@ -76,7 +76,16 @@ class Prior(torch.nn.Module):
                 raise InputError(f"prior manifest: attention_window must be a token count ≥ 0 (0 or null: global "
                                  f"attention), got {w!r}")
             return int(w or 0) or None
-        return max(1, int(self.unet.config.sample_size) // 2 ** (len(self.unet.config.block_out_channels) - 1))
+        return max(1, int(self.unet.config.sample_size) // self.unet_down)
+
+    @property
+    def unet_down(self) -> int:
+        """The UNet's own downsampling from its input to its lowest resolution: 2^(levels − 1)."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def attention_layout(self, shape) -> tuple:
+        """(nh, nw) attention windows the UNet uses on an input of `shape` (B, C, H, W) (`window_layout`)."""
+        return window_layout(int(shape[2]) // self.unet_down, int(shape[3]) // self.unet_down, self.attention_window)
 
     @property
     def is_latent(self) -> bool:
