@@ -158,7 +158,7 @@ def test_the_cycle_checker_finds_a_cycle():
 #: third-party libraries heavy enough to import only where used (each ≥ ~1 s here, and most commands never
 #: need them); everything else — the project's own modules, the standard library, numpy/torch/scipy — is
 #: imported at module level, so the import graph above is the whole truth.
-HEAVY = ("sigpy", "diffusers", "transformers", "peft", "pygrappa", "nilearn", "matplotlib", "pydicom",
+HEAVY = ("sigpy", "diffusers", "transformers", "peft", "pygrappa", "nilearn", "nibabel", "matplotlib", "pydicom",
          "twixtools", "gadgetron", "skimage", "PIL", "torch.distributed", "onnxruntime", "openvino")
 #: command modules (`*/commands/*.py`) load only when their command runs: the CLI imports every command module
 #: to build its parser, so their `run` imports what it needs (DESIGN.md, "Commands").

@@ -1,5 +1,7 @@
 """`contextmri simulate-dataset`: export a split of simulated slices for training/evaluation (recon_core.sim.export)."""
 
+import os
+
 NAME = "simulate-dataset"
 HELP = "export simulated MVUE slices + coil maps + metadata (train/val/test from disjoint subject seeds)"
 
@@ -21,10 +23,15 @@ def add_arguments(p):
     p.add_argument("--no-maps", action="store_true", help="do not save maps.npy")
     p.add_argument("--espirit-grid", default="half", choices=["half", "full"],
                    help="half: ESPIRiT on every second pixel + upsampling (~5x faster, 0.3%% MVUE difference)")
-    p.add_argument("--variety", default="none", choices=["none", "scanner"],
+    p.add_argument("--variety", default="none", choices=["none", "scanner", "real"],
                    help="scanner: domain randomisation per subject (orientation, in-plane transform, FOV/pixel size "
                         "with 128² windows of larger grids, SNR 20–50 dB, bias, fine warp, GRE family, random "
-                        "tissue intensities; recon_core/sim/variety.py)")
+                        "tissue intensities; recon_core/sim/variety.py); real: slices of the real magnitude volumes "
+                        "in --anatomy with the same geometry variety, simulated phase, coils and noise "
+                        "(recon_core/sim/real_anatomy.py)")
+    p.add_argument("--anatomy", default=None, metavar="DIR",
+                   help="with --variety real: directory of NIfTI volumes and their volumes.json "
+                        "([{file, contrast, source, licence}])")
     p.add_argument("--workers", type=int, default=2, help="worker processes (output identical for any value)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<split> with another config")
     p.add_argument("--no-progress", action="store_true")
@@ -40,7 +47,7 @@ def run(args):
                        slices_per_subject=args.slices_per_subject, calib=args.calib, snr=tuple(args.snr),
                        field=args.field, contrasts=tuple(c.strip().upper() for c in args.contrasts.split(",") if c.strip()),
                        save_kspace=args.kspace, save_maps=not args.no_maps, espirit_grid=args.espirit_grid,
-                       variety=args.variety)
+                       variety=args.variety, anatomy=os.path.abspath(args.anatomy) if args.anatomy else None)
     info = simulate_dataset(args.out, cfg, progress=not args.no_progress, workers=args.workers,
                             overwrite=args.overwrite)
     print(f"wrote {args.out}/{args.split}: {info['count']} slices from {info['subjects']} subjects "

@@ -47,6 +47,7 @@ from recon_core.metadata.record import MetadataRecord
 from recon_core.mvue import mvue_from_kspace, normalize
 
 from . import acquisition as acqmod
+from . import real_anatomy as RA
 from . import variety as V
 from .contrast import CONTRASTS, draw_protocol, tissue_signals
 from .header import build_header
@@ -59,7 +60,7 @@ STACK_SLICES = 16
 FORMAT_VERSION = 2   # 2: metadata slice = scanner slice counter within the scan (1: virtual-stack position)
 PATHOLOGY_P = {"none": 0.6, "wm_lesions": 0.2, "tumour": 0.2}
 CHECKPOINT_SECONDS = 10.0
-VARIETIES = ("none", "scanner")
+VARIETIES = ("none", "scanner", "real")
 
 
 def subject_seed(seed: int, split: str, i: int) -> int:
@@ -86,7 +87,9 @@ class ExportConfig:
     fov_mm: float = 240.0
     thickness_mm: float = 5.0
     espirit_grid: str = "half"           # "half": maps on the (H/2)² grid, upsampled (see `espirit`); "full"
-    variety: str = "none"                # "scanner": domain randomisation per subject (`recon_core.sim.variety`)
+    variety: str = "none"                # "scanner": domain randomisation per subject (`recon_core.sim.variety`);
+    #                                      "real": real magnitude volumes with that variety (`real_anatomy`)
+    anatomy: str | None = None           # variety "real": directory of the volumes and their volumes.json
 
     def resolved(self) -> dict:
         d = dict(self.__dict__)
@@ -118,6 +121,12 @@ def _check(cfg: ExportConfig):
         raise InputError(f"contrasts: expected some of {', '.join(CONTRASTS)}, got {list(cfg.contrasts)}")
     if cfg.variety not in VARIETIES:
         raise InputError(f"variety: expected one of {', '.join(VARIETIES)}, got {cfg.variety!r}")
+    if cfg.variety == "real":
+        if not cfg.anatomy:
+            raise InputError("variety real needs --anatomy DIR (real volumes and their volumes.json)")
+        RA.load_manifest(cfg.anatomy)
+    elif cfg.anatomy:
+        raise InputError(f"--anatomy is used only with variety real, not {cfg.variety!r}")
     if cfg.field is not None and cfg.field not in (1.5, 3.0):
         raise InputError(f"field strength: expected 1.5 or 3 (T), got {cfg.field}")
 
@@ -164,6 +173,8 @@ def simulate_subject(cfg: ExportConfig, sseed: int, n: int, device: str = "cpu")
     """Simulate `n` slices of subject `sseed`: returns arrays for the export and the per-slice metadata."""
     if cfg.variety == "scanner":
         return _simulate_varied(cfg, sseed, n, device)
+    if cfg.variety == "real":
+        return _simulate_real(cfg, sseed, n, device)
 
     rng = np.random.default_rng([int(sseed), 0xDA7A])
     M = cfg.matrix
@@ -293,6 +304,28 @@ def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict
     records = [{**r, **params} for r in records]
     index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": label,
               "z_mm": round(float(zz), 2), "variety": v.to_dict()} for k, zz in zip(stack, z)]
+    return {**out, "records": records, "index": index}
+
+
+def _simulate_real(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict:
+    """`simulate_subject` on a real magnitude volume (`recon_core.sim.real_anatomy`): the scanner variety's
+    geometry, SNR and warp, the volume's own contrast (gamma-jittered), simulated phase, coils and noise on the
+    whole rendered FOV, then a head-containing `matrix`² window of its MVUE (as `_simulate_varied`)."""
+    entries = RA.load_manifest(cfg.anatomy)
+    v = V.draw_variety(sseed, crop=cfg.matrix)
+    vr = np.random.default_rng([v.seed, 2])
+    entry = entries[int(vr.integers(len(entries)))]
+    r = RA.render_real(entry, sseed, n, v)
+    x = r["x"] * np.float32(10 ** vr.uniform(-4.5, -3.5))
+    full = _acquire(cfg, x, r["brain"], r["head"], (v.snr_db, v.snr_db), vr, device)
+    M = cfg.matrix
+    oy, ox = V.head_crop(r["head"][n // 2], M, vr)
+    out = _window(full, (slice(oy, oy + M), slice(ox, ox + M)))
+    label = entry.get("contrast")
+    records = [MetadataRecord(anatomy="brain", slice=k, contrast=label).to_dict() for k in range(n)]
+    vd = {**v.to_dict(), "family": label, "intensity": "real", **r["extra"]}
+    index = [{"subject_seed": int(sseed), "slice_index": int(k), "stack_position": int(k), "contrast": label,
+              "z_mm": round(float(zz), 2), "variety": vd} for k, zz in enumerate(r["z_mm"])]
     return {**out, "records": records, "index": index}
 
 
