@@ -126,6 +126,10 @@ def test_bad_anatomy_directories_are_named(tmp_path, anatomy):
     with pytest.raises(InputError, match="missing.nii.gz"):
         RA.load_manifest(tmp_path)
     (tmp_path / "junk.nii.gz").write_bytes(b"not a volume")
+    (tmp_path / "volumes.json").write_text(json.dumps([{"file": "junk.nii.gz", "sha256": "0" * 64}]))
+    RA.load_manifest(tmp_path)
+    with pytest.raises(InputError, match="SHA-256"):
+        RA.load_manifest(tmp_path, verify=True)
     with pytest.raises(InputError, match="junk.nii.gz"):
         RA.load_volume(str(tmp_path / "junk.nii.gz"))
     with pytest.raises(InputError, match="--anatomy"):

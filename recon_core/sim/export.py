@@ -124,7 +124,7 @@ def _check(cfg: ExportConfig):
     if cfg.variety == "real":
         if not cfg.anatomy:
             raise InputError("variety real needs --anatomy DIR (real volumes and their volumes.json)")
-        RA.load_manifest(cfg.anatomy)
+        RA.load_manifest(cfg.anatomy, verify=True)
     elif cfg.anatomy:
         raise InputError(f"--anatomy is used only with variety real, not {cfg.variety!r}")
     if cfg.field is not None and cfg.field not in (1.5, 3.0):

@@ -16,13 +16,15 @@ Per subject (= one draw from one volume), from the subject seed:
 - phase: a low-order polynomial plus a smooth 3-D field, the simulator's background phase model.
 
 Manifest: DIR/volumes.json, a list of {"file": NIfTI path relative to DIR, "contrast": record contrast label
-or null, "source": where it came from, "licence": its licence}. The metadata record is the anatomy ("brain"),
+or null, "source": where it came from, "licence": its licence, optional "url" and "sha256"} (the volumes the
+shipped prior saw: training/anatomy/volumes.json). The metadata record is the anatomy ("brain"),
 the slice counter and the contrast label; sequence parameters, field, age, sex and pathology are unknown
 (None): the volumes' headers do not hold them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from functools import lru_cache
@@ -45,8 +47,9 @@ GAMMA_RANGE = (0.7, 1.4)
 NORMAL_RANGE = {"axial": (0.35, 0.9), "sagittal": (0.2, 0.8), "coronal": (0.2, 0.8)}
 
 
-def load_manifest(directory) -> list[dict]:
-    """Entries of DIR/volumes.json with absolute paths; InputError naming what is missing or malformed."""
+def load_manifest(directory, verify: bool = False) -> list[dict]:
+    """Entries of DIR/volumes.json with absolute paths; InputError naming what is missing or malformed, or
+    (`verify`) a file whose SHA-256 differs from the entry's "sha256"."""
     path = os.path.join(os.fspath(directory), MANIFEST)
     if not os.path.isfile(path):
         raise InputError(f"real anatomy: {path} not found (a list of {{file, contrast, source, licence}})")
@@ -64,6 +67,11 @@ def load_manifest(directory) -> list[dict]:
         f = os.path.join(os.path.dirname(path), e["file"])
         if not os.path.isfile(f):
             raise InputError(f"real anatomy: volume {f} (entry {k} of {path}) not found")
+        if verify and e.get("sha256"):
+            with open(f, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+            if digest != e["sha256"]:
+                raise InputError(f"real anatomy: {f} has SHA-256 {digest[:12]}…, volumes.json says {e['sha256'][:12]}…")
         out.append({**e, "path": os.path.abspath(f), "contrast": e.get("contrast")})
     return out
 
