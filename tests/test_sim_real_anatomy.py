@@ -143,3 +143,17 @@ def test_cli_refuses_real_variety_without_volumes(tmp_path):
                         "--n-slices", "2", "--variety", "real"], capture_output=True, text=True)
     assert p.returncode == 2 and "--anatomy" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_real_export_loads_as_training_data(tmp_path, anatomy):
+    from recon_core.sim.export import simulate_dataset
+    from training.datasets import load_export
+
+    cfg = ExportConfig(n_slices=2, variety="real", anatomy=str(anatomy), coils=4, slices_per_subject=2,
+                       save_maps=False)
+    info = simulate_dataset(tmp_path / "exp", cfg, progress=False)
+    assert info["count"] == 2 and info["config"]["anatomy"] == str(anatomy)
+    ds = load_export(tmp_path / "exp", "train")
+    assert len(ds) == 2 and ds.resolution == (128, 128)
+    assert ds.geometry["orientation"][0] in V.ORIENTATIONS and 180 <= ds.fov_mm[0] <= 300
+    assert ds.records[0].contrast in ("T1", "FLAIR")
