@@ -255,6 +255,15 @@ def _window(full: dict, win: tuple) -> dict:
     return out
 
 
+def _scan_window(cfg: ExportConfig, x, brain, head, snr_db: float, rng, device) -> dict:
+    """The scan of complex images x (S, G, G) on their whole grid (`_acquire` at `snr_db`), then the export arrays of
+    a `cfg.matrix`² window of it centred on the middle slice's head (`variety.head_crop`, `_window`)."""
+    full = _acquire(cfg, x, brain, head, (snr_db, snr_db), rng, device)
+    M = cfg.matrix
+    oy, ox = V.head_crop(head[len(x) // 2], M, rng)
+    return _window(full, (slice(oy, oy + M), slice(ox, ox + M)))
+
+
 def _records(cfg: ExportConfig, protocol, subj, n: int, fov_mm: float) -> list[dict]:
     """Per-slice metadata dicts from the header a scan of this protocol would carry.
 
@@ -293,11 +302,8 @@ def _simulate_varied(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict
     # the scan covers the whole rendered FOV (the head inside it, as with phase oversampling): coils, noise,
     # ESPIRiT and MVUE there; the training image is a head-containing M² window of it, normalised on its own
     # (ESPIRiT on a window that cuts the head at its edge gives wrong maps: MVUE errors of ~10 % were measured)
-    full = _acquire(cfg, x, brain, head, (v.snr_db, v.snr_db), vr, device)
-    M = cfg.matrix
-    oy, ox = V.head_crop(head[len(z) // 2], M, vr)
-    out = _window(full, (slice(oy, oy + M), slice(ox, ox + M)))
-    fov_crop = v.fov_mm * M / v.render_matrix
+    out = _scan_window(cfg, x, brain, head, v.snr_db, vr, device)
+    fov_crop = v.fov_mm * cfg.matrix / v.render_matrix
     records = _records(cfg, protocol, subj, n, fov_crop)
     params = {"contrast": None, "sequence": None, "tr": None, "te": None, "ti": None, "flip_angle": None} \
         if v.intensity == "synth" else {"contrast": label}
@@ -317,10 +323,7 @@ def _simulate_real(cfg: ExportConfig, sseed: int, n: int, device: str) -> dict:
     entry = entries[int(vr.integers(len(entries)))]
     r = RA.render_real(entry, sseed, n, v)
     x = r["x"] * np.float32(10 ** vr.uniform(-4.5, -3.5))
-    full = _acquire(cfg, x, r["brain"], r["head"], (v.snr_db, v.snr_db), vr, device)
-    M = cfg.matrix
-    oy, ox = V.head_crop(r["head"][n // 2], M, vr)
-    out = _window(full, (slice(oy, oy + M), slice(ox, ox + M)))
+    out = _scan_window(cfg, x, r["brain"], r["head"], v.snr_db, vr, device)
     label = entry.get("contrast")
     records = [MetadataRecord(anatomy="brain", slice=k, contrast=label).to_dict() for k in range(n)]
     vd = {**v.to_dict(), "family": label, "intensity": "real", **r["extra"]}

@@ -109,7 +109,7 @@ def make_subject(seed: int, field: float | None = None, age: int | None = None, 
     fields = _smooth_field(rng, 6)
     atrophy = float(np.clip((a - 30) / 55.0, 0, 1) ** 1.5 * rng.uniform(0.6, 1.2))
     layers = np.array([1.0, 1.6, 2.2, 1.4, 1.8, 3.5, 1.5]) * rng.uniform(0.8, 1.25, 7)
-    phase = rng.normal(0, 1, 6) * np.array([np.pi, 1.2, 1.2, 0.6, 0.6, 0.6])
+    phase = draw_phase_coef(rng)
     table = jitter(tissue_table(field), rng)
     subj = Subject(seed=int(seed), field=float(field), age=a, sex=s, birth_date=birth, study_date=study, affine=lin, shift_mm=shift,
                    fields=fields, elastic_mm=float(rng.uniform(1.5, 3.5)), bias_strength=float(rng.uniform(0.05, 0.2)),
@@ -188,6 +188,23 @@ def _ras_basis(orientation: str) -> tuple:
         raise ValueError(f"orientation: expected one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
     flip = np.array([-1.0, -1.0, 1.0])
     return tuple(np.asarray(v, dtype=np.float64) * flip for v in ORIENTATIONS[orientation])
+
+
+#: standard deviations (rad) of the background phase polynomial's coefficients (`background_phase`)
+PHASE_COEF_SD = np.array([np.pi, 1.2, 1.2, 0.6, 0.6, 0.6])
+
+
+def draw_phase_coef(rng: np.random.Generator) -> np.ndarray:
+    """(6,) background phase polynomial coefficients (rad), normal with `PHASE_COEF_SD`."""
+    return rng.normal(0, 1, 6) * PHASE_COEF_SD
+
+
+def background_phase(a: np.ndarray, M: int) -> np.ndarray:
+    """(M, M) float64 low-order polynomial phase (rad) with coefficients `a` (6,) in in-plane coordinates
+    normalised to [−1, 1): constant, x, y, xy, x² − y², x² + y²."""
+    c = (np.arange(M) - M / 2) / (M / 2)
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    return a[0] + a[1] * xx + a[2] * yy + a[3] * xx * yy + a[4] * (xx ** 2 - yy ** 2) + a[5] * (xx ** 2 + yy ** 2)
 
 
 def _fine_displacement(fine: np.ndarray, pts_ras: np.ndarray) -> np.ndarray:
@@ -299,11 +316,7 @@ def render_slab(subj: Subject, z_mm, matrix: int = 128, fov_mm: float = 240.0, t
         frac[:, over] /= tot[over]
     bias = np.exp(subj.bias_strength * fl[3]).astype(np.float32)
     # background phase: low-order polynomial in normalised in-plane coordinates (+ a smooth 3-D term)
-    c = (np.arange(M) - M / 2) / (M / 2)
-    yy, xx = np.meshgrid(c, c, indexing="ij")
-    a = subj.phase_coef
-    ph2 = a[0] + a[1] * xx + a[2] * yy + a[3] * xx * yy + a[4] * (xx ** 2 - yy ** 2) + a[5] * (xx ** 2 + yy ** 2)
-    phase = (ph2[None] + 0.8 * fl[5]).astype(np.float32)
+    phase = (background_phase(subj.phase_coef, M)[None] + 0.8 * fl[5]).astype(np.float32)
     return Slab(fractions=np.ascontiguousarray(frac, dtype=np.float32), bias=bias, phase=phase, z_mm=z_mm,
                 pixel_mm=fov_mm / M, thickness_mm=float(thickness_mm))
 

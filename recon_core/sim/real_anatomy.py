@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 from recon_core.errors import InputError
 
 from . import variety as V
-from .phantom import _fine_displacement, _ras_basis
+from .phantom import _fine_displacement, _ras_basis, background_phase, draw_phase_coef
 
 MANIFEST = "volumes.json"
 ROTATION_DEG = 12.0
@@ -102,6 +102,13 @@ def load_volume(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return vol.astype(np.float32), head, img.affine.astype(np.float64), centroid
 
 
+@lru_cache(maxsize=8)
+def _head_points(path: str) -> np.ndarray:
+    """(N, 3) RAS mm of every 97th head voxel of the volume at `path` (for slice ranges along any normal)."""
+    _, head, affine, _ = load_volume(path)
+    return (affine[:3, :3] @ np.argwhere(head)[::97].T + affine[:3, 3:4]).T
+
+
 def head_mask(vol: np.ndarray) -> np.ndarray:
     """(X, Y, Z) bool head (everything inside the outer skin): a threshold of the smoothed volume at 8 % of its
     99th percentile, closed, holes filled slice by slice in every direction, largest connected component."""
@@ -138,8 +145,7 @@ def render_real(entry: dict, sseed: int, n: int, v: V.Variety) -> dict:
     col, row = np.cos(ang) * col + np.sin(ang) * row, -np.sin(ang) * col + np.cos(ang) * row
     # slice positions: along the normal, over a fraction of the head's extent there
     inv = np.linalg.inv(affine)
-    head_pts = (affine[:3, :3] @ np.argwhere(head)[::97].T + affine[:3, 3:4]).T
-    proj = (head_pts - centroid) @ nrm
+    proj = (_head_points(entry["path"]) - centroid) @ nrm
     lo, hi = NORMAL_RANGE[v.orientation]
     a, b = np.quantile(proj, lo), np.quantile(proj, hi)
     z = np.sort(rng.uniform(a, b, n))
@@ -165,12 +171,7 @@ def render_real(entry: dict, sseed: int, n: int, v: V.Variety) -> dict:
     pc = pts.reshape(shape + (3,)).mean(axis=(1, 3, 5)) - centroid                      # (n, M, M, 3)
     gamma = float(np.exp(rng.uniform(np.log(GAMMA_RANGE[0]), np.log(GAMMA_RANGE[1]))))
     bias = np.exp(v.bias_strength * _smooth_field(rng, pc))
-    coef = rng.normal(0, 1, 6) * np.array([np.pi, 1.2, 1.2, 0.6, 0.6, 0.6])
-    u = np.linspace(-1, 1, M, endpoint=False) + 1.0 / M
-    yy, xx = np.meshgrid(u, u, indexing="ij")
-    ph2 = coef[0] + coef[1] * xx + coef[2] * yy + coef[3] * xx * yy + coef[4] * (xx ** 2 - yy ** 2) \
-        + coef[5] * (xx ** 2 + yy ** 2)
-    phase = ph2[None] + 0.8 * _smooth_field(rng, pc)
+    phase = background_phase(draw_phase_coef(rng), M)[None] + 0.8 * _smooth_field(rng, pc)
     x = (np.clip(mag, 0, None) ** gamma * bias * np.exp(1j * phase)).astype(np.complex64)
     # the brain (for the SNR's reference signal): the head eroded by ≈ 12 mm, the skull and scalp excluded
     brain = ndi.binary_erosion(hd, structure=np.ones((1, 3, 3), bool), iterations=max(1, int(round(12 / pix))))
