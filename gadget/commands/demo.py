@@ -145,7 +145,7 @@ def _real_panel(path, raw, prior, dds, classical: str, label: str, spec: str = "
     scores = {k: masked_metrics(rs.reference, v, rs.region) for k, v in recs.items()}
     fig, axes = plt.subplots(1, 5, figsize=(10.5, 2.6))
     vmax = float(np.percentile(rs.reference[rs.region], 99.5))
-    for ax, (name, im) in zip(axes, [("reference (RSS, full)", rs.reference)] + list(recs.items())):
+    for ax, (name, im) in zip(axes, [("reference (RSS, full, unbiased)", rs.reference)] + list(recs.items())):
         ax.imshow(np.abs(im), cmap="gray", vmin=0, vmax=vmax)
         ax.axis("off")
         ax.set_title(name, fontsize=8)

@@ -3,7 +3,9 @@
 For each slice of each ISMRMRD raw file (read by the one raw reader, `recon_core.raw.reader`: noise
 prewhitening when noise readouts exist, readout oversampling removed):
 
-- reference = root-sum-of-squares of the fully sampled coil images — independent of anyone's coil maps;
+- reference = root-sum-of-squares (RSS) of the fully sampled coil images — independent of anyone's coil maps —
+  with its noise bias removed (`reference="unbiased"`, the default since session 18: √max(RSS² − P, 0),
+  `recon_core.raw.retrospective.rss_noise_power`), or the plain RSS (`"rss"`, sessions 8–17);
 - object region (`object_region`): the smoothed reference above a threshold between its background and
   Otsu's level, holes filled, the largest component, dilated 2 pixels; every image is scored only there, background zeroed
   (`recon_core.metrics.masked_metrics`);
@@ -112,15 +114,16 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
 
 
 def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int = 0, progress: bool = True,
-                  methods=CLASSICAL, diffusion_methods=("dds",)) -> dict:
-    """Score every slice of every file under every mask (see module docstring)."""
+                  methods=CLASSICAL, diffusion_methods=("dds",), reference: str = "unbiased") -> dict:
+    """Score every slice of every file under every mask against `reference` ("unbiased" or "rss"; module
+    docstring)."""
 
     config = config or SamplerConfig()
     results, skipped = {}, []
     cases = []
     for p in paths:
         try:
-            cases += load_real(p)
+            cases += load_real(p, reference)
         except (InputError, OSError, KeyError, ValueError) as exc:
             msg = f"skipped {p}: {exc}"
             log.warning(msg)
@@ -132,10 +135,12 @@ def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int
             cells[spec] = score_slice(rs, spec, prior, config, seed, methods, diffusion_methods)
             bar.update(1)
         results[rs.name] = {"shape": list(rs.reference.shape), "coils": int(rs.sd.kspace.shape[0]),
-                            "region_pixels": int(rs.region.sum()), "cells": cells}
+                            "region_pixels": int(rs.region.sum()), "rss_noise_power": rs.noise_power,
+                            "cells": cells}
     bar.close()
     return {"results": results, "skipped": skipped, "config": config.to_dict() if hasattr(config, "to_dict")
-            else dict(config.__dict__), "masks": list(masks), "seed": seed, "samples": int(config.samples)}
+            else dict(config.__dict__), "masks": list(masks), "seed": seed, "samples": int(config.samples),
+            "reference": reference}
 
 
 def summary_rows(res: dict, main: str = "dds") -> list[dict]:
@@ -158,9 +163,12 @@ def summary_rows(res: dict, main: str = "dds") -> list[dict]:
 
 def format_markdown(res: dict, main: str | None = "dds") -> str:
     """results.md: per slice and mask, PSNR / SSIM of every method, the best classical one and the difference."""
+    ref = {"unbiased": "root-sum-of-squares of the fully sampled coil images with its noise bias removed "
+                       "(√max(RSS² − P, 0))",
+           "rss": "plain root-sum-of-squares of the fully sampled coil images"}[res.get("reference", "rss")]
     lines = ["# Real-data evaluation", "",
-             "Retrospective undersampling of fully sampled real raw files; reference = root-sum-of-squares of the "
-             "fully sampled coil images; scored inside the object region, background zeroed "
+             f"Retrospective undersampling of fully sampled real raw files; reference = {ref}; scored inside the "
+             "object region, background zeroed "
              "(training/evaluation/real.py). Classical methods at their best λ on each slice (BART also with "
              "its own ecalib maps). PSNR dB / SSIM.", ""]
     for name, r in res["results"].items():

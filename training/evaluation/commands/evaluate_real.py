@@ -1,6 +1,6 @@
 """`contextmri evaluate-real`: DDS vs every classical method (each at its best setting) on fully sampled real
-raw files, retrospectively undersampled; reference = root-sum-of-squares of the full data, scored inside
-the object (training/evaluation/real.py). Writes OUT/results.json and OUT/results.md."""
+raw files, retrospectively undersampled; reference = root-sum-of-squares of the full data (noise bias removed
+unless `--reference rss`), scored inside the object (training/evaluation/real.py). Writes OUT/results.json and OUT/results.md."""
 
 NAME = "evaluate-real"
 HELP = "evaluate on fully sampled real raw files (retrospective undersampling, RSS reference, object region)"
@@ -15,6 +15,9 @@ def add_arguments(parser):
                         help="comma list of KIND:ACCEL[:ACS] (ACS: lines, or a fraction < 1)")
     parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,l1wavelet-shift,bart-w,bart-tv",
                         help="classical methods (each at its best λ on the slice; BART also with its own maps)")
+    parser.add_argument("--reference", default="unbiased", choices=("unbiased", "rss"),
+                        help="unbiased: the RSS of the full data with its noise bias removed, √max(RSS² − P, 0) "
+                             "(default); rss: the plain RSS (sessions 8–17)")
     parser.add_argument("--diffusion", default="dds", help="comma list of prior methods (dds; '' for none)")
     from recon_core.samplers import SamplerConfig
 
@@ -49,7 +52,8 @@ def run(args):
         prior = get_prior(args.model, args.device)
     cfg = SamplerConfig.from_args(args)
     res = evaluate_real(args.files, masks=_list(args.masks), prior=prior, config=cfg, seed=cfg.seed,
-                        progress=not args.quiet, methods=methods, diffusion_methods=diff)
+                        progress=not args.quiet, methods=methods, diffusion_methods=diff,
+                        reference=args.reference)
     res["model"] = args.model
     os.makedirs(args.out, exist_ok=True)
     write_json_atomic(os.path.join(args.out, "results.json"), res, indent=1, default=float)
