@@ -8,9 +8,10 @@
 - why the bias matters: RSS = √Σ|x_c + n_c|² is biased upward by the noise of every coil (≈ √C·σ where the
   signal is low), while every reconstruction returns one coil-combined image whose noise is not. On the
   16-channel pulseq brain, SENSE from *all* lines (R = 1, so no undersampling error at all) scored only 37.4 dB
-  against the plain RSS — the error sits in the darkest head pixels, 11× the bright pixels' — and 41.3 dB
-  against the unbiased one (marcsous: 56.4 → 61.5 dB). That common floor held every method at R ≈ 2 to within
-  0.1 dB of each other (35.5 dB) and charged a denoising reconstruction for not reproducing the noise;
+  against the plain RSS — its rms error in the darkest fifth of the head 12× that in the brighter half — and
+  41.3 dB against the unbiased one (marcsous: 56.4 → 61.5 dB). That common floor was about two thirds of every
+  method's error at R 1.7 on pulseq (35.5 dB) and charged a denoising reconstruction for not reproducing the noise
+  (the ranking of the methods did not change: training/RUNS.md, "The real-data reference's noise bias");
 - `object_region(rss)`: the pixels a real image is scored on (background excluded);
 - `undersample(sd, spec)`: the slice with only the rows of a 1-D mask `KIND:ACCEL[:ACS]` kept, ACS rows as
   calibration (e.g. `regular1d:2:24`, the scanner's GRAPPA pattern, or `uniform1d:4:0.08`).
