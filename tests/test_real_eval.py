@@ -57,6 +57,9 @@ def test_unbiased_reference_removes_the_noise_bias_of_the_rss(tmp_path, noise_re
     assert plain.noise_power == 0 and unb.reference_kind == "unbiased"
     assert unb.noise_power == pytest.approx(rss_noise_power(unb.sd)) == pytest.approx(true_power, rel=0.25)
     assert (unb.region == plain.region).all() and (unb.reference <= plain.reference + 1e-12).all()
+    (exact,) = load_real(path, "truth")            # the noiseless image the simulated file carries
+    assert exact.reference_kind == "truth" and (exact.region == plain.region).all()
+    assert np.allclose(exact.reference, np.abs(scan.reference[0]))
     truth = np.abs(scan.reference[0]) * np.sqrt((np.abs(scan.maps[0]) ** 2).sum(0))
     head = plain.region
     bias_plain = (plain.reference - truth)[head].mean()
@@ -83,6 +86,8 @@ def test_fully_sampled_sense_is_scored_near_the_noise_floor_only_against_the_unb
     assert p_unb > p_plain + 2, (p_plain, p_unb)
     with pytest.raises(InputError, match="nope"):
         load_real(REAL, "nope")
+    with pytest.raises(InputError, match="no noiseless truth"):   # a real scan carries none
+        load_real(REAL, "truth")
 
 
 def test_masked_metrics_ignore_the_background():

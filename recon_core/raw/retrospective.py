@@ -12,6 +12,8 @@
   41.3 dB against the unbiased one (marcsous: 56.4 → 61.5 dB). That common floor was about two thirds of every
   method's error at R 1.7 on pulseq (35.5 dB) and charged a denoising reconstruction for not reproducing the noise
   (the ranking of the methods did not change: training/RUNS.md, "The real-data reference's noise bias");
+  `"truth"`: the noiseless image a simulated raw file carries (`truth_images`; only simulator files have one) —
+  the exact reference for the simulator's out-of-domain scans;
 - `object_region(rss)`: the pixels a real image is scored on (background excluded);
 - `undersample(sd, spec)`: the slice with only the rows of a 1-D mask `KIND:ACCEL[:ACS]` kept, ACS rows as
   calibration (e.g. `regular1d:2:24`, the scanner's GRAPPA pattern, or `uniform1d:4:0.08`).
@@ -31,7 +33,7 @@ from ..masks import make_mask, parse_mask_acs, parse_mask_spec
 from ..noise_level import kspace_sigma
 from .image import to_recon_space
 from .noise import to_physical_coils
-from .reader import read_slices
+from .reader import open_dataset, read_slices
 
 
 @dataclass
@@ -47,7 +49,7 @@ class RealSlice:
     reference_kind: str = "rss"
 
 
-REFERENCES = ("unbiased", "rss")
+REFERENCES = ("unbiased", "rss", "truth")
 
 
 def object_region(rss: np.ndarray) -> np.ndarray:
@@ -104,14 +106,30 @@ def rss_noise_power(sd) -> float:
     return sigma ** 2 * gain
 
 
+def truth_images(path) -> dict:
+    """{slice: (ny, nx) float64 magnitude} of the noiseless truth a simulated raw file carries (the image group
+    "reference" of `recon_core.sim.scan.write_scan`, reconSpace, unit-norm coil maps: the units of `scanner_units`).
+    InputError naming the file when it has none."""
+    ds = open_dataset(path)
+    try:
+        if "reference" not in ds.list():
+            raise InputError(f"{path}: no noiseless truth (image group 'reference'): only simulated raw files carry "
+                             f"one; use the unbiased or rss reference")
+        images = [ds.read_image("reference", i) for i in range(ds.number_of_images("reference"))]
+    finally:
+        ds.close()
+    return {int(im.slice): np.abs(im.data[0, 0]).astype(np.float64) for im in images}
+
+
 def load_real(path, reference: str = "unbiased") -> list[RealSlice]:
     """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled). The reference is
     made from the root-sum-of-squares of the unwhitened physical coil images (`physical_kspace`), the units the
-    reconstructions are scored in: `reference` "unbiased" √max(RSS² − P, 0) (P: `rss_noise_power`) or "rss" the
-    plain RSS (module docstring). The object region comes from the plain RSS either way (the same pixels)."""
+    reconstructions are scored in: `reference` "unbiased" √max(RSS² − P, 0) (P: `rss_noise_power`), "rss" the
+    plain RSS, or "truth" the file's noiseless truth (simulated files; `truth_images`) (module docstring). The object region comes from the plain RSS either way (the same pixels)."""
     if reference not in REFERENCES:
         raise InputError(f"real data: unknown reference {reference!r} (expected one of {', '.join(REFERENCES)})")
     raw = read_slices(path)
+    truth = truth_images(path) if reference == "truth" else None
     out = []
     for sd in raw.slices:
         if not sd.mask.all():
@@ -120,8 +138,15 @@ def load_real(path, reference: str = "unbiased") -> list[RealSlice]:
         rss2 = (np.abs(ifft2c_np(physical_kspace(sd))) ** 2).sum(0)
         rss = to_recon_space(np.sqrt(rss2).astype(np.float32), sd).astype(np.float64)
         power = rss_noise_power(sd) if reference == "unbiased" else 0.0
-        ref = rss if reference == "rss" else \
-            to_recon_space(np.sqrt(np.maximum(rss2 - power, 0)).astype(np.float32), sd).astype(np.float64)
+        if reference == "truth":
+            ref = truth.get(int(sd.key.slice))
+            if ref is None or ref.shape != rss.shape:
+                raise InputError(f"{path}: the noiseless truth of slice {sd.key.slice} is "
+                                 f"{'missing' if ref is None else ref.shape}, the reconstructions {rss.shape}")
+        elif reference == "rss":
+            ref = rss
+        else:
+            ref = to_recon_space(np.sqrt(np.maximum(rss2 - power, 0)).astype(np.float32), sd).astype(np.float64)
         out.append(RealSlice(f"{os.path.basename(os.fspath(path))}#{sd.key.slice}", sd, raw.header, ref,
                              object_region(rss), power, reference))
     return out

@@ -5,7 +5,8 @@ prewhitening when noise readouts exist, readout oversampling removed):
 
 - reference = root-sum-of-squares (RSS) of the fully sampled coil images — independent of anyone's coil maps —
   with its noise bias removed (`reference="unbiased"`, the default since session 18: √max(RSS² − P, 0),
-  `recon_core.raw.retrospective.rss_noise_power`), or the plain RSS (`"rss"`, sessions 8–17);
+  `recon_core.raw.retrospective.rss_noise_power`), or the plain RSS (`"rss"`, sessions 8–17); for simulated files
+  the noiseless truth they carry (`"truth"`);
 - object region (`object_region`): the smoothed reference above a threshold between its background and
   Otsu's level, holes filled, the largest component, dilated 2 pixels; every image is scored only there, background zeroed
   (`recon_core.metrics.masked_metrics`);
@@ -165,7 +166,8 @@ def format_markdown(res: dict, main: str | None = "dds") -> str:
     """results.md: per slice and mask, PSNR / SSIM of every method, the best classical one and the difference."""
     ref = {"unbiased": "root-sum-of-squares of the fully sampled coil images with its noise bias removed "
                        "(√max(RSS² − P, 0))",
-           "rss": "plain root-sum-of-squares of the fully sampled coil images"}[res.get("reference", "rss")]
+           "rss": "plain root-sum-of-squares of the fully sampled coil images",
+           "truth": "the noiseless truth the (simulated) file carries"}[res.get("reference", "rss")]
     lines = ["# Real-data evaluation", "",
              f"Retrospective undersampling of fully sampled real raw files; reference = {ref}; scored inside the "
              "object region, background zeroed "

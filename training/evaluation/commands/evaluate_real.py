@@ -15,9 +15,10 @@ def add_arguments(parser):
                         help="comma list of KIND:ACCEL[:ACS] (ACS: lines, or a fraction < 1)")
     parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,l1wavelet-shift,bart-w,bart-tv",
                         help="classical methods (each at its best λ on the slice; BART also with its own maps)")
-    parser.add_argument("--reference", default="unbiased", choices=("unbiased", "rss"),
+    parser.add_argument("--reference", default="unbiased", choices=("unbiased", "rss", "truth"),
                         help="unbiased: the RSS of the full data with its noise bias removed, √max(RSS² − P, 0) "
-                             "(default); rss: the plain RSS (sessions 8–17)")
+                             "(default); rss: the plain RSS (sessions 8–17); truth: the noiseless image a simulated "
+                             "file carries (a file without one is skipped with a note)")
     parser.add_argument("--diffusion", default="dds", help="comma list of prior methods (dds; '' for none)")
     from recon_core.samplers import SamplerConfig
 
