@@ -88,6 +88,13 @@ def open_dataset(path) -> ismrmrd.Dataset:
     return ismrmrd.Dataset(os.fspath(path), group, create_if_needed=False, mode="r")
 
 
+def image_group(ds: ismrmrd.Dataset, name: str) -> list:
+    """Every ismrmrd.Image of the image group `name` of an open Dataset, in index order ([] when it has none)."""
+    if name not in ds.list():
+        return []
+    return [ds.read_image(name, i) for i in range(ds.number_of_images(name))]
+
+
 def read_slices(path, max_matrix: int = 512) -> RawFile:
     """All acquisitions of `path` through one Assembler → RawFile (prewhitened, oversampling removed)."""
     ds = open_dataset(path)

@@ -33,7 +33,7 @@ from ..masks import make_mask, parse_mask_acs, parse_mask_spec
 from ..noise_level import kspace_sigma
 from .image import to_recon_space
 from .noise import to_physical_coils
-from .reader import open_dataset, read_slices
+from .reader import image_group, open_dataset, read_slices
 
 
 @dataclass
@@ -112,12 +112,12 @@ def truth_images(path) -> dict:
     InputError naming the file when it has none."""
     ds = open_dataset(path)
     try:
-        if "reference" not in ds.list():
-            raise InputError(f"{path}: no noiseless truth (image group 'reference'): only simulated raw files carry "
-                             f"one; use the unbiased or rss reference")
-        images = [ds.read_image("reference", i) for i in range(ds.number_of_images("reference"))]
+        images = image_group(ds, "reference")
     finally:
         ds.close()
+    if not images:
+        raise InputError(f"{path}: no noiseless truth (image group 'reference'): only simulated raw files carry one; "
+                         f"use the unbiased or rss reference")
     return {int(im.slice): np.abs(im.data[0, 0]).astype(np.float64) for im in images}
 
 
@@ -125,7 +125,8 @@ def load_real(path, reference: str = "unbiased") -> list[RealSlice]:
     """Fully sampled slices of an ISMRMRD raw file (InputError when it is not fully sampled). The reference is
     made from the root-sum-of-squares of the unwhitened physical coil images (`physical_kspace`), the units the
     reconstructions are scored in: `reference` "unbiased" √max(RSS² − P, 0) (P: `rss_noise_power`), "rss" the
-    plain RSS, or "truth" the file's noiseless truth (simulated files; `truth_images`) (module docstring). The object region comes from the plain RSS either way (the same pixels)."""
+    plain RSS, or "truth" the file's noiseless truth (simulated files; `truth_images`) (module docstring). The
+    object region comes from the plain RSS either way (the same pixels)."""
     if reference not in REFERENCES:
         raise InputError(f"real data: unknown reference {reference!r} (expected one of {', '.join(REFERENCES)})")
     raw = read_slices(path)

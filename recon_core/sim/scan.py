@@ -36,7 +36,7 @@ from recon_core.masks import MIN_ACS_LINES, make_mask
 from recon_core.metadata.header import record_from_header
 
 from ..metadata.header import parse_header
-from ..raw.reader import open_dataset
+from ..raw.reader import image_group, open_dataset
 from ..raw.writer import write_raw
 from . import acquisition as acqmod
 from .contrast import draw_protocol, render
@@ -338,9 +338,8 @@ def read_scan(path) -> RawScan:
         header = parse_header(ds.read_xml_header())
         n = ds.number_of_acquisitions()
         acqs = [ds.read_acquisition(i) for i in range(n)]
-        ref = None
-        if "reference" in ds.list():
-            ref = np.stack([ds.read_image("reference", i).data[0, 0] for i in range(ds.number_of_images("reference"))])
+        images = image_group(ds, "reference")
+        ref = np.stack([im.data[0, 0] for im in images]) if images else None
     finally:
         ds.close()
     enc = header.encoding[0]

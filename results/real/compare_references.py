@@ -33,9 +33,8 @@ def main():
             if r is None or r["diff_db"] is None:
                 cells += ["–", "–", "–"]
                 continue
-            cell = runs[(r0, r1).index(r)]["results"][key[0]]["cells"][key[1]]
-            m, b = (cell[a.main]["psnr"], cell[a.main]["ssim"]), r["best_psnr_ssim"]
-            cells += [f"{m[0]:.2f} / {m[1]:.3f}", f"{r['best_classical']} {b[0]:.2f} / {b[1]:.3f}",
+            m, b = r[a.main], r["best_psnr_ssim"]
+            cells += [f"{m[0]:.2f} / {m[1]:.4f}", f"{r['best_classical']} {b[0]:.2f} / {b[1]:.4f}",
                       f"{r['diff_db']:+.2f}"]
         print(f"| {key[0]} | {key[1]} | {r0['accel']:.2f} | " + " | ".join(cells) + " |")
 

@@ -145,7 +145,8 @@ def evaluate_real(paths, masks=DEFAULT_MASKS, prior=None, config=None, seed: int
 
 
 def summary_rows(res: dict, main: str = "dds") -> list[dict]:
-    """One row per (slice, mask): main method, best classical method and the difference."""
+    """One row per (slice, mask): the main method (PSNR, SSIM), the best classical method and the difference, and
+    every other method's PSNR."""
     rows = []
     for name, r in res["results"].items():
         for spec, cell in r["cells"].items():
@@ -158,7 +159,7 @@ def summary_rows(res: dict, main: str = "dds") -> list[dict]:
                          "best_psnr_ssim": None if best is None else (round(cls[best]["psnr"], 2),
                                                                       round(cls[best]["ssim"], 4)),
                          "diff_db": None if (d is None or best is None) else round(d["psnr"] - cls[best]["psnr"], 2),
-                         **{k: round(v["psnr"], 2) for k, v in cell.items() if k != "_mask" and v}})
+                         **{k: round(v["psnr"], 2) for k, v in cell.items() if k not in ("_mask", main) and v}})
     return rows
 
 

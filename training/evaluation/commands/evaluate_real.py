@@ -1,6 +1,7 @@
 """`contextmri evaluate-real`: DDS vs every classical method (each at its best setting) on fully sampled real
 raw files, retrospectively undersampled; reference = root-sum-of-squares of the full data (noise bias removed
-unless `--reference rss`), scored inside the object (training/evaluation/real.py). Writes OUT/results.json and OUT/results.md."""
+unless `--reference rss`; `truth` for simulated files), scored inside the object (training/evaluation/real.py).
+Writes OUT/results.json and OUT/results.md."""
 
 NAME = "evaluate-real"
 HELP = "evaluate on fully sampled real raw files (retrospective undersampling, RSS reference, object region)"
@@ -15,7 +16,9 @@ def add_arguments(parser):
                         help="comma list of KIND:ACCEL[:ACS] (ACS: lines, or a fraction < 1)")
     parser.add_argument("--methods", default="zerofilled,sense,grappa,l1wavelet,l1wavelet-shift,bart-w,bart-tv",
                         help="classical methods (each at its best λ on the slice; BART also with its own maps)")
-    parser.add_argument("--reference", default="unbiased", choices=("unbiased", "rss", "truth"),
+    from recon_core.raw.retrospective import REFERENCES
+
+    parser.add_argument("--reference", default="unbiased", choices=REFERENCES,
                         help="unbiased: the RSS of the full data with its noise bias removed, √max(RSS² − P, 0) "
                              "(default); rss: the plain RSS (sessions 8–17); truth: the noiseless image a simulated "
                              "file carries (a file without one is skipped with a note)")
