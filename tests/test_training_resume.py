@@ -61,3 +61,27 @@ def test_wall_time_limit_stops_cleanly_with_checkpoint(tmp_path):
     assert res.reason == "max_minutes" and res.step == 1
     assert (tmp_path / "w" / "train_state" / "state.json").is_file()
     assert (tmp_path / "w" / "model" / "contextmri.json").is_file()
+
+
+def test_stop_at_keeps_the_cosine_horizon_and_resumes_exactly(tmp_path):
+    """A run split by stop_at (the LR schedule keeps its horizon) equals the uninterrupted run; a run cut by a
+    smaller max_steps does not (its cosine ends earlier), which is why stop_at exists."""
+    from training.loop import train
+
+    cfg = _cfg()
+    cfg["train"].update({"lr_schedule": "cosine", "warmup_steps": 1, "grad_accum": 1})
+    full = train(cfg, out=tmp_path / "full", dataset=_data(), progress=False)
+    part = train(cfg, out=tmp_path / "part", dataset=_data(), progress=False, stop_at=3)
+    assert part.step == 3 and part.reason == "stop_at"
+    rest = train(cfg, out=tmp_path / "part", resume=tmp_path / "part", dataset=_data(), progress=False)
+    assert rest.step == 6 and rest.reason == "max_steps"
+    assert full.losses == part.losses + rest.losses
+    a = load_file(str(tmp_path / "full" / "train_state" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "train_state" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cut = train(cfg, out=tmp_path / "cut", dataset=_data(), progress=False, max_steps=3)
+    cut_rest = train(cfg, out=tmp_path / "cut", resume=tmp_path / "cut", dataset=_data(), progress=False,
+                     max_steps=6)
+    assert cut.losses[:2] == full.losses[:2]       # same LR until the schedules part
+    c = load_file(str(tmp_path / "cut" / "train_state" / "model.safetensors"))
+    assert cut_rest.step == 6 and not all(torch.equal(a[k], c[k]) for k in a)

@@ -471,12 +471,14 @@ def _write_config(out: Path, cfg: dict) -> None:
 
 def train(config, out=None, resume=None, max_steps: int | None = None, device: str | None = None,
           max_minutes: float | None = None, dataset=None, progress: bool = True,
-          overrides: dict | None = None) -> TrainResult:
+          overrides: dict | None = None, stop_at: int | None = None) -> TrainResult:
     """Train (or resume) the prior described by `config` (YAML path or dict; see training/config.py).
 
     `dataset`: optional in-memory dataset (len, item i → ((2,H,W) float32, MetadataRecord)) instead of
     `config["data"]`. `max_steps` overrides train.max_steps (the total step count), `max_minutes` sets a
-    wall-time limit for this run. Stops cleanly (checkpoint + export) on SIGINT/SIGTERM.
+    wall-time limit for this run. `stop_at` ends this run at that step with a checkpoint while the LR schedule
+    keeps its horizon (max_steps): how an interrupted run is reproduced exactly, or a run split into sessions.
+    Stops cleanly (checkpoint + export) on SIGINT/SIGTERM.
     """
 
     ov = dict(overrides or {})
@@ -518,6 +520,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
     torch.manual_seed(seed + rank)
     step, elapsed0, log_rows, state = _restore(state_dir, prior, named, ema, opt, order, world, rank, gen, nprng)
     total = int(tc["max_steps"])
+    end = total if stop_at is None else min(total, int(stop_at))
     prec = _training_precision(tc, prior, ds, dev, state, (lambda m: print(m, flush=True)) if rank == 0 else None)
     precision, prec_meta = prec.precision, prec.to_meta()
 
@@ -550,7 +553,7 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
         dist.barrier()
 
     try:
-        while step < total:
+        while step < end:
             t0 = time.time()
             tf = None                              # lr_horizon minutes: the fraction of this run's minutes spent
             if tc["lr_horizon"] == "minutes":
@@ -575,8 +578,10 @@ def train(config, out=None, resume=None, max_steps: int | None = None, device: s
             if dist.any(halt):
                 reason = stop.reason or "max_minutes"
                 break
-            if step % tc["checkpoint_every"] == 0 and step < total:
+            if step % tc["checkpoint_every"] == 0 and step < end:
                 checkpoint()
+        if reason == "max_steps" and end < total:
+            reason = "stop_at"
         checkpoint()
     finally:
         bar.close()
