@@ -59,6 +59,28 @@ def scored(ref, region, img) -> dict:
     return {**masked_metrics(ref, s * x, region), "scale": s}
 
 
+def markdown(out: dict, samples: int) -> str:
+    """The table of one run (PSNR / SSIM inside the head, each image at its own best scale)."""
+    L = [f"# {out['source']} (R {out['accel']:.2f}, {out['coils']} coils, {out['shape'][0]}×{out['shape'][1]}; "
+         f"DDS {samples} sample(s))\n", f"Command: `{out.get('command', '')}`\n", "| method | PSNR dB | SSIM | setting | scale |", "|---|---|---|---|---|"]
+    for m, r in out["methods"].items():
+        sv = r.get("self_validation") or {}
+        what = (f"λ {r['lamda']:g}, maps {r['maps']}" if r.get("lamda") is not None else
+                f"chose {sv['chosen']}" if sv.get("chosen") else "")
+        L.append(f"| {m} | {r['psnr']:.2f} | {r['ssim']:.4f} | {what} | {r['scale']:.4g} |")
+    L.append(f"\nDDS − best classical ({out['best_classical']}): {out['dds_minus_best_classical']:+.2f} dB; "
+             f"self-validated − best classical: {out['selfval_minus_best_classical']:+.2f} dB")
+    for m in ("dds", "dds-selfval"):
+        for key in ("calibration", "error_estimate"):
+            c = out["methods"][m].get(key)
+            if c:
+                L.append(f"- {m} {'std' if key == 'calibration' else 'error estimate'}: Spearman {c['spearman']:.2f}, "
+                         f"±1σ {100 * c['coverage_1sigma']:.0f} %, ±2σ {100 * c['coverage_2sigma']:.0f} %, "
+                         f"σ/RMSE {c['std_over_rmse']:.2f}" +
+                         (f" (hold-out scale {c['holdout_scale']:.2f})" if c.get("holdout_scale") else ""))
+    return "\n".join(L) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
@@ -115,7 +137,8 @@ def main(argv=None):
         rows[method] = best
         print(method, {q: best[q] for q in ("psnr", "ssim", "scale", "lamda", "maps")}, flush=True)
     classical = max((m for m in rows if not m.startswith("dds") and m != "zerofilled"), key=lambda m: rows[m]["psnr"])
-    out = {"source": "mrirecon/bart-workshop@143802b ismrm2016/pics-brain", "shape": list(mask.shape),
+    out = {"command": "python results/real/picsbrain.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "source": "mrirecon/bart-workshop@143802b ismrm2016/pics-brain", "shape": list(mask.shape),
            "coils": int(k.shape[0]), "accel": float(mask.size / mask.sum()), "region_pixels": int(region.sum()),
            "maps": {q: v for q, v in info.items() if isinstance(v, (int, float, str))}, "methods": rows,
            "best_classical": classical,
@@ -123,6 +146,8 @@ def main(argv=None):
            "selfval_minus_best_classical": rows["dds-selfval"]["psnr"] - rows[classical]["psnr"]}
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1, default=float)
+    with open(os.path.splitext(a.out)[0] + ".md", "w") as f:
+        f.write(markdown(out, a.samples))
     print(f"best classical {classical} {rows[classical]['psnr']:.2f}; DDS − it {out['dds_minus_best_classical']:+.2f} dB; "
           f"self-validated − it {out['selfval_minus_best_classical']:+.2f} dB")
     return 0
