@@ -119,7 +119,7 @@ def test_self_validation_decides_on_all_held_out_samples_pooled(monkeypatch):
 
     order = iter([])
 
-    def fake_err(image, k, s, scored):   # (residual, energy): equal energies, so the pooled NMSE is the mean
+    def fake_err(image, k, s, scored, weights=None):   # (residual, energy): equal energies, so the pooled NMSE is the mean
         return next(order), 1.0
 
     monkeypatch.setattr(selfval, "_run", fake_run)
@@ -176,7 +176,7 @@ def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
 
     names = {}
 
-    def fake_err(image, k, s, scored):
+    def fake_err(image, k, s, scored, weights=None):
         name = tags[int(image.real[0, 0])]
         names[errs[name]] = name
         return errs[name], 1.0

@@ -46,6 +46,7 @@ import time
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 from ..baselines import reconstruct
 from ..coils import calib_region
@@ -79,6 +80,9 @@ CANDIDATES = (("dds", "dds", _as_configured), ("dds-sparse", "dds", _weaker_prio
 MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64
+HOLDOUT_RULES = ("centre", "spread")
+SPREAD_SEED = 20261205     # the "spread" rule's draw of held-out samples (fixed: the same scan gives the same choice)
+SPREAD_SIGMA = 3.0         # pixels: the smoothing of the mask that gives the local sampling density
 
 
 def candidate(name: str, config) -> tuple:
@@ -120,25 +124,29 @@ def majority(choices) -> str | None:
     return max(dict.fromkeys(choices), key=choices.count) if choices else None
 
 
-def holdout_rows(mask_rows: np.ndarray, acs: tuple, fraction: float, fold: int = 0) -> np.ndarray:
+def holdout_rows(mask_rows: np.ndarray, acs: tuple, fraction: float, fold: int = 0, rule: str = "centre") -> np.ndarray:
     """Measured, non-ACS rows to hold out: n = max(MIN_HELDOUT, fraction · free lines), taken from the 2n free
     lines nearest the k-space centre (where the signal, not the noise, dominates), every other one (so the
-    holes are spread): fold 0 the 1st, 3rd, …, fold 1 the 2nd, 4th, … (disjoint). Empty when fewer than
-    MIN_FREE_LINES lines are free."""
+    holes are spread): fold 0 the 1st, 3rd, …, fold 1 the 2nd, 4th, … (disjoint). Rule "spread": the 2n lines
+    drawn at random (a fixed seed) among all free lines instead. Empty when fewer than MIN_FREE_LINES lines are
+    free."""
     free = np.nonzero(mask_rows)[0]
     free = free[(free < acs[0]) | (free >= acs[1])]
     if len(free) < MIN_FREE_LINES:
         return np.array([], dtype=int)
     n = min(max(MIN_HELDOUT, int(round(fraction * len(free)))), len(free) // 2)
     centre = len(mask_rows) // 2
+    if rule == "spread":
+        pick = free[np.random.default_rng(SPREAD_SEED).permutation(len(free))[: 2 * n]]
+        return np.sort(pick[int(fold) % 2::2][:n])
     near = free[np.argsort(np.abs(free - centre), kind="stable")][: 2 * n]
     return np.sort(near[int(fold) % 2::2][:n])
 
 
-def holdout_points(mask: np.ndarray, calib: tuple, fraction: float, fold: int = 0) -> np.ndarray:
+def holdout_points(mask: np.ndarray, calib: tuple, fraction: float, fold: int = 0, rule: str = "centre") -> np.ndarray:
     """For 2-D masks: (ny, nx) bool of single measured samples outside the centred calib (cy, cx) block to hold
-    out, chosen like `holdout_rows` by (elliptical) distance from the centre, fold 0 / 1 every other one.
-    All False when fewer than 2·MIN_HELDOUT_POINTS samples are free."""
+    out, chosen like `holdout_rows` by (elliptical) distance from the centre (rule "spread": at random), fold 0 / 1
+    every other one. All False when fewer than 2·MIN_HELDOUT_POINTS samples are free."""
     m = np.asarray(mask, bool)
     ny, nx = m.shape
     cy, cx = calib
@@ -149,38 +157,60 @@ def holdout_points(mask: np.ndarray, calib: tuple, fraction: float, fold: int = 
     if len(iy) < 2 * MIN_HELDOUT_POINTS:
         return out
     n = min(max(MIN_HELDOUT_POINTS, int(round(fraction * len(iy)))), len(iy) // 2)
-    r = ((iy - ny // 2) / ny) ** 2 + ((ix - nx // 2) / nx) ** 2
-    near = np.argsort(r, kind="stable")[: 2 * n][int(fold) % 2::2][:n]
+    if rule == "spread":
+        order = np.random.default_rng(SPREAD_SEED).permutation(len(iy))
+    else:
+        order = np.argsort(((iy - ny // 2) / ny) ** 2 + ((ix - nx // 2) / nx) ** 2, kind="stable")
+    near = order[: 2 * n][int(fold) % 2::2][:n]
     out[iy[near], ix[near]] = True
     return out
 
 
-def holdout_mask(mask: np.ndarray, fraction: float, fold: int = 0) -> tuple:
+def holdout_mask(mask: np.ndarray, fraction: float, fold: int = 0, rule: str = "centre") -> tuple:
     """(held-out (ny, nx) bool, scored (ny, nx) bool, what) for one fold: whole lines of a line mask (scored on
     the central half of the readout), single samples of a 2-D mask (scored where held out); empty when too
-    few samples are free."""
+    few samples are free. `rule`: "centre" (the held-out samples nearest the centre) or "spread" (at random over
+    the free samples; score them with `holdout_weights`)."""
     m = np.asarray(mask, bool)
     ny, nx = m.shape
     cy, cx = calib_region(m)
     if is_line_mask(m):
         lo = ny // 2 - cy // 2
-        rows = holdout_rows(m.any(axis=1), (lo, lo + cy), fraction, fold)
+        rows = holdout_rows(m.any(axis=1), (lo, lo + cy), fraction, fold, rule)
         held = np.zeros_like(m)
         held[rows] = m[rows]
         scored = held.copy()
         scored[:, : nx // 4] = False
         scored[:, nx - nx // 4:] = False
         return held, scored, f"{len(rows)} lines"
-    held = holdout_points(m, (cy, cx), fraction, fold)
+    held = holdout_points(m, (cy, cx), fraction, fold, rule)
     return held, held, f"{int(held.sum())} samples"
 
 
-def heldout_residual(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored: np.ndarray) -> tuple:
-    """(‖F(S x) − y‖², ‖y‖²) for one slice over the scored held-out samples (`holdout_mask`): image (ny, nx),
-    ksp/maps (C, ny, nx), scored (ny, nx) bool."""
+def holdout_weights(mask: np.ndarray, rule: str = "centre") -> np.ndarray | None:
+    """Weights (ny, nx) of the held-out samples' residuals: None for rule "centre" (plain sums); for "spread" the
+    inverse local sampling density of the mask (Gaussian σ SPREAD_SIGMA pixels; along the phase axis only for a
+    line mask), so that the held-out samples of a variable-density mask stand for the unmeasured k-space around
+    them and the score estimates the error over all of it rather than over the densely sampled centre."""
+    if rule != "spread":
+        return None
+    m = np.asarray(mask, bool)
+    if is_line_mask(m):
+        rows = ndi.gaussian_filter1d(m.any(axis=1).astype(np.float64), SPREAD_SIGMA, mode="wrap")
+        dens = np.broadcast_to(rows[:, None], m.shape)
+    else:
+        dens = ndi.gaussian_filter(m.astype(np.float64), SPREAD_SIGMA, mode="wrap")
+    return 1.0 / np.maximum(dens, 1e-3)
+
+
+def heldout_residual(image: np.ndarray, ksp: np.ndarray, maps: np.ndarray, scored: np.ndarray,
+                     weights: np.ndarray | None = None) -> tuple:
+    """(‖F(S x) − y‖², ‖y‖²) for one slice over the scored held-out samples (`holdout_mask`), each sample weighted
+    by `weights` (ny, nx) when given (`holdout_weights`): image (ny, nx), ksp/maps (C, ny, nx), scored (ny, nx) bool."""
     pred = fft2c_np(maps * image[None])[:, scored]
     y = ksp[:, scored]
-    return float(np.sum(np.abs(pred - y) ** 2)), float(np.sum(np.abs(y) ** 2))
+    w = 1.0 if weights is None else np.asarray(weights)[scored][None]
+    return float(np.sum(w * np.abs(pred - y) ** 2)), float(np.sum(w * np.abs(y) ** 2))
 
 
 def _run(sampler, method: str, settings, prior, ksp, maps, mask, records, config, device, scale=None):
@@ -233,8 +263,9 @@ def self_validated(sampler, prior, ksp, maps, mask, records=None, config=None, d
 def _choose(sampler, prior, k, s, m, records, c, device, scale):
     """Rank the candidates on one slice over `c.holdout_folds` folds → (info dict, (method, settings) of the winner)."""
     folds = []
+    weights = holdout_weights(m, c.holdout_rule)
     for f in range(c.holdout_folds):
-        held, scored, what = holdout_mask(m, c.holdout, f)
+        held, scored, what = holdout_mask(m, c.holdout, f, c.holdout_rule)
         if held.any():
             folds.append((held, scored, what))
     if not folds:
@@ -249,9 +280,10 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
             meth, sets = candidate(name, c)
             img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
                             device, scale)
-            errs[name], y2 = heldout_residual(img, k, s, scored)
-            if f == 0:
-                first[name] = (errs[name], int(scored.sum()), res)
+            errs[name], y2 = heldout_residual(img, k, s, scored, weights)
+            if f == 0:   # the error ratio of the uncertainty needs the plain residual
+                plain = errs[name] if weights is None else heldout_residual(img, k, s, scored)[0]
+                first[name] = (plain, int(scored.sum()), res)
         energy.append(max(y2, 1e-30))
         per_fold.append({n: v / energy[-1] for n, v in errs.items()})
     # the NMSE over all held-out samples of all folds (each fold weighted by its measured energy: a fold whose lines

@@ -87,6 +87,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rule", default="centre", help="the self-validation's hold-out rule (holdout_rule)")
     ap.add_argument("--samples", type=int, default=1, help="posterior samples per DDS image (K > 1: the std and the "
                                                                "calibrated error estimate are scored against the error)")
     a = ap.parse_args(argv)
@@ -102,7 +103,7 @@ def main(argv=None):
     rec = [MetadataRecord(anatomy="brain")]
     accel = realised_accel(mask)
     for name, cfg in (("dds", SamplerConfig(samples=a.samples)),
-                      ("dds-selfval", SamplerConfig(samples=a.samples, self_validate=True))):
+                      ("dds-selfval", SamplerConfig(samples=a.samples, self_validate=True, holdout_rule=a.rule))):
         t0 = time.perf_counter()
         res = sample_slices("dds", prior, [k], [maps], [mask], rec, cfg)
         img = np.asarray(res.image)[0]

@@ -3,7 +3,7 @@ classical candidate by more than 0.2 dB), through the product's own sampler (`di
 `self_validate=True`, default candidates, folds and hold-out).
 
     python results/real/selfval_check.py MODEL OUT.json [--device cuda] [--sim-slices 8] [--part I/N]
-                                         [--real FILE ...] [--threads T]
+                                         [--real FILE ...] [--threads T] [--rule centre|spread] [--masks M,...]
 
 Cases as results/selfval/probe.py: every real file × regular1d:2:24, regular1d:3:24, uniform1d:4:0.08,
 uniform1d:6:0.08 (scored inside the head against the fully sampled RSS), and `--sim-slices` simulator
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "selfval"))
 
 
-def row(name, spec, build, prior, device):
+def row(name, spec, build, prior, device, rule="centre"):
     from recon_core import baselines
     from recon_core.samplers import SamplerConfig, diffusion_sampler
     from recon_core.samplers.selfval import CANDIDATES
@@ -40,7 +40,7 @@ def row(name, spec, build, prior, device):
                                                       config=SamplerConfig(), device=device)
     out["dds"] = score(np.asarray(plain.image)[0])[0]
     t1 = time.perf_counter()
-    sv = diffusion_sampler("dds")(prior, k[None], s[None], m, records=[rec], config=SamplerConfig(self_validate=True),
+    sv = diffusion_sampler("dds")(prior, k[None], s[None], m, records=[rec], config=SamplerConfig(self_validate=True, holdout_rule=rule),
                                   device=device)
     out["selfval_seconds"] = round(time.perf_counter() - t1, 2)
     out["selfval"] = score(np.asarray(sv.image)[0])[0]
@@ -60,14 +60,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("out")
+    ap.add_argument("--rule", default="centre", help="the self-validation's hold-out rule (holdout_rule)")
+    ap.add_argument("--masks", default="", help="comma list: only the cases whose mask is one of these")
     add_case_arguments(ap)
     args = ap.parse_args()
     prior, todo = part_cases(args, args.model)
+    keep = set(filter(None, args.masks.split(",")))
     rows = []
     for name, spec, build in todo:
-        rows.append(row(name, spec, build, prior, args.device))
+        if keep and spec not in keep:
+            continue
+        rows.append(row(name, spec, build, prior, args.device, args.rule))
         print(json.dumps(rows[-1]), flush=True)
-        summary = {"model": args.model, "rows": rows,
+        summary = {"model": args.model, "rule": args.rule, "rows": rows,
                    "worst_selfval_minus_classical": min(r["selfval_minus_classical"] for r in rows),
                    "n_worse_than_classical_by_0.2": sum(r["selfval_minus_classical"] < -0.2 for r in rows),
                    "mean_selfval_minus_dds": round(float(np.mean([r["selfval_minus_dds"] for r in rows])), 3)}
