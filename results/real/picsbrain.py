@@ -3,9 +3,10 @@
     python results/real/picsbrain.py DIR --out OUT.json [--threads 2] [--model default] [--samples K]
 
 DIR holds `ksp.{cfl,hdr}` and `img.{cfl,hdr}` of mrirecon/bart-workshop @143802b, `ismrm2016/pics-brain` (no licence
-stated: kept outside the repository; read with the session tool `fetch`, then `git show`). `ksp`: one 180 × 230
-slice of an in-vivo 8-channel brain, Poisson-disc undersampled at R 7.9 (5240 of 41 400 samples, a fully sampled
-20 × 20 centre); `img`: `bart pics` (2 ESPIRiT map sets, no regularisation) of the *fully sampled* k-space the
+stated: kept outside the repository; a snapshot of the repository, e.g. the session tool's `fetch`, then
+`for f in ksp.cfl ksp.hdr img.cfl img.hdr; do git --git-dir=REPO show 143802b:ismrm2016/pics-brain/$f > DIR/$f; done`).
+`ksp`: one 180 × 230 slice of an in-vivo 8-channel brain, Poisson-disc undersampled at R 7.9 (5240 of 41 400
+samples, a fully sampled 20 × 20 centre); `img`: `bart pics` (2 ESPIRiT map sets, no regularisation) of the *fully sampled* k-space the
 workshop had — the reference, in BART's scaled units. The data were undersampled before anyone here saw them: the
 mask is the workshop's, not ours.
 
