@@ -53,6 +53,36 @@ def test_holdout_of_a_2d_mask_takes_points_not_rows():
     assert sl.sum() == hl.any(axis=1).sum() * 32 and not sl[:, :16].any()
 
 
+def test_spread_holdout_reaches_the_periphery_and_weights_it_by_inverse_density():
+    """Rule "spread": the held-out samples of a variable-density mask are drawn over all free k-space (the centre rule
+    takes the ring nearest the calibration block), the folds stay disjoint and fixed, and the residual weights are
+    the inverse local sampling density: larger where the mask is sparse. The centre rule has no weights."""
+    from recon_core.masks import make_mask
+    from recon_core.samplers.selfval import heldout_residual, holdout_mask, holdout_weights
+
+    m = make_mask("poisson2d", (64, 64), 6, seed=0).mask.astype(bool)
+    r = np.hypot(*np.meshgrid(np.arange(64) - 32, np.arange(64) - 32, indexing="ij"))
+    c0, _, _ = holdout_mask(m, 0.1, 0)
+    s0, _, _ = holdout_mask(m, 0.1, 0, "spread")
+    s1, _, _ = holdout_mask(m, 0.1, 1, "spread")
+    assert s0.sum() == c0.sum() and (m[s0]).all() and not (s0 & s1).any()
+    assert np.array_equal(s0, holdout_mask(m, 0.1, 0, "spread")[0])
+    assert r[c0].max() < 16 < r[s0].max() and r[s0].mean() > 1.5 * r[c0].mean()
+    assert holdout_weights(m, "centre") is None
+    w = holdout_weights(m, "spread")
+    assert w[r > 24].mean() > 2 * w[r < 8].mean()                       # the sparse periphery counts more
+    lines = make_mask("regular1d", (64, 64), 2, seed=0, acs_lines=8).mask.astype(bool)
+    wl = holdout_weights(lines, "spread")                              # every 2nd line: weight 2; the ACS block ~1
+    assert np.allclose(wl[:, 0], wl[:, 17]) and abs(wl[0, 0] - 2) < 0.1 and wl[32, 0] < 1.5
+    rng = np.random.default_rng(0)
+    k = (rng.standard_normal((2, 64, 64)) + 1j * rng.standard_normal((2, 64, 64))).astype(np.complex64)
+    maps = np.ones((2, 64, 64), np.complex64) / np.sqrt(2)
+    img = np.zeros((64, 64), np.complex64)
+    plain, energy = heldout_residual(img, k, maps, s0)
+    weighted, wenergy = heldout_residual(img, k, maps, s0, w)
+    assert np.isclose(plain, energy) and np.isclose(weighted, (w[s0][None] * np.abs(k[:, s0]) ** 2).sum())
+
+
 def test_noise_weight_lowers_gamma_on_noisy_data(prior):
     from recon_core.samplers.dds import dds_reconstruct
 
