@@ -226,6 +226,13 @@ def test_self_validation_reports_the_winners_holdout_error_ratio(monkeypatch):
     tags.clear()
     info, _ = selfval._choose(None, None, k, k, m, None, cfg, "cpu", None)
     assert info["chosen"] == "sense" and "holdout_error_ratio" not in info and len(seen) == 1
+    # the spread rule chooses on its own hold-out, but the ratio (whose s̄ was fitted on the centre rule's fold 0)
+    # comes from one more run of the winner on that centre fold
+    errs["sense"] = 0.5
+    tags.clear()
+    info, _ = selfval._choose(None, None, k, k, m, None, cfg.replace(holdout_rule="spread"), "cpu", None)
+    assert info["chosen"] == "dds-sparse" and info["holdout_error_ratio"] == 2.5 and "centre" in info["holdout_error_ratio_on"]
+    assert len(tags) == 2 * 4 + 1 and list(tags.values())[-1] == "dds-sparse" and seen[-1] == ("dds-sparse", 2, True)
 
 
 def test_self_validation_skipped_with_a_note_when_too_few_lines(prior):

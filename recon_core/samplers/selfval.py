@@ -297,6 +297,17 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
     if len(folds) > 1:
         info["heldout_nmse_folds"] = [{n: round(v, 6) for n, v in e.items()} for e in per_fold]
     bc = min(classical, key=total.get)
+    if best in diffusion and c.samples > 1 and weights is not None:
+        # the error ratio's reference s̄ (ErrorModel.holdout_sbar) was fitted on the centre rule's fold 0: under another
+        # rule the winner is run once more on that hold-out (K ≥ 2 only, i.e. when an error estimate is sent)
+        held_c, scored_c, _ = holdout_mask(m, c.holdout, 0, "centre")
+        if held_c.any():
+            reduced = m & ~held_c
+            meth, sets = candidate(best, c)
+            img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
+                            device, scale)
+            first[best] = (heldout_residual(img, k, s, scored_c)[0], int(scored_c.sum()), res)
+            info["holdout_error_ratio_on"] = "the centre rule's fold 0 (one more run of the winner)"
     residual, n_scored, res = first[best]
     if best in diffusion and res is not None and res.std is not None:   # K ≥ 2: how wrong vs its own estimate
         ratio = holdout_error_ratio(residual, n_scored, np.asarray(res.std)[0], k, s, m, c.samples,
