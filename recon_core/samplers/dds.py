@@ -63,9 +63,9 @@ class DDSOptions:
                              "lines best, then reconstruct with all data")
     holdout: float = _f(0.1, "float", "self-validation: fraction of the measured non-calibration lines held out",
                         lo=0.0, hi=0.5, lo_open=True)
-    holdout_rule: str = _f("centre", "str", "self-validation: which measured samples are held out — centre (those "
-                           "nearest the calibration block) or spread (at random, scored with inverse-density weights)",
-                           choices=("centre", "spread"))
+    holdout_rule: str = _f("spread", "str", "self-validation: which measured samples are held out — spread (at "
+                           "random over the free k-space, scored with inverse-density weights; default since session 19) "
+                           "or centre (those nearest the calibration block)", choices=("spread", "centre"))
     holdout_folds: int = _f(2, "int", "self-validation: disjoint hold-out folds (1 or 2: even / odd lines); a DDS "
                             "winner must win in each", lo=1, hi=2)
     selfval_slices: int = _f(1, "int", "self-validation in a series (stream processor): choose on the first N "

@@ -5,24 +5,29 @@ anatomy it never saw it may hurt). The measured k-space itself can tell, without
 
 1. hold out `holdout` of the measured samples outside the calibration (ACS) block, in `holdout_folds` (1 or 2)
    disjoint folds: for line masks (every measured row samples the same readout points: the raw stream's 2-D
-   Cartesian scans) whole lines, at least 4, every other one of the free lines nearest the centre (fold 0 the
-   even ones, fold 1 the odd ones: `holdout_rows`); for 2-D masks (e.g. Poisson k-space points) single samples,
-   the same way by distance from the centre (`holdout_points`: removing whole rows of a 2-D mask opens a hole
-   the reconstruction cannot fill, and the ranking follows the hole, not the scan). With fewer than 4 free lines
-   nothing is held out and the step is skipped (a note, not an error);
+   Cartesian scans) whole lines, at least 4 (`holdout_rows`); for 2-D masks (e.g. Poisson k-space points) single
+   samples (`holdout_points`: removing whole rows of a 2-D mask opens a hole the reconstruction cannot fill, and
+   the ranking follows the hole, not the scan). Which ones (`holdout_rule`): "spread" (the default since session
+   19) draws them at random over all free k-space and weights each residual by the inverse local sampling density
+   (`holdout_weights`), so the score estimates the error over all unmeasured k-space; "centre" (sessions 11–18)
+   takes every other one of the free lines / samples nearest the centre (fold 0 the even ones, fold 1 the odd
+   ones), which scores a ring of low frequencies only. With fewer than 4 free lines nothing is held out and the
+   step is skipped (a note, not an error);
 2. reconstruct from the remaining samples with every candidate (`CANDIDATES`: DDS as configured, DDS with its
    prior weighed × 0.3 in the sparse data consistency (recon_core/sparse_dc.py), CG-SENSE and L1-wavelet with
    cycle spinning; session 12 — before: DDS with γ and 2γ, sigpy's fixed-grid L1-wavelet), with the same coil maps);
 3. score each by its prediction error on the held-out samples (line masks: the central half of the readout,
-   where signal dominates), ‖M_h F S x − y_h‖² / ‖y_h‖² over the held-out samples of all folds (the held-out noise is
-   independent of the reconstruction, so this ranks candidates by their error on unmeasured k-space plus a
-   constant);
+   where signal dominates), ‖M_h F S x − y_h‖²_w / ‖y_h‖²_w over the held-out samples of all folds (w: the spread
+   rule's weights; the held-out noise is independent of the reconstruction, so this ranks candidates by their error
+   on unmeasured k-space plus a constant);
 4. reconstruct once more with all samples using the winner. When a classical candidate is returned, the reason
    (every candidate's held-out error) goes into the result's info ("reason" and "prior_unsure"), the log and the
    image meta; when DDS wins the sum but the best classical candidate wins one fold, DDS is kept and
    "prior_unsure" says the folds disagree (falling back there was measured and cost 1.6 and 3.2 dB on two
    simulator slices at ×8, where one fold's held-out lines carry almost no signal).
 
+Session 19 (results/selfval/check_s19.md, training/RUNS.md "Session 19"): on 32 product checks the spread rule changed
+5 choices (+0.46 dB on the worst simulator slice, +0.09 / +0.14 on two real cells, −0.06 on one) and 27 not.
 Measured (results/selfval/probe.py on a lent GPU, rules.py; training/RUNS.md "Self-validation"): one fold of
 held-out lines flips its choice with the parity of the lines (−0.35 dB against L1-wavelet on one real brain),
 their sum did not; the noise-weight candidate was never the best and was dropped. Session 12 (training/RUNS.md
@@ -281,9 +286,8 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
             img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
                             device, scale)
             errs[name], y2 = heldout_residual(img, k, s, scored, weights)
-            if f == 0:   # the error ratio of the uncertainty needs the plain residual
-                plain = errs[name] if weights is None else heldout_residual(img, k, s, scored)[0]
-                first[name] = (plain, int(scored.sum()), res)
+            if f == 0:   # (the error ratio below; under the spread rule it is taken on the centre fold instead)
+                first[name] = (errs[name], int(scored.sum()), res)
         energy.append(max(y2, 1e-30))
         per_fold.append({n: v / energy[-1] for n, v in errs.items()})
     # the NMSE over all held-out samples of all folds (each fold weighted by its measured energy: a fold whose lines
