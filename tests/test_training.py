@@ -145,9 +145,12 @@ def test_export_data_cli_train_then_generate_and_lora(tmp_path, capsys):
     assert "stopped at step 3" in capsys.readouterr().out
     prior = load_prior(out / "model")
     assert prior.manifest["training"]["steps"] == 3 and prior.conditioned
-    # resume from the run's own config.yaml to 5 steps
-    assert main(["train", "--resume", str(out), "--max-steps", "5", "--no-progress"]) == 0
+    # resume from the run's own config.yaml towards 6 steps, ending this run at step 5 (--stop-at), then bad --stop-at
+    assert main(["train", "--resume", str(out), "--max-steps", "6", "--stop-at", "5", "--no-progress"]) == 0
+    assert "stopped at step 5 (stop_at)" in capsys.readouterr().out
     assert load_prior(out / "model").manifest["training"]["steps"] == 5
+    assert main(["train", "--resume", str(out), "--stop-at", "0", "--no-progress"]) == 2
+    assert "--stop-at must be >= 1" in capsys.readouterr().err
     # wrong resolution data → clear error
     bad = write_export(tmp_path / "export64", n=8, res=64)
     cfg["data"]["path"] = str(bad)

@@ -85,7 +85,6 @@ CANDIDATES = (("dds", "dds", _as_configured), ("dds-sparse", "dds", _weaker_prio
 MIN_FREE_LINES = 4
 MIN_HELDOUT = 4
 MIN_HELDOUT_POINTS = 64
-HOLDOUT_RULES = ("centre", "spread")
 SPREAD_SEED = 20261205     # the "spread" rule's draw of held-out samples (fixed: the same scan gives the same choice)
 SPREAD_SIGMA = 3.0         # pixels: the smoothing of the mask that gives the local sampling density
 
