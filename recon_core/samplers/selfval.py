@@ -276,15 +276,20 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
         note = f"self-validation skipped: fewer than {MIN_FREE_LINES} measured lines outside the calibration block"
         log.info(note)
         return {"skipped": note}, ("dds", {})
+
+    def held_out(name, held, scored, w):
+        """Candidate `name` from the samples not held out → (weighted residual, energy, SamplerResult or None)."""
+        reduced = m & ~held
+        meth, sets = candidate(name, c)
+        img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c, device,
+                        scale)
+        return (*heldout_residual(img, k, s, scored, w), res)
+
     per_fold, energy, first = [], [], {}
     for f, (held, scored, _) in enumerate(folds):
-        reduced = m & ~held
         errs = {}
-        for name, method, _f in CANDIDATES:
-            meth, sets = candidate(name, c)
-            img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
-                            device, scale)
-            errs[name], y2 = heldout_residual(img, k, s, scored, weights)
+        for name, _m, _f in CANDIDATES:
+            errs[name], y2, res = held_out(name, held, scored, weights)
             if f == 0:   # (the error ratio below; under the spread rule it is taken on the centre fold instead)
                 first[name] = (errs[name], int(scored.sum()), res)
         energy.append(max(y2, 1e-30))
@@ -305,11 +310,8 @@ def _choose(sampler, prior, k, s, m, records, c, device, scale):
         # rule the winner is run once more on that hold-out (K ≥ 2 only, i.e. when an error estimate is sent)
         held_c, scored_c, _ = holdout_mask(m, c.holdout, 0, "centre")
         if held_c.any():
-            reduced = m & ~held_c
-            meth, sets = candidate(best, c)
-            img, res = _run(sampler, meth, sets, prior, (k * reduced[None])[None], s[None], reduced, records, c,
-                            device, scale)
-            first[best] = (heldout_residual(img, k, s, scored_c)[0], int(scored_c.sum()), res)
+            residual, _, res = held_out(best, held_c, scored_c, None)
+            first[best] = (residual, int(scored_c.sum()), res)
             info["holdout_error_ratio_on"] = "the centre rule's fold 0 (one more run of the winner)"
     residual, n_scored, res = first[best]
     if best in diffusion and res is not None and res.std is not None:   # K ≥ 2: how wrong vs its own estimate

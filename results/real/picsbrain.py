@@ -16,7 +16,7 @@ was scaled by the p90 of a low-resolution calibration image), so each image is f
 real factor that fits it best inside the region (least squares on magnitudes, reported as `scale`): every method
 gets its own best factor; none is favoured. Methods: DDS at the product defaults (one sample) and self-validated
 (the front doors' default), and every classical method at its best λ on this slice (an oracle for the classical
-side; the grids of the real-data evaluation plus two larger values, for R 7.9), BART with our maps and with its own
+side; `training.evaluation.real.classical`, the real-data evaluation's grids), BART with our maps and with its own
 `ecalib` maps. No ISMRMRD header exists for this slice, so DDS is conditioned on "brain" alone.
 """
 
@@ -26,23 +26,22 @@ import os
 import sys
 import time
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
-from recon_core import baselines
 from recon_core.baselines import bart
 from recon_core.coils import coil_maps
 from recon_core.metadata import MetadataRecord
-from recon_core.masks import realised_accel
-from recon_core.metrics import masked_metrics, uncertainty_calibration
+from recon_core.metrics import masked_metrics
 from recon_core.prior import load_prior
 from recon_core.raw.retrospective import object_region
 from recon_core.samplers import SamplerConfig, sample_slices
-from recon_core.uncertainty import error_estimate, error_model_of, holdout_rescaled
-from training.evaluation.real import LAMBDAS
+from training.evaluation.real import classical, uncertainty_scores
 
 METHODS = ("zerofilled", "sense", "l1wavelet", "l1wavelet-shift", "bart-w", "bart-tv")
-EXTRA = (0.03, 0.1)   # R 7.9 may want more regularisation than the R ≤ 6 grids hold
+CALIB = 20   # the fully sampled centre of the workshop's mask (rows × columns)
 
 
 def load(d):
@@ -102,7 +101,6 @@ def main(argv=None):
     rows = {}
     prior = load_prior(a.model)
     rec = [MetadataRecord(anatomy="brain")]
-    accel = realised_accel(mask)
     for name, cfg in (("dds", SamplerConfig(samples=a.samples)),
                       ("dds-selfval", SamplerConfig(samples=a.samples, self_validate=True, holdout_rule=a.rule))):
         t0 = time.perf_counter()
@@ -113,44 +111,37 @@ def main(argv=None):
         if sv:
             rows[name]["self_validation"] = sv[0]
         if res.std is not None:   # issue 27: the std and the error estimate the scanner sends, in the same units
-            sc, std = rows[name]["scale"], np.asarray(res.std)[0]
-            err = error_estimate(std, a.samples, accel, error_model_of(prior))
-            err, f = holdout_rescaled(err, (sv[0] if sv else {}).get("holdout_error_ratio"), accel,
-                                      error_model_of(prior))
-            rows[name]["calibration"] = uncertainty_calibration(ref, sc * np.abs(img), sc * std, region)
-            rows[name]["error_estimate"] = {**uncertainty_calibration(ref, sc * np.abs(img), sc * err, region),
-                                            "holdout_scale": f}
+            sc = rows[name]["scale"]
+            u = uncertainty_scores(ref, sc * np.abs(img), np.asarray(res.std)[0], lambda x, sc=sc: sc * x, a.samples,
+                                   mask, prior, sv[0] if sv else None, region)
+            rows[name]["calibration"] = u["calibration"]
+            rows[name]["error_estimate"] = {**u["error_estimate"], "holdout_scale": u.get("error_holdout_scale")}
         print(name, {q: rows[name][q] for q in ("psnr", "ssim", "scale")}, rows[name].get("self_validation", {}).get("chosen", ""), flush=True)
-    map_sets = {"ours": maps}
-    if bart.available():
-        map_sets["bart-ecalib"] = bart.ecalib(k, calib=20, kernel=6)
-    for method in METHODS:
-        if method.startswith("bart") and not bart.available():
-            continue
+    # every classical method over the real-data evaluation's λ grids, BART also with its own maps (`classical`); the
+    # slice as that function reads it: the undersampled k-space is its own calibration data, the 20 centre rows its ACS
+    lo = mask.shape[0] // 2 - CALIB // 2
+    sd = SimpleNamespace(kspace=k, mask=mask, calib=k, acs_rows=(lo, lo + CALIB))
+    for method, cands in classical(sd, maps, METHODS).items():
         best = None
-        grid = tuple(LAMBDAS.get(method, (None,))) + (EXTRA if method in LAMBDAS and method != "sense" else ())
-        for mname, mp in (map_sets.items() if method.startswith("bart") else [("ours", maps)]):
-            for lam in grid:
-                kw = {} if lam is None or method == "sense" else {"lamda": lam}
-                img = np.asarray(baselines.reconstruct(method, k[None], mp[None], mask, **kw))[0]
-                m = {**scored(ref, region, img), "lamda": lam, "maps": mname}
-                if best is None or m["psnr"] > best["psnr"]:
-                    best = m
+        for img, setting, _ in cands:
+            m = {**scored(ref, region, img), **setting}
+            if best is None or m["psnr"] > best["psnr"]:
+                best = m
         rows[method] = best
         print(method, {q: best[q] for q in ("psnr", "ssim", "scale", "lamda", "maps")}, flush=True)
-    classical = max((m for m in rows if not m.startswith("dds") and m != "zerofilled"), key=lambda m: rows[m]["psnr"])
+    best_cl = max((m for m in rows if not m.startswith("dds") and m != "zerofilled"), key=lambda m: rows[m]["psnr"])
     out = {"command": "python results/real/picsbrain.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "source": "mrirecon/bart-workshop@143802b ismrm2016/pics-brain", "shape": list(mask.shape),
            "coils": int(k.shape[0]), "accel": float(mask.size / mask.sum()), "region_pixels": int(region.sum()),
            "maps": {q: v for q, v in info.items() if isinstance(v, (int, float, str))}, "methods": rows,
-           "best_classical": classical,
-           "dds_minus_best_classical": rows["dds"]["psnr"] - rows[classical]["psnr"],
-           "selfval_minus_best_classical": rows["dds-selfval"]["psnr"] - rows[classical]["psnr"]}
+           "best_classical": best_cl,
+           "dds_minus_best_classical": rows["dds"]["psnr"] - rows[best_cl]["psnr"],
+           "selfval_minus_best_classical": rows["dds-selfval"]["psnr"] - rows[best_cl]["psnr"]}
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1, default=float)
     with open(os.path.splitext(a.out)[0] + ".md", "w") as f:
         f.write(markdown(out, a.samples))
-    print(f"best classical {classical} {rows[classical]['psnr']:.2f}; DDS − it {out['dds_minus_best_classical']:+.2f} dB; "
+    print(f"best classical {best_cl} {rows[best_cl]['psnr']:.2f}; DDS − it {out['dds_minus_best_classical']:+.2f} dB; "
           f"self-validated − it {out['selfval_minus_best_classical']:+.2f} dB")
     return 0
 

@@ -79,6 +79,22 @@ def classical(sd, maps_ours: np.ndarray, methods=CLASSICAL) -> dict:
     return out
 
 
+def uncertainty_scores(reference, rec, std, to_units, samples: int, mask, prior, selfval: dict | None,
+                       region) -> dict:
+    """How the posterior std and the calibrated error estimate the scanner sends (with self-validation: rescaled by
+    the scan's hold-out residual) predict the error of `rec` → {"calibration", "error_estimate"[,
+    "error_holdout_scale"]} (`uncertainty_calibration` each). std (ny, nx) in the sampler's units, `to_units` maps
+    such a map to the units of `rec` and `reference`; mask: the sampling mask (its realised acceleration)."""
+    em, accel = error_model_of(prior), realised_accel(mask)
+    err = error_estimate(std, samples, accel, em)
+    err, f = holdout_rescaled(err, (selfval or {}).get("holdout_error_ratio"), accel, em)
+    out = {"calibration": uncertainty_calibration(reference, rec, to_units(std), region),
+           "error_estimate": uncertainty_calibration(reference, rec, to_units(err), region)}
+    if f is not None:
+        out["error_holdout_scale"] = f
+    return out
+
+
 def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=CLASSICAL,
                 diffusion_methods=("dds",)) -> dict:
     """All methods on one real slice under mask `spec` → {method: metrics + setting}."""
@@ -91,16 +107,9 @@ def score_slice(rs: RealSlice, spec: str, prior, config, seed: int = 0, methods=
         rec = scanner_units(sd, maps, img)
         row[method] = {**masked_metrics(rs.reference, rec, rs.region), **info}
         if std is not None:   # posterior samples: does the std predict the error? (issue 27)
-            row[method]["calibration"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, std),
-                                                                 rs.region)
-            em, accel = error_model_of(prior), realised_accel(sd.mask)
-            err = error_estimate(std, config.samples, accel, em)
-            # with self-validation, the scanner's rescaling by the scan's own hold-out residual
-            err, f = holdout_rescaled(err, (info.get("self_validation") or {}).get("holdout_error_ratio"), accel, em)
-            if f is not None:
-                row[method]["error_holdout_scale"] = f
-            row[method]["error_estimate"] = uncertainty_calibration(rs.reference, rec, scanner_units(sd, maps, err),
-                                                                    rs.region)
+            row[method].update(uncertainty_scores(rs.reference, rec, std, lambda x: scanner_units(sd, maps, x),
+                                                  config.samples, sd.mask, prior, info.get("self_validation"),
+                                                  rs.region))
     if maps is None:
         maps = slice_maps(sd)
     for method, cands in classical(sd, maps, methods).items():
